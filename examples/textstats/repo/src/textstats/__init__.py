@@ -1,0 +1,1 @@
+"""textstats: small text statistics (built by the planfleet example plan)."""

@@ -1,0 +1,159 @@
+"""The command line: parser building, dispatch, and the one top-level error handler."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import os
+import platform
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from planfleet import __version__
+from planfleet.errors import ExitCode, PlanfleetError, UsageError
+from planfleet.output import Out, dumps, envelope
+
+# One module per subcommand under planfleet.commands; each exposes register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = (
+    "plan",
+    "preflight",
+    "worktree",
+    "merge",
+    "land",
+)
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    the run finished, but some tasks failed or were abandoned
+  2    bad usage or bad input (the message names the file, line and field)
+  3    refused by preflight or a guard (the message says why and what to do)
+  4    internal error (a short message and the path of a log with the traceback)
+  130  interrupted
+
+Every command takes --json and then prints one envelope:
+  {"version": 1, "command": ..., "status": ..., "data": ..., "errors": [...]}
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become UsageError (so --json gets an envelope)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def common_parent() -> argparse.ArgumentParser:
+    """Return the parent parser with the options every subcommand takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--json", action="store_true", help="print one JSON envelope instead of text"
+    )
+    parent.add_argument(
+        "-C",
+        "--repo",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="the repository to work in (default: the one holding the current directory)",
+    )
+    return parent
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="planfleet",
+        description=(
+            "Execute multi-phase coding plans with a fleet of Claude Code agents: "
+            "dependency-driven scheduling, one git worktree per task, results checked "
+            "by the filesystem and the tests, crash-safe state."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"planfleet {__version__}")
+    parser.add_argument(
+        "-C",
+        dest="repo_top",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="the repository to work in (also accepted after the subcommand)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parent = common_parent()
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"planfleet.commands.{name}")
+        module.register(sub, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run planfleet with ``argv`` and return the exit code; never raises for user errors."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    json_mode = "--json" in args
+    out = Out(json_mode=json_mode)
+    command = " ".join(a for a in args[:2] if not a.startswith("-")) or "planfleet"
+    try:
+        parser = build_parser()
+        ns = parser.parse_args(args)
+        handler = getattr(ns, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return ExitCode.USAGE
+        out.json_mode = bool(getattr(ns, "json", False))
+        if getattr(ns, "repo", None) is None:
+            ns.repo = ns.repo_top
+        command = getattr(ns, "command_name", command)
+        return int(handler(ns, out))
+    except PlanfleetError as exc:
+        return report_error(out, command, exc)
+    except KeyboardInterrupt:
+        if out.json_mode:
+            print(dumps(envelope(command, "interrupted", None, [])))
+        else:
+            print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return ExitCode.OK
+    except Exception:
+        log = write_crash_log(args)
+        message = f"internal error: {sys.exc_info()[1]!r}"
+        if out.json_mode:
+            err = {"type": "internal", "message": message, "log": str(log)}
+            print(dumps(envelope(command, "error", None, [err])))
+        print(f"planfleet: {message}\n  the traceback is in {log}", file=sys.stderr)
+        return ExitCode.INTERNAL
+
+
+def report_error(out: Out, command: str, exc: PlanfleetError) -> int:
+    """Print a user-facing error (envelope on stdout in JSON mode, text on stderr always)."""
+    status = "aborted" if exc.exit_code == ExitCode.REFUSED else "error"
+    if out.json_mode:
+        print(dumps(envelope(command, status, None, [exc.to_json()])))
+    print(f"planfleet: {exc.render()}", file=sys.stderr)
+    return int(exc.exit_code)
+
+
+def write_crash_log(argv: Sequence[str]) -> Path:
+    """Write versions and the current traceback to a log file and return its path."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(tempfile.gettempdir()) / f"planfleet-crash-{stamp}-{os.getpid()}.log"
+    text = (
+        f"planfleet {__version__}\n"
+        f"python {sys.version.split()[0]} on {platform.platform()}\n"
+        f"argv: {list(argv)!r}\n"
+        f"cwd: {os.getcwd()}\n\n{traceback.format_exc()}"
+    )
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

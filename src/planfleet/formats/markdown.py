@@ -1,0 +1,403 @@
+"""Line-aware Markdown helpers shared by the Markdown plan readers.
+
+They are deliberately small: headings, checkboxes, ``- **Key**: value`` fields, bullet
+lists and fenced code, each with the 1-based line it came from, so every reader can
+point at the exact line of a problem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_CHECKBOX = re.compile(r"^(\s*)[-*+]\s+\[([ xX~-])\]\s+(.*)$")
+_BULLET = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+(.*)$")
+# "- **Key**: value", "**Key:** value", "- Key: value" (the key is short, no sentence)
+_FIELD = re.compile(
+    r"^\s*(?:[-*+]\s+)?(?:\*\*|__)?(?P<key>[A-Za-z][A-Za-z0-9 /_()-]{0,40}?)(?::(?:\*\*|__)|(?:\*\*|__)?:)\s*(?P<value>.*)$"
+)
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+@dataclass
+class Line:
+    number: int  # 1-based
+    text: str
+
+
+@dataclass
+class Section:
+    """A heading and the lines under it, up to the next heading of any level."""
+
+    level: int
+    title: str
+    line: int
+    body: list[Line] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join(ln.text for ln in self.body).strip("\n")
+
+
+@dataclass
+class Checkbox:
+    line: int
+    checked: bool
+    text: str
+    indent: int
+    mark: str
+
+
+def unix_newlines(text: str) -> str:
+    """Return ``text`` with CRLF/CR line ends as ``\n`` (a task's text looks the same either way)."""
+    return "\n".join(text.splitlines())
+
+
+def lines_of(text: str, first_line: int = 1) -> list[Line]:
+    return [Line(i, t) for i, t in enumerate(text.splitlines(), start=first_line)]
+
+
+def sections(text: str, first_line: int = 1) -> tuple[list[Line], list[Section]]:
+    """Split ``text`` into the preamble (lines before any heading) and heading sections.
+
+    Headings inside fenced code blocks are not headings.
+    """
+    preamble: list[Line] = []
+    out: list[Section] = []
+    in_fence: str | None = None
+    for ln in lines_of(text, first_line):
+        fence = _FENCE.match(ln.text)
+        if fence:
+            marker = fence.group(1)
+            if in_fence is None:
+                in_fence = marker
+            elif in_fence == marker:
+                in_fence = None
+        heading = None if in_fence or fence else _HEADING.match(ln.text)
+        if heading:
+            out.append(Section(len(heading.group(1)), heading.group(2).strip(), ln.number))
+        elif out:
+            out[-1].body.append(ln)
+        else:
+            preamble.append(ln)
+    return preamble, out
+
+
+def subtree(all_sections: list[Section], index: int) -> list[Section]:
+    """Return the sections nested under ``all_sections[index]`` (deeper levels, contiguous)."""
+    level = all_sections[index].level
+    nested = []
+    for sec in all_sections[index + 1 :]:
+        if sec.level <= level:
+            break
+        nested.append(sec)
+    return nested
+
+
+def outside_fences(body: list[Line]) -> list[Line]:
+    """Return the lines of ``body`` that are not inside fenced code blocks."""
+    kept = []
+    in_fence: str | None = None
+    for ln in body:
+        fence = _FENCE.match(ln.text)
+        if fence:
+            marker = fence.group(1)
+            if in_fence is None:
+                in_fence = marker
+            elif in_fence == marker:
+                in_fence = None
+            continue
+        if in_fence is None:
+            kept.append(ln)
+    return kept
+
+
+def checkboxes(body: list[Line]) -> list[Checkbox]:
+    """Return the ``- [ ]`` / ``- [x]`` items of ``body`` (outside code fences)."""
+    out = []
+    for ln in outside_fences(body):
+        m = _CHECKBOX.match(ln.text)
+        if m:
+            mark = m.group(2)
+            out.append(Checkbox(ln.number, mark in "xX", m.group(3).strip(), len(m.group(1)), mark))
+    return out
+
+
+def fields(body: list[Line]) -> dict[str, Line]:
+    """Return ``key -> Line(value)`` for lines like ``- **Branch**: main`` (keys lowercased).
+
+    The first occurrence of a key wins; keys are normalised (lowercase, single spaces).
+    """
+    out: dict[str, Line] = {}
+    for ln in outside_fences(body):
+        if _CHECKBOX.match(ln.text):
+            continue
+        m = _FIELD.match(ln.text)
+        if not m:
+            continue
+        key = normalize_key(m.group("key"))
+        out.setdefault(key, Line(ln.number, m.group("value").strip()))
+    return out
+
+
+def normalize_key(key: str) -> str:
+    return re.sub(r"\s+", " ", key.strip().strip("*_").strip()).lower()
+
+
+def list_under(body: list[Line], label: str) -> list[Line]:
+    """Return the bullet items that follow a ``label`` field line (e.g. ``**Files**:``).
+
+    An inline value on the label line counts as items too (comma-separated).
+    The list ends at the first line that is neither a bullet, blank, nor indented.
+    """
+    label = normalize_key(label)
+    items: list[Line] = []
+    lines = outside_fences(body)
+    for i, ln in enumerate(lines):
+        m = _FIELD.match(ln.text)
+        if not m or normalize_key(m.group("key")) != label:
+            continue
+        base_indent = len(ln.text) - len(ln.text.lstrip())
+        inline = m.group("value").strip()
+        if inline:
+            items.extend(Line(ln.number, part) for part in split_inline_list(inline))
+        for nxt in lines[i + 1 :]:
+            if not nxt.text.strip():
+                if items:
+                    break
+                continue
+            indent = len(nxt.text) - len(nxt.text.lstrip())
+            b = _BULLET.match(nxt.text)
+            if b and (indent > base_indent or not _FIELD.match(b.group(2))):
+                if _FIELD.match(nxt.text) and indent <= base_indent and items:
+                    break
+                items.append(Line(nxt.number, b.group(2).strip()))
+            else:
+                break
+        break
+    return items
+
+
+def split_inline_list(value: str) -> list[str]:
+    """Split ``a.py, b.py`` or ``\u0060a\u0060, \u0060b\u0060`` into items; ``none``/``-`` give []."""
+    if value.strip().lower() in ("", "none", "n/a", "-", "(none)", "—"):
+        return []
+    spans = _CODE_SPAN.findall(value)
+    if spans and _CODE_SPAN.sub("", value).strip(" ,;") == "":
+        return [s.strip() for s in spans if s.strip()]
+    return [part.strip().strip("`").strip() for part in re.split(r"[,;]", value) if part.strip()]
+
+
+def strip_code(value: str) -> str:
+    """Return ``value`` without surrounding backticks or emphasis."""
+    value = value.strip()
+    m = _CODE_SPAN.fullmatch(value)
+    if m:
+        return m.group(1).strip()
+    return value.strip("*_ ").strip()
+
+
+def code_spans(value: str) -> list[str]:
+    return [s.strip() for s in _CODE_SPAN.findall(value)]
+
+
+def fenced_blocks(body: list[Line]) -> list[tuple[int, str, str]]:
+    """Return ``(line, info, code)`` for every fenced block in ``body``."""
+    out = []
+    current: list[str] | None = None
+    start, info, marker = 0, "", ""
+    for ln in body:
+        fence = _FENCE.match(ln.text)
+        if current is None and fence:
+            marker = fence.group(1)
+            info = ln.text.strip()[len(marker) :].strip()
+            start, current = ln.number, []
+        elif current is not None and fence and ln.text.strip().startswith(marker):
+            out.append((start, info, "\n".join(current)))
+            current = None
+        elif current is not None:
+            current.append(ln.text)
+    return out
+
+
+_PHASE_TITLE = re.compile(
+    r"^(?:\*\*|__)?phase\s+(\d{1,6})(?!\.\d)(?:\*\*|__)?(?=$|[\s:.)\-–—])\s*(?:[:.)\-–—]+\s*)?(.*)$",
+    re.IGNORECASE,
+)
+_PHASE_REF = re.compile(r"\bphases?\s*#?\s*((?:\d+(?:\s*(?:,|&|and|or|to|-|–)\s*)?)+)", re.I)
+_NUMBER_RANGE = re.compile(r"(\d+)(?:\s*(?:-|–|to)\s*(\d+))?")
+_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
+_NONE_WORDS = ("", "none", "n/a", "-", "(none)", "—", "nothing", "no dependencies")
+_MAX_RANGE = 1000  # "Phases 1-9999999" is a typo, not a request for a million ids
+
+
+def phase_heading(title: str) -> tuple[int, str] | None:
+    """Return ``(number, rest)`` for a title like ``Phase 3: Name`` or ``Phase 3 - Name``."""
+    m = _PHASE_TITLE.match(title.strip())
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2).strip()
+
+
+def no_value(value: str) -> bool:
+    """Return True for values that say "nothing": ``None``, ``n/a``, ``-``, ``(none)``, blank."""
+    return value.strip().strip("`*_").strip().lower().rstrip(".") in _NONE_WORDS
+
+
+def phase_refs(value: str) -> list[int]:
+    """Return the phase numbers ``value`` names: ``Phase 1, Phase 2``, ``Phases 1-3``, ``1, 2``.
+
+    ``None`` (and other "no dependency" words) give []. Numbers outside a ``Phase`` word
+    count only when the value is nothing but numbers and separators.
+    """
+    if no_value(value):
+        return []
+    text = value.strip().strip("`*_").strip()
+    groups = [m.group(1) for m in _PHASE_REF.finditer(text)]
+    if not groups and re.fullmatch(r"[\d\s,&;–-]+|[\d\s]+(?:and|or|to)[\d\s]+", text):
+        groups = [text]
+    out: list[int] = []
+    for group in groups:
+        for m in _NUMBER_RANGE.finditer(group):
+            lo = int(m.group(1))
+            hi = int(m.group(2)) if m.group(2) else lo
+            span = range(lo, hi + 1) if lo <= hi and hi - lo < _MAX_RANGE else (lo, hi)
+            out.extend(n for n in span if n not in out)
+    return out
+
+
+def item_path(text: str) -> str:
+    """Return the path an item names: its first code span, link target, or first word."""
+    spans = code_spans(text)
+    if spans:
+        return spans[0]
+    link = _LINK.search(text)
+    if link:
+        return link.group(2).strip()
+    words = text.strip().strip("*_").split()
+    return words[0].strip("*_,;:`") if words else ""
+
+
+def link_target(text: str) -> str | None:
+    """Return the target of the first ``[text](target)`` link in ``text``, or None."""
+    link = _LINK.search(text)
+    return link.group(2).strip() if link else None
+
+
+def bullet_items(body: list[Line]) -> list[Line]:
+    """Return the outermost list items of ``body`` (bullets, numbers, checkboxes), unmarked.
+
+    Deeper-indented items are folded into nothing: callers that need them use ``lines``.
+    """
+    items: list[Line] = []
+    base: int | None = None
+    for ln in outside_fences(body):
+        m = _BULLET.match(ln.text)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        if base is None or indent < base:
+            base = indent
+        if indent == base:
+            cb = _CHECKBOX.match(ln.text)
+            items.append(Line(ln.number, (cb.group(3) if cb else m.group(2)).strip()))
+    return items
+
+
+def section_text(all_sections: list[Section], index: int) -> str:
+    """Return a section's heading, body and nested sections as Markdown text."""
+    parts = []
+    for sec in [all_sections[index], *subtree(all_sections, index)]:
+        parts.append("#" * sec.level + " " + sec.title)
+        parts.extend(ln.text for ln in sec.body)
+    return "\n".join(parts).strip("\n")
+
+
+def split_files(items: list[Line]) -> tuple[list[Line], list[Line]]:
+    """Split a generic ``Files:`` list into ``(create, modify)``: ``(new)``/``create`` mark new."""
+    create: list[Line] = []
+    modify: list[Line] = []
+    for item in items:
+        path = item_path(item.text)
+        if not path:
+            continue
+        rest = item.text.lower()
+        new = re.search(r"\((?:new|create[sd]?)\b|\bnew file\b|^\s*(?:new|create)\s*:", rest)
+        (create if new else modify).append(Line(item.number, path))
+    return create, modify
+
+
+_TASK_TITLE = re.compile(
+    r"^(?:\*\*|__)?task\s+(\d{1,6}(?:\.\d{1,6})?)(?:\*\*|__)?\s*(?:[:.)\-–—]+\s*)?(?:\*\*|__)?\s*(.*)$",
+    re.IGNORECASE,
+)
+
+
+def task_heading(title: str) -> tuple[str, str] | None:
+    """Return ``(number, rest)`` for ``Task 2.1: Name`` / ``**Task 3** - Name``, else None."""
+    m = _TASK_TITLE.match(title.strip())
+    if not m:
+        return None
+    return m.group(1), m.group(2).strip().strip("*_").strip()
+
+
+def fields_outside(preamble: list[Line], secs: list[Section], skip: list[int]) -> dict[str, Line]:
+    """Return the fields of the preamble and of every section not under ``skip`` indexes."""
+    inside: set[int] = set()
+    for i in skip:
+        inside.update(range(i, i + 1 + len(subtree(secs, i))))
+    body = list(preamble)
+    for i, sec in enumerate(secs):
+        if i not in inside:
+            body.extend(sec.body)
+    return fields(body)
+
+
+class Facts:
+    """The ``**Key:** value`` fields of some sections, and lists under a key or a heading.
+
+    ``secs[0]`` is the owner (a phase or task heading); ``exclude`` drops nested sections
+    (by index) that belong to someone else, e.g. a phase's own task headings.
+    """
+
+    def __init__(self, secs: list[Section], *, exclude: set[int] | None = None) -> None:
+        self.secs = [s for n, s in enumerate(secs) if n not in (exclude or set())]
+        self.body = [ln for s in self.secs for ln in s.body]
+        self.fields = fields(self.body)
+
+    def value(self, keys: tuple[str, ...]) -> Line | None:
+        """Return the value line of the first of ``keys`` that is present, or None."""
+        return next((self.fields[k] for k in keys if k in self.fields), None)
+
+    def items(self, keys: tuple[str, ...], *, split_inline: bool = True) -> list[Line]:
+        """Return the list under a ``**Key:**`` line or a ``### Key`` heading, else [].
+
+        ``split_inline=False`` keeps an inline value whole (a sentence with commas).
+        """
+        for key in keys:
+            if key in self.fields:
+                inline = self.fields[key]
+                items = list_under(self.body, key)
+                if split_inline or not inline.text:
+                    return items
+                return [inline, *(i for i in items if i.number != inline.number)]
+        sec = self.section(keys)
+        if sec is None:
+            return []
+        return bullet_items(sec.body) or [
+            Line(ln.number, ln.text.strip()) for ln in outside_fences(sec.body) if ln.text.strip()
+        ]
+
+    def every(self, keys: tuple[str, ...]) -> list[Line]:
+        """Return the value of every ``Key: value`` line for ``keys`` (not just the first)."""
+        out = []
+        for ln in outside_fences(self.body):
+            m = None if _CHECKBOX.match(ln.text) else _FIELD.match(ln.text)
+            if m and normalize_key(m.group("key")) in keys:
+                out.append(Line(ln.number, m.group("value").strip()))
+        return out
+
+    def section(self, keys: tuple[str, ...]) -> Section | None:
+        """Return the nested section titled like one of ``keys`` (``### Acceptance``), or None."""
+        return next((s for s in self.secs[1:] if normalize_key(s.title.rstrip(":")) in keys), None)

@@ -1,0 +1,266 @@
+"""Thin named functions over one ``git()`` helper with a sanitized environment."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planfleet import proc
+from planfleet.errors import CommandError, RefusedError
+
+# Our own commits (merges into the integration branch) use a fixed identity.
+PLANFLEET_IDENTITY = {
+    "GIT_AUTHOR_NAME": "planfleet",
+    "GIT_AUTHOR_EMAIL": "planfleet@localhost",
+    "GIT_COMMITTER_NAME": "planfleet",
+    "GIT_COMMITTER_EMAIL": "planfleet@localhost",
+}
+
+# Inherited variables that would redirect git away from the repository we name.
+_DROP = (
+    "GIT_DIR",
+    "GIT_INDEX_FILE",
+    "GIT_WORK_TREE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_PREFIX",
+)
+
+
+def git_env(extra: Mapping[str, str] | None = None, *, identity: bool = False) -> dict[str, str]:
+    """Return the environment every git call runs with."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROP}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_OPTIONAL_LOCKS"] = "0"  # `git status` must not take index.lock behind an agent
+    env["LC_ALL"] = "C"
+    if identity:
+        env.update(PLANFLEET_IDENTITY)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def git(
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float | None = 300,
+    identity: bool = False,
+    env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
+) -> proc.Result:
+    """Run ``git args...`` in ``cwd``; raise CommandError on failure when ``check``."""
+    return proc.run(
+        ["git", *args],
+        cwd=cwd,
+        env=git_env(env, identity=identity),
+        timeout=timeout,
+        check=check,
+        input_text=input_text,
+    )
+
+
+def out(*args: str, cwd: Path) -> str:
+    """Return the stripped stdout of a git command that must succeed."""
+    return git(*args, cwd=cwd).stdout.strip()
+
+
+def toplevel(start: Path) -> Path | None:
+    """Return the work-tree root holding ``start``, or None outside a repository."""
+    result = git("rev-parse", "--show-toplevel", cwd=start, check=False)
+    if not result.ok or not result.stdout.strip():
+        return None
+    return Path(result.stdout.strip())
+
+
+def require_repo(start: Path | None) -> Path:
+    """Return the repository root for ``start`` (default: cwd); RefusedError outside one."""
+    where = (start or Path.cwd()).resolve()
+    if not where.exists():
+        raise RefusedError(
+            f"{where} does not exist", reason="no_repo", next_step="pass an existing folder to -C"
+        )
+    root = toplevel(where if where.is_dir() else where.parent)
+    if root is None:
+        raise RefusedError(
+            f"{where} is not inside a git repository",
+            reason="no_repo",
+            next_step="run planfleet inside your project's repository, or `git init` first",
+        )
+    return root
+
+
+def status_porcelain(cwd: Path, *, untracked: bool = True) -> list[str]:
+    """Return the paths with uncommitted changes (``git status --porcelain -z``)."""
+    args = ["status", "--porcelain=v1", "-z"]
+    if not untracked:
+        args.append("--untracked-files=no")
+    raw = git(*args, cwd=cwd).stdout
+    paths: list[str] = []
+    entries = raw.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        if not entry:
+            i += 1
+            continue
+        code, path = entry[:2], entry[3:]
+        paths.append(path)
+        if code[0] in "RC":  # renames carry the old path in the next entry
+            i += 1
+        i += 1
+    return paths
+
+
+def current_branch(cwd: Path) -> str | None:
+    """Return the checked-out branch name, or None when HEAD is detached or unborn."""
+    result = git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd, check=False)
+    return result.stdout.strip() or None if result.ok else None
+
+
+def rev_parse(rev: str, *, cwd: Path) -> str | None:
+    """Return the commit id ``rev`` names, or None if it names nothing."""
+    result = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd, check=False)
+    return result.stdout.strip() or None if result.ok else None
+
+
+def has_commits(cwd: Path) -> bool:
+    return rev_parse("HEAD", cwd=cwd) is not None
+
+
+def git_dir(cwd: Path) -> Path:
+    """Return the absolute common git directory (shared by all worktrees)."""
+    return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=cwd))
+
+
+def last_commit_time(path: Path, *, cwd: Path) -> int | None:
+    """Return the Unix time of the last commit touching ``path``, or None if untracked."""
+    try:
+        text = out("log", "-1", "--format=%ct", "--", str(path), cwd=cwd)
+    except CommandError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+ZERO_OID = "0" * 40
+
+
+def branch_ref(branch: str) -> str:
+    """Return the full ref name of a local branch."""
+    return f"refs/heads/{branch}"
+
+
+def is_ancestor(ancestor: str, descendant: str, *, cwd: Path) -> bool:
+    """Return True if commit ``ancestor`` is reachable from ``descendant``."""
+    result = git("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd, check=False)
+    if result.returncode not in (0, 1):
+        raise CommandError(
+            list(result.argv), result.returncode, result.stdout, result.stderr, str(cwd)
+        )
+    return result.returncode == 0
+
+
+def branch_name_problem(name: str, *, cwd: Path) -> str | None:
+    """Return why ``name`` is not a usable branch name (git's own rules), or None."""
+    if not name or name.startswith("-") or any(ord(c) < 32 for c in name):
+        return "is empty, starts with '-' or holds control characters"
+    result = git("check-ref-format", "--branch", name, cwd=cwd, check=False)
+    return None if result.ok else "is not a valid git branch name"
+
+
+@dataclass(frozen=True)
+class WorktreeEntry:
+    """One record of ``git worktree list --porcelain -z``."""
+
+    path: Path
+    head: str | None = None
+    branch: str | None = None  # short name (without refs/heads/); None when detached
+    bare: bool = False
+    locked: str | None = None  # the lock reason ("" when locked without one)
+    prunable: str | None = None  # why git considers the entry stale
+
+    @property
+    def present(self) -> bool:
+        """Return True if the worktree's folder exists (git omits ``prunable`` when locked)."""
+        return self.prunable is None and self.path.is_dir()
+
+
+def worktree_list(cwd: Path) -> list[WorktreeEntry]:
+    """Return every worktree git knows about, the main one first."""
+    raw = git("worktree", "list", "--porcelain", "-z", cwd=cwd).stdout
+    entries: list[WorktreeEntry] = []
+    fields: dict[str, str] = {}
+    for item in [*raw.split("\0"), ""]:
+        if item:
+            key, _, value = item.partition(" ")
+            fields[key] = value
+            continue
+        if "worktree" in fields:
+            branch = fields.get("branch")
+            entries.append(
+                WorktreeEntry(
+                    path=Path(fields["worktree"]),
+                    head=fields.get("HEAD"),
+                    branch=branch.removeprefix("refs/heads/") if branch else None,
+                    bare="bare" in fields,
+                    locked=fields.get("locked"),
+                    prunable=fields.get("prunable"),
+                )
+            )
+        fields = {}
+    return entries
+
+
+def update_ref(ref: str, new: str, old: str, *, cwd: Path, message: str = "planfleet") -> None:
+    """Point ``ref`` at ``new`` only if it still points at ``old`` (ZERO_OID: must not exist)."""
+    git("update-ref", "-m", message, ref, new, old, cwd=cwd)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One git command of a GitPlan: what ``--dry-run`` prints is what runs."""
+
+    args: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    identity: bool = False
+
+    def argv(self) -> list[str]:
+        return ["git", "-C", str(self.cwd), *self.args]
+
+    def render(self) -> str:
+        prefix = [f"{k}={shlex.quote(v)}" for k, v in sorted(self.env.items())]
+        return " ".join([*prefix, shlex.join(self.argv())])
+
+    def run(self, *, timeout: float | None = 300) -> proc.Result:
+        """Run this step; raise CommandError if it fails."""
+        return git(*self.args, cwd=self.cwd, env=self.env, identity=self.identity, timeout=timeout)
+
+
+@dataclass
+class GitPlan:
+    """An ordered list of git commands that is either printed (dry run) or executed."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    def add(
+        self, *args: str, cwd: Path, env: Mapping[str, str] | None = None, identity: bool = False
+    ) -> Step:
+        step = Step(tuple(args), cwd, dict(env or {}), identity)
+        self.steps.append(step)
+        return step
+
+    def extend(self, other: GitPlan) -> None:
+        self.steps.extend(other.steps)
+
+    def render(self) -> list[str]:
+        return [s.render() for s in self.steps]
+
+    def run(self, *, timeout: float | None = 300) -> list[proc.Result]:
+        """Run every step in order; raise CommandError at the first failure."""
+        return [s.run(timeout=timeout) for s in self.steps]
