@@ -61,6 +61,15 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     return path
 
 
+def commit_file(repo: Path, name: str, text: str) -> str:
+    """Write ``name`` in the checkout ``repo``, commit it and return the new commit id."""
+    (repo / name).parent.mkdir(parents=True, exist_ok=True)
+    (repo / name).write_text(text, encoding="utf-8")
+    git(repo, "add", name)
+    git(repo, "commit", "-qm", f"change {name}")
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Path:
     """A fresh repository with one commit on ``main``."""
@@ -91,4 +100,4 @@ def run_cli(
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
-    yield _run
+    return _run

@@ -25,9 +25,14 @@ def test_plan_show_json_on_the_example(run_cli, example: Path) -> None:
     assert r.code == 0, r.err
     env = r.json()
     assert (env["version"], env["command"], env["status"], env["errors"]) == (
-        1, "plan show", "ok", [])
+        1,
+        "plan show",
+        "ok",
+        [],
+    )
     data = env["data"]
-    assert data["name"] == "textstats" and data["format"] == "planfleet"
+    assert data["name"] == "textstats"
+    assert data["format"] == "planfleet"
     assert data["counts"] == {"phases": 3, "tasks": 5, "done": 0}
     assert data["groups"] == [["tokenizer", "counter", "usage-doc"], ["report"], ["cli"]]
     assert data["critical_path"] == {"length": 5.0, "tasks": ["tokenizer", "report", "cli"]}
@@ -68,16 +73,24 @@ def write_plan(repo: Path, body: str, name: str = "bad.plan.yaml") -> Path:
 
 
 def test_validate_reports_unknown_dependency_with_line(run_cli, git_repo: Path) -> None:
-    write_plan(git_repo, "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n"
-               "      - id: build\n      - id: test\n        depends_on: [biuld]\n")
+    write_plan(
+        git_repo,
+        "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n"
+        "      - id: build\n      - id: test\n        depends_on: [biuld]\n",
+    )
     r = run_cli("plan", "validate", "bad.plan.yaml", "--json", cwd=git_repo)
     assert r.code == 2
     env = r.json()
     assert env["status"] == "invalid"
     (err,) = env["data"]["errors"]
-    assert err == {"level": "error", "message": "task 'test' depends on unknown id 'biuld'",
-                   "file": "bad.plan.yaml", "line": 7, "field": "depends_on",
-                   "hint": "did you mean 'build'?"}
+    assert err == {
+        "level": "error",
+        "message": "task 'test' depends on unknown id 'biuld'",
+        "file": "bad.plan.yaml",
+        "line": 7,
+        "field": "depends_on",
+        "hint": "did you mean 'build'?",
+    }
 
 
 def test_validate_strict_fails_on_warnings(run_cli, git_repo: Path) -> None:
@@ -89,23 +102,29 @@ def test_validate_strict_fails_on_warnings(run_cli, git_repo: Path) -> None:
 
 
 def test_schema_error_names_file_line_field(run_cli, git_repo: Path) -> None:
-    write_plan(git_repo, "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n"
-               "      - id: a\n        timeout: soon\n")
+    write_plan(
+        git_repo,
+        "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n"
+        "      - id: a\n        timeout: soon\n",
+    )
     r = run_cli("plan", "show", "bad.plan.yaml", cwd=git_repo)
     assert r.code == 2
     assert r.out == ""
     assert r.err.splitlines()[0] == (
-        "planfleet: bad.plan.yaml:7: phases.0.tasks.0.timeout: 'soon' is not of type 'number'")
+        "planfleet: bad.plan.yaml:7: phases.0.tasks.0.timeout: 'soon' is not of type 'number'"
+    )
     assert "Traceback" not in r.err
 
 
 def test_bad_id_is_refused_before_it_becomes_a_path(run_cli, git_repo: Path) -> None:
-    write_plan(git_repo, "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n"
-               "      - id: ../../etc\n")
+    write_plan(
+        git_repo, "planfleet: 1\nname: p\nphases:\n  - id: one\n    tasks:\n      - id: ../../etc\n"
+    )
     r = run_cli("plan", "show", "bad.plan.yaml", "--json", cwd=git_repo)
     assert r.code == 2
     (err,) = r.json()["errors"]
-    assert err["line"] == 6 and err["field"] == "phases.0.tasks.0.id"
+    assert err["line"] == 6
+    assert err["field"] == "phases.0.tasks.0.id"
     assert err["message"].startswith("'../../etc' is not a valid id")
 
 
@@ -117,7 +136,8 @@ def test_unknown_plan_and_unknown_format(run_cli, git_repo: Path) -> None:
     assert r.code == 2
     assert "not a plan in any format planfleet reads" in r.err
     r = run_cli("plan", "show", "notes.txt", "--format", "nope", cwd=git_repo)
-    assert r.code == 2 and "unknown plan format 'nope'" in r.err
+    assert r.code == 2
+    assert "unknown plan format 'nope'" in r.err
 
 
 def test_outside_a_repository_is_refused(run_cli, tmp_path: Path) -> None:
@@ -154,7 +174,8 @@ def test_internal_error_writes_a_log_not_a_traceback(
     assert "Traceback" not in r.err
     assert "internal error: RuntimeError('kaboom')" in r.err
     log = Path(r.err.split("the traceback is in ")[1].strip())
-    assert "kaboom" in log.read_text() and "planfleet 0.1.0" in log.read_text()
+    assert "kaboom" in log.read_text()
+    assert "planfleet 0.1.0" in log.read_text()
 
 
 def test_invalid_utf8_plan(run_cli, git_repo: Path) -> None:
@@ -171,13 +192,15 @@ def fake_claude(folder: Path, version: str) -> Path:
     return exe
 
 
-def test_preflight_ok(run_cli, git_repo: Path, monkeypatch: pytest.MonkeyPatch,
-                      tmp_path: Path) -> None:
+def test_preflight_ok(
+    run_cli, git_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PLANFLEET_CLAUDE", str(fake_claude(tmp_path, "2.1.328")))
     r = run_cli("preflight", "--json", "--background", "--test-cmd", "true", cwd=git_repo)
     assert r.code == 0, r.out
     data = r.json()["data"]
-    assert data["status"] == "ok" and data["reason"] is None
+    assert data["status"] == "ok"
+    assert data["reason"] is None
     assert [c["name"] for c in data["checks"]] == ["claude", "git_repo", "clean_tree", "test"]
 
 
@@ -192,8 +215,13 @@ def test_preflight_ok(run_cli, git_repo: Path, monkeypatch: pytest.MonkeyPatch,
     ],
 )
 def test_preflight_refusals_are_structured(
-    run_cli, git_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-    setup: str, args: list[str], reason: str,
+    run_cli,
+    git_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    setup: str,
+    args: list[str],
+    reason: str,
 ) -> None:
     if setup == "missing":
         monkeypatch.setenv("PLANFLEET_CLAUDE", str(tmp_path / "no-such-claude"))
@@ -215,6 +243,7 @@ def test_preflight_dirty_names_files_and_allow_dirty(
 ) -> None:
     (git_repo / "new.txt").write_text("x")
     r = run_cli("preflight", "--no-claude", cwd=git_repo)
-    assert r.code == 3 and "uncommitted changes: new.txt" in r.out
+    assert r.code == 3
+    assert "uncommitted changes: new.txt" in r.out
     assert run_cli("preflight", "--no-claude", "--allow-dirty", cwd=git_repo).code == 0
     git(git_repo, "add", "new.txt")

@@ -14,6 +14,8 @@ from planfleet import formats, fsutil, proc
 from planfleet.errors import CommandError, InputError
 from planfleet.ids import check_id, id_problem, slugify
 
+ALLOWED = "use letters, digits, '.', '_', '-'"
+
 
 @pytest.mark.parametrize(
     ("value", "problem"),
@@ -21,10 +23,22 @@ from planfleet.ids import check_id, id_problem, slugify
         ("", "is empty"),
         ("-rf", "starts with '-'"),
         ("a..b", "contains '..'"),
-        ("../etc", "contains characters that are not allowed ('/'); use letters, digits, '.', '_', '-'"),
-        ("a b", "contains characters that are not allowed (' '); use letters, digits, '.', '_', '-'"),
-        ("$(rm)", "contains characters that are not allowed ('$', '(', ')'); use letters, digits, '.', '_', '-'"),
-        ("tâche", "contains characters that are not allowed ('â'); use letters, digits, '.', '_', '-'"),
+        (
+            "../etc",
+            "contains characters that are not allowed ('/'); use letters, digits, '.', '_', '-'",
+        ),
+        (
+            "a b",
+            "contains characters that are not allowed (' '); use letters, digits, '.', '_', '-'",
+        ),
+        (
+            "$(rm)",
+            "contains characters that are not allowed ('$', '(', ')'); " + ALLOWED,
+        ),
+        (
+            "tâche",
+            "contains characters that are not allowed ('â'); use letters, digits, '.', '_', '-'",
+        ),
         ("x.lock", "ends with '.' or '.lock'"),
         (".hidden", "must start with a letter or digit"),
         ("a" * 65, "is longer than 64 characters"),
@@ -34,7 +48,8 @@ def test_bad_ids(value: str, problem: str) -> None:
     assert id_problem(value) == problem
     with pytest.raises(InputError) as exc:
         check_id(value, what="task id", file="p.md", line=3)
-    assert exc.value.line == 3 and exc.value.field == "task id"
+    assert exc.value.line == 3
+    assert exc.value.field == "task id"
 
 
 @pytest.mark.parametrize("value", ["a", "L1-001", "1.2", "phase_3", "A.b-c_d"])
@@ -44,8 +59,14 @@ def test_good_ids(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "slug"),
-    [("My Plan: v2!", "My-Plan-v2"), ("../../x", "x"), ("", "plan"), ("élan vital", "elan-vital"),
-     ("a..b", "a.b"), ("name.lock", "name")],
+    [
+        ("My Plan: v2!", "My-Plan-v2"),
+        ("../../x", "x"),
+        ("", "plan"),
+        ("élan vital", "elan-vital"),
+        ("a..b", "a.b"),
+        ("name.lock", "name"),
+    ],
 )
 def test_slugify(text: str, slug: str) -> None:
     assert slugify(text) == slug
@@ -85,17 +106,21 @@ def test_proc_run_reports_command_and_output(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as exc:
         proc.run([sys.executable, "-c", "import sys; print('out'); sys.exit('bad thing')"])
     err = exc.value
-    assert err.returncode == 1 and "bad thing" in err.stderr
-    assert "command failed (exit 1)" in err.message and "bad thing" in err.message
+    assert err.returncode == 1
+    assert "bad thing" in err.stderr
+    assert "command failed (exit 1)" in err.message
+    assert "bad thing" in err.message
     with pytest.raises(InputError, match="program not found: no-such-prog"):
         proc.run(["no-such-prog"])
 
 
 def test_proc_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
-    script = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
-              f"'import time; time.sleep(60)']); open({str(pidfile)!r}, 'w').write(str(p.pid)); "
-              "time.sleep(60)")
+    script = (
+        f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+        f"'import time; time.sleep(60)']); open({str(pidfile)!r}, 'w').write(str(p.pid)); "
+        "time.sleep(60)"
+    )
     start = time.monotonic()
     with pytest.raises(CommandError, match="timed out"):
         proc.run([sys.executable, "-c", script], timeout=1.5)
@@ -109,11 +134,14 @@ def test_proc_timeout_kills_the_whole_group(tmp_path: Path) -> None:
 
 
 def test_stop_group_escalates_to_kill(tmp_path: Path) -> None:
-    script = ("import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
-              "time.sleep(60)")
+    script = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+        "time.sleep(60)"
+    )
     p = proc.spawn([sys.executable, "-c", script], cwd=tmp_path, stdout=-1)
-    assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == b"ready"
     code = proc.stop_group(p, grace_s=0.3)
     assert code == -signal.SIGKILL
     p.stdout.close()
@@ -127,13 +155,15 @@ def test_pid_alive_and_start_time() -> None:
 
 def test_user_command_passes_text_as_one_argument(tmp_path: Path) -> None:
     argv = proc.user_command("echo $((1+2)) > out.txt")
-    assert argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert len(argv) == 3
     proc.run(argv, cwd=tmp_path)
     assert (tmp_path / "out.txt").read_text() == "3\n"
 
 
 def test_all_eight_formats_are_registered() -> None:
     assert sorted(formats.reader_names()) == sorted(
-        ["planfleet", "spec", "ai", "maxvision", "plan-dir", "xml-tasks", "gsd", "superpowers"])
+        ["planfleet", "spec", "ai", "maxvision", "plan-dir", "xml-tasks", "gsd", "superpowers"]
+    )
     for reader in formats.readers():
         assert reader.summary

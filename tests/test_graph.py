@@ -11,20 +11,27 @@ from planfleet.formats.builder import PlanBuilder
 from planfleet.model import Plan
 
 
-def make_plan(spec: dict[str, dict[str, object]], phases: dict[str, list[str]] | None = None,
-              phase_deps: dict[str, list[str]] | None = None) -> Plan:
+def make_plan(
+    spec: dict[str, dict[str, object]],
+    phases: dict[str, list[str]] | None = None,
+    phase_deps: dict[str, list[str]] | None = None,
+) -> Plan:
     """Build a plan from ``{task: {"deps": [...], "est": n, "writes": [...]}}`` literals."""
-    b = PlanBuilder(format="test", path=Path("/r/plan.yaml"), repo=Path("/r"), name="p",
-                    title="p")
+    b = PlanBuilder(format="test", path=Path("/r/plan.yaml"), repo=Path("/r"), name="p", title="p")
     phases = phases or {"ph": list(spec)}
     for line, (pid, _tasks) in enumerate(phases.items(), 1):
         b.add_phase(pid, pid, line=line, depends_on=tuple((phase_deps or {}).get(pid, ())))
     for line, (tid, fields) in enumerate(spec.items(), 10):
         phase = next(p for p, ts in phases.items() if tid in ts)
-        b.add_task(tid, tid, phase=phase, line=line,
-                   depends_on=tuple(fields.get("deps", ())),  # type: ignore[arg-type]
-                   estimate=fields.get("est"),
-                   files_modify=tuple(fields.get("writes", ())))  # type: ignore[arg-type]
+        b.add_task(
+            tid,
+            tid,
+            phase=phase,
+            line=line,
+            depends_on=tuple(fields.get("deps", ())),  # type: ignore[arg-type]
+            estimate=fields.get("est"),
+            files_modify=tuple(fields.get("writes", ())),
+        )  # type: ignore[arg-type]
     return b.build()
 
 
@@ -64,13 +71,20 @@ def test_duplicate_task_id_is_an_error_diagnostic() -> None:
     b.add_task("a", "second", phase="1", line=5)
     plan = b.build()
     (d,) = plan.diagnostics
-    assert (d.level, d.line, d.message) == ("error", 5, "duplicate task id 'a' (first defined at p.md:2)")
+    assert (d.level, d.line, d.message) == (
+        "error",
+        5,
+        "duplicate task id 'a' (first defined at p.md:2)",
+    )
     assert [t.title for t in plan.tasks] == ["first"]
 
 
 def test_phase_dependencies_go_through_gates() -> None:
-    plan = make_plan({"a": {}, "b": {}, "c": {}}, phases={"one": ["a", "b"], "two": ["c"]},
-                     phase_deps={"two": ["one"]})
+    plan = make_plan(
+        {"a": {}, "b": {}, "c": {}},
+        phases={"one": ["a", "b"], "two": ["c"]},
+        phase_deps={"two": ["one"]},
+    )
     g = graph.build(plan)
     assert g.deps["c"] == ("one:gate",)
     assert g.deps["one:gate"] == ("a", "b")
@@ -83,10 +97,15 @@ def test_task_may_depend_on_a_phase() -> None:
 
 
 def test_critical_path_uses_estimates() -> None:
-    plan = make_plan({
-        "a": {"est": 1}, "b": {"est": 5, "deps": ["a"]}, "c": {"est": 2, "deps": ["a"]},
-        "d": {"est": 1, "deps": ["b", "c"]}, "e": {"est": 3},
-    })
+    plan = make_plan(
+        {
+            "a": {"est": 1},
+            "b": {"est": 5, "deps": ["a"]},
+            "c": {"est": 2, "deps": ["a"]},
+            "d": {"est": 1, "deps": ["b", "c"]},
+            "e": {"est": 3},
+        }
+    )
     length, path = graph.critical_path(graph.build(plan))
     assert (length, path) == (7.0, ["a", "b", "d"])
 
@@ -99,7 +118,8 @@ def test_critical_path_default_weight_is_one() -> None:
 def test_remaining_path_ranks_long_chains_first() -> None:
     plan = make_plan({"x": {"est": 1}, "y": {"est": 4, "deps": ["x"]}, "z": {"est": 2}})
     rest = graph.remaining_path(graph.build(plan))
-    assert rest["x"] == 5.0 and rest["z"] == 2.0
+    assert rest["x"] == 5.0
+    assert rest["z"] == 2.0
 
 
 def test_topo_order_is_stable_plan_order() -> None:
@@ -109,10 +129,13 @@ def test_topo_order_is_stable_plan_order() -> None:
 
 
 def test_overlapping_writes_warn_only_when_parallel() -> None:
-    plan = make_plan({
-        "a": {"writes": ["x.py"]}, "b": {"writes": ["x.py", "y.py"]},
-        "c": {"writes": ["y.py"], "deps": ["b"]},
-    })
+    plan = make_plan(
+        {
+            "a": {"writes": ["x.py"]},
+            "b": {"writes": ["x.py", "y.py"]},
+            "c": {"writes": ["y.py"], "deps": ["b"]},
+        }
+    )
     g = graph.build(plan)
     (d,) = g.diagnostics
     assert d.level == "warning"

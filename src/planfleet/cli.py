@@ -22,6 +22,7 @@ from planfleet.output import Out, dumps, envelope
 COMMAND_MODULES: tuple[str, ...] = (
     "plan",
     "preflight",
+    "state",
     "worktree",
     "merge",
     "land",
@@ -65,7 +66,12 @@ def common_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> Parser:
+def build_parser(only: str | None = None) -> Parser:
+    """Return the parser; with ``only``, just that subcommand's module is imported.
+
+    Importing every command module (state, worktrees, ...) costs more than most commands
+    take to run, so ``main`` builds the full parser only for help and unknown commands.
+    """
     parser = Parser(
         prog="planfleet",
         description=(
@@ -87,7 +93,7 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     parent = common_parent()
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         module = importlib.import_module(f"planfleet.commands.{name}")
         module.register(sub, parent)
     return parser
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Out(json_mode=json_mode)
     command = " ".join(a for a in args[:2] if not a.startswith("-")) or "planfleet"
     try:
-        parser = build_parser()
+        parser = build_parser(_command_word(args))
         ns = parser.parse_args(args)
         handler = getattr(ns, "handler", None)
         if handler is None:
@@ -129,6 +135,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(dumps(envelope(command, "error", None, [err])))
         print(f"planfleet: {message}\n  the traceback is in {log}", file=sys.stderr)
         return ExitCode.INTERNAL
+
+
+def _command_word(args: Sequence[str]) -> str | None:
+    """Return the subcommand named in ``args`` when it is a known one and help is not asked."""
+    if "-h" in args or "--help" in args:
+        return None
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "-C":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
 
 
 def report_error(out: Out, command: str, exc: PlanfleetError) -> int:

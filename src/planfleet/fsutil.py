@@ -12,12 +12,8 @@ from planfleet.errors import InputError
 MAX_TEXT_BYTES = 8 * 1024 * 1024  # a plan or state file larger than this is refused
 
 
-def atomic_write(path: Path, text: str, *, fsync_dir: bool = True, fsync_file: bool = True) -> None:
-    """Replace ``path`` with ``text`` so a crash leaves either the old or the new file.
-
-    ``fsync_file=False`` and ``fsync_dir=False`` keep the all-or-nothing replace but not
-    durability across a power loss (for advisory files rewritten often).
-    """
+def atomic_write(path: Path, text: str, *, fsync_dir: bool = True) -> None:
+    """Replace ``path`` with ``text`` so a crash leaves either the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -119,7 +119,7 @@ def build(plan: Plan) -> Graph:
                     src.file,
                     src.line,
                     "files",
-                    "planfleet will not run them at the same time; add a dependency to fix the order",
+                    "they will not run at the same time; add a dependency to fix their order",
                 )
             )
     return g
@@ -159,7 +159,7 @@ def find_cycle(g: Graph) -> list[str] | None:
                 stack[-1] = (node, i + 1)
                 nxt = prereqs[i]
                 if color.get(nxt, black) == grey:
-                    cyc = path[path.index(nxt) :] + [nxt]
+                    cyc = [*path[path.index(nxt) :], nxt]
                     return list(reversed(cyc))  # show it in "a -> needs b" reading order
                 if color.get(nxt) == white:
                     color[nxt] = grey

@@ -8,6 +8,7 @@ import unicodedata
 from planfleet.errors import InputError
 
 MAX_ID_LENGTH = 64
+_ALLOWED = "use letters, digits, '.', '_', '-'"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -23,7 +24,7 @@ def id_problem(value: str) -> str | None:
         bad = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "._-"))})
         if bad:
             shown = ", ".join(repr(c) for c in bad[:5])
-            return f"contains characters that are not allowed ({shown}); use letters, digits, '.', '_', '-'"
+            return f"contains characters that are not allowed ({shown}); {_ALLOWED}"
         return "must start with a letter or digit"
     if ".." in value:
         return "contains '..'"
@@ -43,7 +44,7 @@ def check_id(
             file=file,
             line=line,
             field=what,
-            hint="ids become folder and branch names: keep to [A-Za-z0-9._-], at most 64 characters",
+            hint="ids become folder and branch names: [A-Za-z0-9._-], at most 64 characters",
         )
     return value
 

@@ -104,7 +104,7 @@ def check_claude(minimum: str) -> Check:
             False,
             f"{exe} is version {shown}; at least {minimum} is needed",
             reason="too_old",
-            next_step="update Claude Code: claude update (or npm install -g @anthropic-ai/claude-code)",
+            next_step="update Claude Code: `claude update`, or npm i -g @anthropic-ai/claude-code",
         )
     return Check("claude", True, f"{exe} {shown} (>= {minimum})")
 

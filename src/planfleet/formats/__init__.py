@@ -155,9 +155,8 @@ def walk(repo: Path, pattern: str, *, max_depth: int = 8) -> Iterator[Path]:
         for entry in entries:
             if entry.is_symlink():
                 continue
-            if entry.is_dir():
-                if entry.name not in SKIP_DIRS and depth < max_depth:
-                    stack.append((entry, depth + 1))
+            if entry.is_dir() and entry.name not in SKIP_DIRS and depth < max_depth:
+                stack.append((entry, depth + 1))
             if entry.match(pattern):
                 yield entry
 

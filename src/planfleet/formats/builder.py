@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ class PlanBuilder:
                 phase_tasks[pid].append(pid)
             if pid in self._chained:
                 ids = phase_tasks[pid]
-                for prev, cur in zip(ids, ids[1:]):
+                for prev, cur in itertools.pairwise(ids):
                     t = self.tasks[cur]
                     if not t.get("depends_on"):
                         t["depends_on"] = (prev,)

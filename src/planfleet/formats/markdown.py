@@ -16,7 +16,8 @@ _CHECKBOX = re.compile(r"^(\s*)[-*+]\s+\[([ xX~-])\]\s+(.*)$")
 _BULLET = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+(.*)$")
 # "- **Key**: value", "**Key:** value", "- Key: value" (the key is short, no sentence)
 _FIELD = re.compile(
-    r"^\s*(?:[-*+]\s+)?(?:\*\*|__)?(?P<key>[A-Za-z][A-Za-z0-9 /_()-]{0,40}?)(?::(?:\*\*|__)|(?:\*\*|__)?:)\s*(?P<value>.*)$"
+    r"^\s*(?:[-*+]\s+)?(?:\*\*|__)?(?P<key>[A-Za-z][A-Za-z0-9 /_()-]{0,40}?)"
+    r"(?::(?:\*\*|__)|(?:\*\*|__)?:)\s*(?P<value>.*)$"
 )
 _CODE_SPAN = re.compile(r"`([^`]+)`")
 
@@ -50,7 +51,7 @@ class Checkbox:
 
 
 def unix_newlines(text: str) -> str:
-    """Return ``text`` with CRLF/CR line ends as ``\n`` (a task's text looks the same either way)."""
+    """Return ``text`` with CRLF/CR line ends as ``\n`` (task text is the same either way)."""
     return "\n".join(text.splitlines())
 
 
@@ -180,7 +181,7 @@ def list_under(body: list[Line], label: str) -> list[Line]:
 
 
 def split_inline_list(value: str) -> list[str]:
-    """Split ``a.py, b.py`` or ``\u0060a\u0060, \u0060b\u0060`` into items; ``none``/``-`` give []."""
+    """Split ``a.py, b.py`` or ``\u0060a\u0060, \u0060b\u0060`` into items; ``none`` gives []."""
     if value.strip().lower() in ("", "none", "n/a", "-", "(none)", "—"):
         return []
     spans = _CODE_SPAN.findall(value)
@@ -221,62 +222,7 @@ def fenced_blocks(body: list[Line]) -> list[tuple[int, str, str]]:
     return out
 
 
-_PHASE_TITLE = re.compile(
-    r"^(?:\*\*|__)?phase\s+(\d{1,6})(?!\.\d)(?:\*\*|__)?(?=$|[\s:.)\-–—])\s*(?:[:.)\-–—]+\s*)?(.*)$",
-    re.IGNORECASE,
-)
-_PHASE_REF = re.compile(r"\bphases?\s*#?\s*((?:\d+(?:\s*(?:,|&|and|or|to|-|–)\s*)?)+)", re.I)
-_NUMBER_RANGE = re.compile(r"(\d+)(?:\s*(?:-|–|to)\s*(\d+))?")
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
-_NONE_WORDS = ("", "none", "n/a", "-", "(none)", "—", "nothing", "no dependencies")
-_MAX_RANGE = 1000  # "Phases 1-9999999" is a typo, not a request for a million ids
-
-
-def phase_heading(title: str) -> tuple[int, str] | None:
-    """Return ``(number, rest)`` for a title like ``Phase 3: Name`` or ``Phase 3 - Name``."""
-    m = _PHASE_TITLE.match(title.strip())
-    if not m:
-        return None
-    return int(m.group(1)), m.group(2).strip()
-
-
-def no_value(value: str) -> bool:
-    """Return True for values that say "nothing": ``None``, ``n/a``, ``-``, ``(none)``, blank."""
-    return value.strip().strip("`*_").strip().lower().rstrip(".") in _NONE_WORDS
-
-
-def phase_refs(value: str) -> list[int]:
-    """Return the phase numbers ``value`` names: ``Phase 1, Phase 2``, ``Phases 1-3``, ``1, 2``.
-
-    ``None`` (and other "no dependency" words) give []. Numbers outside a ``Phase`` word
-    count only when the value is nothing but numbers and separators.
-    """
-    if no_value(value):
-        return []
-    text = value.strip().strip("`*_").strip()
-    groups = [m.group(1) for m in _PHASE_REF.finditer(text)]
-    if not groups and re.fullmatch(r"[\d\s,&;–-]+|[\d\s]+(?:and|or|to)[\d\s]+", text):
-        groups = [text]
-    out: list[int] = []
-    for group in groups:
-        for m in _NUMBER_RANGE.finditer(group):
-            lo = int(m.group(1))
-            hi = int(m.group(2)) if m.group(2) else lo
-            span = range(lo, hi + 1) if lo <= hi and hi - lo < _MAX_RANGE else (lo, hi)
-            out.extend(n for n in span if n not in out)
-    return out
-
-
-def item_path(text: str) -> str:
-    """Return the path an item names: its first code span, link target, or first word."""
-    spans = code_spans(text)
-    if spans:
-        return spans[0]
-    link = _LINK.search(text)
-    if link:
-        return link.group(2).strip()
-    words = text.strip().strip("*_").split()
-    return words[0].strip("*_,;:`") if words else ""
 
 
 def link_target(text: str) -> str | None:
@@ -288,7 +234,7 @@ def link_target(text: str) -> str | None:
 def bullet_items(body: list[Line]) -> list[Line]:
     """Return the outermost list items of ``body`` (bullets, numbers, checkboxes), unmarked.
 
-    Deeper-indented items are folded into nothing: callers that need them use ``lines``.
+    Deeper-indented items (sub-points of an item) are left out.
     """
     items: list[Line] = []
     base: int | None = None
@@ -312,34 +258,6 @@ def section_text(all_sections: list[Section], index: int) -> str:
         parts.append("#" * sec.level + " " + sec.title)
         parts.extend(ln.text for ln in sec.body)
     return "\n".join(parts).strip("\n")
-
-
-def split_files(items: list[Line]) -> tuple[list[Line], list[Line]]:
-    """Split a generic ``Files:`` list into ``(create, modify)``: ``(new)``/``create`` mark new."""
-    create: list[Line] = []
-    modify: list[Line] = []
-    for item in items:
-        path = item_path(item.text)
-        if not path:
-            continue
-        rest = item.text.lower()
-        new = re.search(r"\((?:new|create[sd]?)\b|\bnew file\b|^\s*(?:new|create)\s*:", rest)
-        (create if new else modify).append(Line(item.number, path))
-    return create, modify
-
-
-_TASK_TITLE = re.compile(
-    r"^(?:\*\*|__)?task\s+(\d{1,6}(?:\.\d{1,6})?)(?:\*\*|__)?\s*(?:[:.)\-–—]+\s*)?(?:\*\*|__)?\s*(.*)$",
-    re.IGNORECASE,
-)
-
-
-def task_heading(title: str) -> tuple[str, str] | None:
-    """Return ``(number, rest)`` for ``Task 2.1: Name`` / ``**Task 3** - Name``, else None."""
-    m = _TASK_TITLE.match(title.strip())
-    if not m:
-        return None
-    return m.group(1), m.group(2).strip().strip("*_").strip()
 
 
 def fields_outside(preamble: list[Line], secs: list[Section], skip: list[int]) -> dict[str, Line]:

@@ -81,7 +81,7 @@ class NativeReader:
                 file=shown,
                 line=line_of(lines, where),
                 field=field,
-                hint="see the plan format in the README (schema: planfleet/schemas/plan.schema.json)",
+                hint="see the plan format in the README (schema: schemas/plan.schema.json)",
             )
         return _build(data, lines, path, repo)
 

@@ -22,7 +22,8 @@ def load_yaml(text: str, *, file: str, first_line: int = 1) -> tuple[Any, dict[P
     nesting deeper than MAX_DEPTH, or more than one document.
     """
     try:
-        _check_depth(text, file, first_line)
+        if "*" in text or _could_nest_deeply(text):  # an alias needs a '*'
+            _check_depth(text, file, first_line)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -40,6 +41,16 @@ def load_yaml(text: str, *, file: str, first_line: int = 1) -> tuple[Any, dict[P
     return data, lines
 
 
+# libyaml's composer recurses in C once per nesting level and crashes the process near
+# 100,000 levels; 8,000 is well inside what it handles. Nesting needs a bracket or a line
+# per level, so a text with fewer of those than this cannot reach the danger zone.
+_SAFE_NESTING = 8000
+
+
+def _could_nest_deeply(text: str) -> bool:
+    return text.count("[") + text.count("{") + text.count("\n") >= _SAFE_NESTING
+
+
 def _check_depth(text: str, file: str, first_line: int) -> None:
     """Refuse deep nesting from the event stream, before the (recursive) composer sees it."""
     depth = 0
@@ -47,7 +58,7 @@ def _check_depth(text: str, file: str, first_line: int) -> None:
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                line = first_line + event.start_mark.line
+                line = _event_line(event, first_line)
                 raise InputError(
                     f"YAML nested deeper than {MAX_DEPTH} levels", file=file, line=line
                 )
@@ -57,8 +68,13 @@ def _check_depth(text: str, file: str, first_line: int) -> None:
             raise InputError(
                 "YAML aliases (*name) are not allowed in plans",
                 file=file,
-                line=first_line + event.start_mark.line,
+                line=_event_line(event, first_line),
             )
+
+
+def _event_line(event: yaml.Event, first_line: int) -> int | None:
+    mark = event.start_mark
+    return first_line + mark.line if mark is not None else None
 
 
 class _Converter:

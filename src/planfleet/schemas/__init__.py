@@ -45,7 +45,20 @@ def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
     return node
 
 
+@cache
+def compiled(name: str) -> Any:
+    """Return the fast compiled checker for schema ``name`` (see planfleet.jsoncheck)."""
+    from planfleet.jsoncheck import CompiledSchema
+
+    return CompiledSchema(load(name))
+
+
 def first_error(name: str, instance: Any) -> jsonschema.ValidationError | None:
-    """Return the most relevant validation error of ``instance``, or None if it is valid."""
+    """Return the most relevant validation error of ``instance``, or None if it is valid.
+
+    The compiled checker answers "valid" quickly; jsonschema explains what is invalid.
+    """
+    if compiled(name).ok(instance):
+        return None
     errors = list(validator(name).iter_errors(instance))
     return jsonschema.exceptions.best_match(errors) if errors else None
