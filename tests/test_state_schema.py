@@ -69,6 +69,16 @@ def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+def _edited(doc: Any, edits: list[tuple[Any, str, Any]]) -> Any:
+    """Return ``doc`` after the edits that still apply (earlier ones may remove a path)."""
+    for path, action, value in edits:
+        try:
+            doc = _mutate(doc, path, action, value)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue
+    return doc
+
+
 BASE = _base()
 PATHS = [p for p in _paths(BASE) if p]
 
@@ -103,12 +113,7 @@ def _mutate(doc: Any, path: tuple[Any, ...], action: str, value: Any) -> Any:
     )
 )
 def test_compiled_schema_agrees_with_jsonschema(edits: list[tuple[Any, str, Any]]) -> None:
-    doc: Any = BASE
-    for path, action, value in edits:
-        try:
-            doc = _mutate(doc, path, action, value)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier edit removed or replaced this path
+    doc = _edited(BASE, edits)
     assert SCHEMA.ok(doc) == reference_validator().is_valid(doc)
 
 
@@ -314,11 +319,6 @@ PLAN_VALUES = [*VALUES, 0.5, 51, "design", "two", {"create": ["x"]}, ["x.md", 3]
     )
 )
 def test_compiled_plan_schema_agrees_with_jsonschema(edits: list[tuple[Any, str, Any]]) -> None:
-    doc: Any = PLAN
-    for path, action, value in edits:
-        try:
-            doc = _mutate(doc, path, action, value)
-        except (KeyError, IndexError, TypeError, AttributeError):
-            continue  # an earlier edit removed or replaced this path
+    doc = _edited(PLAN, edits)
     assert schemas.compiled("plan").ok(doc) == schemas.validator("plan").is_valid(doc)
     assert (schemas.first_error("plan", doc) is None) == schemas.validator("plan").is_valid(doc)
