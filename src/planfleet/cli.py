@@ -26,6 +26,16 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worktree",
     "merge",
     "land",
+    "checkpoint",
+    "dispatch",
+    "agents",
+    "run",
+    "resume",
+    "status",
+    "stop",
+    "logs",
+    "verify",
+    "batch",
 )
 
 EPILOG = """\

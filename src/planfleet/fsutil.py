@@ -12,11 +12,17 @@ from planfleet.errors import InputError
 MAX_TEXT_BYTES = 8 * 1024 * 1024  # a plan or state file larger than this is refused
 
 
-def atomic_write(path: Path, text: str, *, fsync_dir: bool = True) -> None:
-    """Replace ``path`` with ``text`` so a crash leaves either the old or the new file."""
+def atomic_write(path: Path, text: str, *, fsync_dir: bool = True, mode: int | None = None) -> None:
+    """Replace ``path`` with ``text`` so a crash leaves either the old or the new file.
+
+    ``mode`` sets the file's permission bits (a temp file starts as 0600): pass the old
+    file's mode when rewriting a file that belongs to the user.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()

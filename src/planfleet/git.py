@@ -32,9 +32,14 @@ _DROP = (
 )
 
 
+def without_redirects(env: Mapping[str, str]) -> dict[str, str]:
+    """Return a copy of ``env`` without the variables that point git at another repository."""
+    return {k: v for k, v in env.items() if k not in _DROP}
+
+
 def git_env(extra: Mapping[str, str] | None = None, *, identity: bool = False) -> dict[str, str]:
     """Return the environment every git call runs with."""
-    env = {k: v for k, v in os.environ.items() if k not in _DROP}
+    env = without_redirects(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_OPTIONAL_LOCKS"] = "0"  # `git status` must not take index.lock behind an agent
     env["LC_ALL"] = "C"
@@ -264,3 +269,65 @@ class GitPlan:
     def run(self, *, timeout: float | None = 300) -> list[proc.Result]:
         """Run every step in order; raise CommandError at the first failure."""
         return [s.run(timeout=timeout) for s in self.steps]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file changed between two commits (``git diff --name-status``)."""
+
+    status: str  # A, M, D, T, R (rename: ``old_path`` set), C (copy: ``old_path`` set)
+    path: str
+    old_path: str | None = None
+
+
+def diff_changes(base: str, head: str, *, cwd: Path, renames: bool = True) -> list[Change]:
+    """Return the files changed from ``base`` to ``head``, in git's (path) order."""
+    args = ["diff", "--name-status", "-z", "--no-ext-diff", "--no-textconv"]
+    args.append("-M" if renames else "--no-renames")
+    fields = git(*args, base, head, "--", cwd=cwd).stdout.split("\0")
+    changes: list[Change] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i][0]
+        if status in "RC":
+            changes.append(Change(status, fields[i + 2], fields[i + 1]))
+            i += 3
+        else:
+            changes.append(Change(status, fields[i + 1]))
+            i += 2
+    return changes
+
+
+def object_kinds(specs: list[str], *, cwd: Path) -> list[tuple[str, int] | None]:
+    """Return ``(type, size)`` for each ``rev:path`` spec, None where it names nothing."""
+    if not specs:
+        return []
+    if any("\n" in s for s in specs):
+        raise ValueError("object names must not contain newlines")
+    lines = git(
+        "cat-file", "--batch-check", cwd=cwd, input_text="".join(f"{s}\n" for s in specs)
+    ).stdout.splitlines()
+    found: list[tuple[str, int] | None] = []
+    for line in lines:
+        parts = line.rsplit(" ", 2)
+        ok = len(parts) == 3 and parts[2].isdigit() and len(parts[0]) >= 40
+        found.append((parts[1], int(parts[2])) if ok else None)
+    return found
+
+
+def tree_files(rev: str, *, cwd: Path) -> list[str]:
+    """Return every file path in the tree of ``rev``."""
+    return [
+        p for p in git("ls-tree", "-r", "-z", "--name-only", rev, cwd=cwd).stdout.split("\0") if p
+    ]
+
+
+def blob_text(rev: str, path: str, *, cwd: Path) -> str | None:
+    """Return the text of ``path`` in ``rev``, or None when it is not a file there."""
+    result = git("cat-file", "blob", f"{rev}:{path}", cwd=cwd, check=False)
+    return result.stdout if result.ok else None
+
+
+def count_commits(base: str, head: str, *, cwd: Path) -> int:
+    """Return how many commits ``head`` has that ``base`` does not."""
+    return int(out("rev-list", "--count", f"{base}..{head}", cwd=cwd))

@@ -105,7 +105,7 @@ def merge_queue(
     items: Sequence[MergeItem],
     *,
     strategy: str = "merge",
-    check: str | None = None,
+    check: str | Sequence[str] | None = None,
     check_timeout: float = 600,
     base: str | None = None,
     fail_fast: bool = False,
@@ -116,6 +116,7 @@ def merge_queue(
     The caller orders the items (dependencies first, then priority). A failed item leaves
     the integration branch as it was and the next items are still tried unless ``fail_fast``.
     """
+    checks = (check,) if isinstance(check, str) else tuple(check or ())
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {strategy!r}", hint="use merge or squash")
     repo = repo.resolve()
@@ -131,7 +132,7 @@ def merge_queue(
         integ_head = git.rev_parse(git.branch_ref(integ), cwd=repo)
         start = integ_head or worktrees.resolve_commit(repo, base or "HEAD")
         planned = [
-            _merge_one(repo, plan, i, strategy, check, check_timeout, start, True) for i in items
+            _merge_one(repo, plan, i, strategy, checks, check_timeout, start, True) for i in items
         ]
         if planned and integ_head is None:
             planned[0].commands.insert(0, worktrees.integration_step(repo, plan, start).render())
@@ -146,7 +147,7 @@ def merge_queue(
                 results.append(MergeResult(item.task, _branch(plan, item), "skipped"))
                 continue
             old = worktrees.resolve_commit(repo, git.branch_ref(integ))
-            results.append(_merge_one(repo, plan, item, strategy, check, check_timeout, old, False))
+            results.append(_merge_one(repo, plan, item, strategy, checks, check_timeout, old, False))
     return results
 
 
@@ -163,7 +164,7 @@ def _merge_one(
     plan: str,
     item: MergeItem,
     strategy: str,
-    check: str | None,
+    check: tuple[str, ...],
     timeout: float,
     old: str,
     dry_run: bool,
@@ -198,7 +199,8 @@ def _merge_one(
     res.commands = [s.render() for s in [*steps, *gate, final]]
     if check:
         where = worktrees.merge_worktree(repo, plan)
-        res.commands.insert(-1, f"(in {where}) {shlex.join(proc.user_command(check))}")
+        for cmd in check:
+            res.commands.insert(-1, f"(in {where}) {shlex.join(proc.user_command(cmd))}")
     if dry_run:
         return res
     tree = write_tree(repo, steps[0], res)
@@ -321,7 +323,7 @@ def _check(
     plan: str,
     gate: list[git.Step],
     commit: str,
-    check: str,
+    check: tuple[str, ...],
     timeout: float,
     res: MergeResult,
 ) -> bool:
@@ -334,17 +336,18 @@ def _check(
         else:
             _run(step, commit=commit)
     wt = worktrees.merge_worktree(repo, plan)
-    try:
-        result = proc.run(proc.user_command(check), cwd=wt, timeout=timeout, check=False)
-    except CommandError as exc:  # timed out
-        res.status = "check_failed"
-        res.output = _tail(f"timed out after {timeout:g} s\n{exc.stdout}{exc.stderr}")
-        return False
-    if result.ok:
-        return True
-    res.status = "check_failed"
-    res.output = _tail(f"exit {result.returncode}\n{result.stdout}{result.stderr}")
-    return False
+    for cmd in check:
+        try:
+            result = proc.run(proc.user_command(cmd), cwd=wt, timeout=timeout, check=False)
+        except CommandError as exc:  # timed out
+            res.status = "check_failed"
+            res.output = _tail(f"$ {cmd}\ntimed out after {timeout:g} s\n{exc.stdout}{exc.stderr}")
+            return False
+        if not result.ok:
+            res.status = "check_failed"
+            res.output = _tail(f"$ {cmd}\nexit {result.returncode}\n{result.stdout}{result.stderr}")
+            return False
+    return True
 
 
 def _tail(text: str) -> str:

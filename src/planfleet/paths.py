@@ -27,7 +27,10 @@ This folder is written by planfleet while it runs a plan. It is listed in
 - `state/<plan>.json.bak`, `state/<plan>.json.v<N>.bak` - the previous file, kept when a
   run was started over or the file was upgraded from schema version N.
 - `locks/` - other short-lived locks (for example around git's own metadata writes).
-- `logs/<plan>/` - agent transcripts and command output, one file per task attempt.
+- `logs/<plan>/<task>.<attempt>.log` - agent transcripts and command output, one file per
+  task attempt (JSON lines for the claude runner).
+- `runs/<plan>/` - the engine's pid file and log (`engine.json`, `engine.log`) and
+  `verify/<task>.<attempt>.json`, the evidence of every gate the engine ran on an attempt.
 - `worktrees/<plan>/<task>/` - one git worktree per task. A worktree may hold work that is
   not merged yet: remove it with `planfleet` (which saves such work to a rescue branch
   first), not with `rm -rf`.
@@ -93,6 +96,21 @@ def lock_dir(repo: Path) -> Path:
 def logs_dir(repo: Path, plan: str) -> Path:
     """Return ``.planfleet/logs/<plan>`` (not created)."""
     return planfleet_dir(repo) / "logs" / check_id(plan, what="plan name")
+
+
+def runs_dir(repo: Path, plan: str) -> Path:
+    """Return ``.planfleet/runs/<plan>`` (not created): the engine's pid file and log."""
+    return planfleet_dir(repo) / "runs" / check_id(plan, what="plan name")
+
+
+def verify_dir(repo: Path, plan: str) -> Path:
+    """Return ``.planfleet/runs/<plan>/verify`` (not created): one record per attempt."""
+    return runs_dir(repo, plan) / "verify"
+
+
+def attempt_log(repo: Path, plan: str, task: str, attempt: int) -> Path:
+    """Return ``.planfleet/logs/<plan>/<task>.<attempt>.log`` (folder not created)."""
+    return logs_dir(repo, plan) / f"{check_id(task, what='task id')}.{attempt}.log"
 
 
 def worktrees_root(repo: Path) -> Path:

@@ -86,6 +86,25 @@ def run(
     return result
 
 
+def run_foreground(argv: Sequence[str], *, cwd: Path | str | None = None) -> int:
+    """Run ``argv`` on this terminal (same process group: it gets the tty and Ctrl-C).
+
+    For interactive pass-throughs such as `claude attach`; returns the exit code.
+    """
+    args = [str(a) for a in argv]
+    try:
+        child = subprocess.Popen(args, cwd=cwd)
+    except FileNotFoundError:
+        raise InputError(f"program not found: {args[0]}", hint="install it or fix PATH") from None
+    except PermissionError:
+        raise InputError(f"program is not executable: {args[0]}") from None
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue  # the terminal sent Ctrl-C to the child too: it decides when to end
+
+
 def user_command(command: str) -> list[str]:
     """Return the argv that runs a command the user wrote in their own plan or config."""
     if "\x00" in command:

@@ -72,6 +72,7 @@ OPTIONAL_FIELDS = (
     "verification",
     "started_at",
     "finished_at",
+    "merged_at",
     *LIVE_FIELDS,
 )
 _UNSET: dict[str, None] = dict.fromkeys(OPTIONAL_FIELDS)

@@ -31,6 +31,9 @@ from planfleet.statemodel import (
 )
 
 
+TIMEOUT_TYPES = frozenset({"timeout", "stall"})
+
+
 def holder_text(record: TaskRecord) -> str:
     """Return who works on a task, for messages: owner, pid, host and since when."""
     parts = [f"owner {record['owner']}"] if record.get("owner") else []
@@ -84,7 +87,7 @@ def claim(
     stamp = now or now_iso()
     move(state, task_id, "in_progress", now=stamp)
     record["attempts"] += 1
-    record.update(owner=owner, started_at=stamp, finished_at=None, error=None)
+    record.update(owner=owner, started_at=stamp, finished_at=None, error=None, merged_at=None)
     record.update(dict.fromkeys(LIVE_FIELDS))
     record.update(host=hostname())
     if pid is not None:
@@ -203,8 +206,8 @@ def fail(
     cost_usd: float | None = None,
     now: str | None = None,
 ) -> TaskRecord:
-    """Record a failed attempt (status ``timeout`` when ``error_type`` is "timeout")."""
-    status = "timeout" if error_type == "timeout" else "failed"
+    """Record a failed attempt (status ``timeout`` for a timeout or a stall)."""
+    status = "timeout" if error_type in TIMEOUT_TYPES else "failed"
     record, stamp = _finish(state, task_id, status, owner=owner, cost_usd=cost_usd, now=now)
     record["error"] = {"type": error_type, "step": step, "message": message}
     if feedback is not None:
@@ -226,7 +229,7 @@ def reset(
     stamp = now or now_iso()
     if record["status"] != "pending":
         move(state, task_id, "pending", now=stamp)
-    record.update(dict.fromkeys(LIVE_FIELDS), owner=None, updated_at=stamp)
+    record.update(dict.fromkeys(LIVE_FIELDS), owner=None, merged_at=None, updated_at=stamp)
     if hard:
         fresh = new_task(
             title=record["title"],
@@ -245,6 +248,22 @@ def reset(
         state["abandoned"].remove(task_id)
     dequeue(state, task_id)
     add_event(state, "reset_hard" if hard else "reset", task_id, reason, now=stamp)
+    return record
+
+
+def release(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
+    """Hand an in-progress task back unfinished: pending again, the attempt not counted.
+
+    For attempts that ended through no fault of the task (the run was paused, a usage
+    limit was hit): they must not use up the task's attempts.
+    """
+    record = _in_progress(state, task_id, "release")
+    stamp = now or now_iso()
+    move(state, task_id, "pending", now=stamp)
+    record.update(dict.fromkeys(LIVE_FIELDS), owner=None, finished_at=stamp)
+    record["attempts"] = max(0, int(record["attempts"]) - 1)
+    record["note"] = reason
+    add_event(state, "released", task_id, reason, now=stamp)
     return record
 
 

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from planfleet.errors import InputError
-from planfleet.formats.builder import PlanBuilder
+from planfleet.formats.builder import PlanBuilder, status_from_word
 from planfleet.formats.markdown import (
     Section,
     fenced_blocks,
@@ -96,6 +96,11 @@ def read_checkpoints(b: PlanBuilder, secs: list[Section]) -> dict[str, tuple[Any
     return out
 
 
+def checkpoint_word(word: str) -> str | None:
+    """Return the recorded status a checkpoint's status word means, or None if unknown."""
+    return _CHECKPOINT_WORDS.get(word.strip().lower()) or status_from_word(word)
+
+
 def checkpoint_status(b: PlanBuilder, entry: tuple[Any, int] | None) -> tuple[str, dict[str, Any]]:
     """Return the phase status and meta a checkpoint entry records (pending, {} without one)."""
     if entry is None:
@@ -107,7 +112,7 @@ def checkpoint_status(b: PlanBuilder, entry: tuple[Any, int] | None) -> tuple[st
         b.diag("warning", "checkpoint has no status; treated as pending", line=line, field="status")
         return "pending", {"checkpoint": record}
     word = str(word)
-    status = _CHECKPOINT_WORDS.get(word.strip().lower()) or b.status(word, line=line)
+    status = checkpoint_word(word) or b.status(word, line=line)
     meta: dict[str, Any] = {"checkpoint": record}
     if "error" in record:
         meta["error"] = str(record["error"])

@@ -21,6 +21,8 @@ Mapping onto the model:
   records partial execution: each ``phase_N`` entry's ``status`` becomes the phase's status
   (``complete`` → done, ``failed`` → failed), the entry is kept in ``phase.meta
   ["checkpoint"]`` and its ``error`` in ``meta["error"]`` of the phase and its one task.
+  A ``completed_tasks: [2.1]`` list in an entry records listed tasks done in a phase that
+  is not complete yet.
 """
 
 from __future__ import annotations
@@ -200,26 +202,38 @@ def _phase(
             "meta": {k: v for k, v in meta.items() if k == "error"},
         },
     )
+    completed = _completed_tasks(meta.get("checkpoint"))
     for n, t in enumerate(listed, start=1):
         tfacts = t.facts
         own = listed_status(b, t.mark, tfacts.value(("status",)) if tfacts else None)
         towner = tfacts.value(OWNER) if tfacts else None
         deps = tfacts.value(DEPENDS) if tfacts else None
+        tid = listed_task_id(pid, t.number, n)
+        if own == "pending" and (status in ("done", "skipped") or tid in completed):
+            # a checkpoint that records the phase (or this task) done covers unticked tasks
+            own = status if status in ("done", "skipped") else "done"
         b.add_task(
-            listed_task_id(pid, t.number, n),
+            tid,
             t.title,
             phase=pid,
             line=t.line,
             kind=kind,
             blast_radius=blast,
             text=t.text,
-            # a checkpoint that records the whole phase done covers its unticked tasks
-            status=status if own == "pending" and status in ("done", "skipped") else own,
+            status=own,
             owner=strip_code(towner.text) if towner else owner,
             acceptance=_acceptance(tfacts) if tfacts else (),
             depends_on=dedupe(_TASK_REF.findall(deps.text)) if deps else (),
             **(_work(tfacts) if tfacts else {}),
         )
+
+
+def _completed_tasks(checkpoint: Any) -> set[str]:
+    """Return the task ids a checkpoint's ``completed_tasks`` list names (a partial phase)."""
+    listed = checkpoint.get("completed_tasks") if isinstance(checkpoint, dict) else None
+    if isinstance(listed, (str, int, float)):
+        listed = [listed]
+    return {str(t).strip() for t in listed} if isinstance(listed, list) else set()
 
 
 def _kind(b: PlanBuilder, facts: Facts, title: str) -> str:

@@ -125,6 +125,23 @@ def checkboxes(body: list[Line]) -> list[Checkbox]:
     return out
 
 
+def checkbox_mark(text: str) -> tuple[int, str] | None:
+    """Return ``(index, mark)`` of the mark character of a ``- [x] item`` line, or None."""
+    m = _CHECKBOX.match(text)
+    return (m.start(2), m.group(2)) if m else None
+
+
+def field_at(text: str) -> tuple[str, int] | None:
+    """Return ``(key, index where its value starts)`` for a field line, else None.
+
+    Keys are normalised like :func:`fields`; a checkbox line is never a field.
+    """
+    if _CHECKBOX.match(text):
+        return None
+    m = _FIELD.match(text)
+    return (normalize_key(m.group("key")), m.start("value")) if m else None
+
+
 def fields(body: list[Line]) -> dict[str, Line]:
     """Return ``key -> Line(value)`` for lines like ``- **Branch**: main`` (keys lowercased).
 
@@ -219,6 +236,20 @@ def fenced_blocks(body: list[Line]) -> list[tuple[int, str, str]]:
             current = None
         elif current is not None:
             current.append(ln.text)
+    return out
+
+
+def fence_spans(body: list[Line]) -> list[tuple[int, int]]:
+    """Return ``(opening line, closing line)`` of every closed fenced block in ``body``."""
+    out = []
+    start, marker = 0, ""
+    for ln in body:
+        fence = _FENCE.match(ln.text)
+        if not start and fence:
+            start, marker = ln.number, fence.group(1)
+        elif start and fence and ln.text.strip().startswith(marker):
+            out.append((start, ln.number))
+            start = 0
     return out
 
 

@@ -19,6 +19,8 @@ Mapping onto the model:
   ``Verify``, ``Status``.
 - A spec path is looked up in the plan folder, then the repository; each found spec is a
   spec file and is appended to the task's text. A missing spec is an error diagnostic.
+- ``progress.md`` in the plan folder (what an earlier run recorded, see ``progress_md``)
+  sets the status of tasks and phases the plan file leaves pending.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from planfleet.formats.planmd import (
     split_files,
     task_heading,
 )
+from planfleet.formats.progress_md import PROGRESS_FILE, apply_progress
 from planfleet.fsutil import is_within, read_text
 from planfleet.model import Plan
 
@@ -136,11 +139,12 @@ class PlanDirReader:
                     hint="see the plan-dir format in the README",
                 )
             _phase(ctx, whole, 1, title, None, line=1)
-            return b.build()
-        prev: str | None = None
-        for blk in phases:
-            prev = _phase(ctx, blk.secs, blk.number, blk.title, prev, line=blk.secs[0].line)
-        return b.build()
+        else:
+            prev: str | None = None
+            for blk in phases:
+                prev = _phase(ctx, blk.secs, blk.number, blk.title, prev, line=blk.secs[0].line)
+        progress = found.parent / PROGRESS_FILE
+        return apply_progress(b.build(), progress, b.rel(progress))
 
 
 @dataclass

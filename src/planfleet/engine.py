@@ -1,0 +1,605 @@
+"""The engine: turns a plan into merged, verified commits on the integration branch.
+
+One main thread owns the state: it picks tasks (:mod:`planfleet.scheduler`), records every
+change in one state transaction, merges verified branches one at a time and renders the
+human-facing projections. Attempts and phase gates run in worker threads and only return
+outcomes. Any crash leaves a state a later ``planfleet resume`` continues from: in-progress
+tasks of a dead engine are orphans and go back to the queue with their worktrees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from planfleet import (
+    git,
+    graph,
+    guards,
+    merge,
+    model,
+    paths,
+    runinfo,
+    scheduler,
+    stateops,
+    verify,
+    worktrees,
+)
+from planfleet.attempt import AttemptSpec, Outcome, run_attempt
+from planfleet.enginesetup import load_or_take_baseline, prepare_state
+from planfleet.errors import PlanfleetError
+from planfleet.phasegate import GateOutcome, run_gate
+from planfleet.runners import Runner, get_runner
+from planfleet.scratch import remove_checkout
+from planfleet.state import StateStore
+from planfleet.statemodel import (
+    State,
+    add_cost,
+    add_event,
+    dequeue,
+    enqueue,
+    merge_order,
+    now_iso,
+    set_run_status,
+)
+
+POLL_S = 0.1
+HEARTBEAT_S = 60.0
+PROJECTION_EVERY_S = 2.0
+
+
+@dataclass
+class RunOptions:
+    """How to run a plan (the ``planfleet run`` flags)."""
+
+    runner: str = "claude"
+    runner_options: dict[str, Any] = field(default_factory=dict)
+    max_parallel: int = 3
+    max_attempts: int = 5
+    phases: tuple[str, ...] = ()  # only these phases (empty: all)
+    tasks: tuple[str, ...] = ()  # only these tasks (empty: all)
+    model: str | None = None
+    escalate_model: str | None = None
+    fail_fast: bool = False
+    budget_usd: float | None = None  # the whole run
+    task_budget_usd: float | None = None  # per attempt, passed to the agent
+    timeout_s: float = 600.0
+    stall_s: float = 300.0
+    post_merge_check: bool = True
+    base: str | None = None  # where the integration branch starts (default HEAD)
+    detached: bool = False
+    log: Path | None = None
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    plan: str
+    status: str  # the run status: completed | paused | failed
+    reason: str  # why it stopped, in words
+    state: State
+    cost_usd: float
+    elapsed_s: float
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status in ("completed", "paused") and "abandoned" not in self.reason else 1
+
+
+Listener = Callable[[State, list[dict[str, Any]]], None]
+
+
+class Engine:
+    """One run of one plan; :meth:`run` is the whole life of the engine."""
+
+    def __init__(
+        self, repo: Path, plan: model.Plan, opts: RunOptions, listener: Listener | None = None
+    ) -> None:
+        self.repo = repo.resolve()
+        self.plan = plan
+        self.opts = opts
+        self.listener = listener
+        self.graph = graph.build(plan)
+        self.sched = scheduler.Scheduler.for_plan(
+            plan, self.graph, max_parallel=opts.max_parallel, max_attempts=opts.max_attempts
+        )
+        self.store = StateStore.for_plan(self.repo, plan.name)
+        self.runner: Runner = get_runner(opts.runner, opts.runner_options)
+        self.stop_all = threading.Event()  # set: every running attempt stops now
+        self.task_stops: dict[str, threading.Event] = {}
+        self.running: dict[str, Future[Outcome]] = {}
+        self.gates: dict[str, Future[GateOutcome]] = {}
+        self.caps: dict[str, float] = {}  # budget reserved by each running attempt
+        self.baseline: verify.Baseline | None = None
+        self.pause_reason: str | None = None
+        self.no_more = False  # fail-fast or budget: dispatch nothing new
+        self.no_more_reason = ""
+        self.scope = self._scope()
+        self._last_projection = 0.0
+        self._last_heartbeat = time.monotonic()
+        self._events_seen = 0
+
+    # -- the life of a run ------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        with runinfo.engine_lock(
+            self.repo, self.plan.name, detached=self.opts.detached, log=self.opts.log
+        ):
+            integ = worktrees.ensure_integration(self.repo, self.plan.name, self.opts.base)
+            prepare_state(self.store, self.plan, self.repo, integ, self.scope)
+            self.baseline = load_or_take_baseline(
+                self.repo, self.plan, integ, timeout_s=self.opts.timeout_s
+            )
+            with (
+                self._signals(),
+                ThreadPoolExecutor(
+                    max_workers=self.opts.max_parallel + 2, thread_name_prefix="planfleet"
+                ) as pool,
+            ):
+                try:
+                    self._loop(pool)
+                except KeyboardInterrupt:
+                    self.pause_reason = "interrupted"
+                    self._drain()
+                    raise
+                finally:
+                    if self.running or self.gates:
+                        self.stop_all.set()
+                        self._drain()
+            status, reason = self._close()
+        state = self.store.load()
+        return RunResult(
+            self.plan.name,
+            status,
+            reason,
+            state,
+            float(state["totals"]["cost_usd"]),
+            time.monotonic() - started,
+        )
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            self._handle_requests()
+            if self.pause_reason is None:
+                with self.store.transaction() as state:
+                    self._block_doomed(state)
+                    self._dispatch(state, pool)
+                    self._dispatch_gates(state, pool)
+                self._publish(state)
+            if not self.running and not self.gates:
+                if self.pause_reason is not None or not self._work_left():
+                    return
+                if self.no_more:
+                    return
+            busy: list[Future[Any]] = [*self.running.values(), *self.gates.values()]
+            if busy:
+                wait(busy, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            else:
+                time.sleep(POLL_S)
+            for tid, fut in list(self.running.items()):
+                if fut.done():
+                    del self.running[tid]
+                    self.caps.pop(tid, None)
+                    self._record(fut.result())
+            for gid, gfut in list(self.gates.items()):
+                if gfut.done():
+                    del self.gates[gid]
+                    self._record_gate(gid, gfut.result())
+            self._heartbeat()
+
+    def _drain(self) -> None:
+        """Wait for every worker (after a stop) and record what they return."""
+        for tid, fut in list(self.running.items()):
+            self._record(fut.result())
+            del self.running[tid]
+        for gid, gfut in list(self.gates.items()):
+            self._record_gate(gid, gfut.result())
+            del self.gates[gid]
+
+    def _close(self) -> tuple[str, str]:
+        """Set the final run status; return it and the reason in words."""
+        with self.store.transaction() as state:
+            left = scheduler.unfinished(state)
+            abandoned = [n for n in state["order"] if state["tasks"][n]["status"] == "abandoned"]
+            blocked = [n for n in state["order"] if state["tasks"][n]["status"] == "blocked"]
+            if self.pause_reason is not None:
+                status, reason = "paused", self.pause_reason
+            elif not left and not abandoned and not blocked:
+                status, reason = "completed", "every task verified and merged"
+            elif abandoned or blocked:
+                status = "failed"
+                reason = f"{len(abandoned)} abandoned, {len(blocked)} blocked"
+                if abandoned:
+                    reason = "abandoned: " + ", ".join(abandoned) + f" ({reason})"
+            elif self.no_more:
+                status, reason = "paused", self.no_more_reason
+            else:
+                status, reason = "paused", "the selected tasks are done"
+            set_run_status(state, status)
+            add_event(state, "run_end", None, reason)
+        # Worktrees of merged tasks hold nothing more (an engine killed between merging
+        # and cleaning up leaves one behind).
+        for tid in state["order"]:
+            record = state["tasks"][tid]
+            if (
+                record.get("merged_at")
+                and record["kind"] == "task"
+                and worktrees.task_worktree(self.repo, self.plan.name, tid).exists()
+            ):
+                with contextlib.suppress(PlanfleetError):
+                    guards.remove(self.repo, self.plan.name, tid)
+        # The merge worktree only speeds up post-merge checks within a run.
+        with worktrees.repo_lock(self.repo, worktrees.METADATA_LOCK):
+            remove_checkout(self.repo, worktrees.merge_worktree(self.repo, self.plan.name))
+        self._publish(state, force=True)
+        return status, reason
+
+    # -- dispatching ------------------------------------------------------------------------
+
+    def _scope(self) -> frozenset[str] | None:
+        if not self.opts.phases and not self.opts.tasks:
+            return None
+        chosen = {t.id for t in self.plan.tasks if t.phase in self.opts.phases}
+        chosen |= set(self.opts.tasks)
+        chosen |= {model.gate_id(p) for p in self.opts.phases}
+        return frozenset(chosen)
+
+    def _dispatch(self, state: State, pool: ThreadPoolExecutor) -> None:
+        if self.no_more:
+            return
+        if self.opts.fail_fast and state["abandoned"]:
+            self._stop_dispatching(f"--fail-fast: {state['abandoned'][0]} was abandoned")
+            return
+        for tid in self.sched.pick(state, self.running.keys()):
+            if self.scope is not None and tid not in self.scope:
+                continue
+            cap = self._cap_for(state, tid)
+            if not self._affordable(state, cap):
+                break
+            resume = _resumable(state["tasks"][tid])  # read before the claim clears the error
+            record = stateops.claim(state, tid, owner=f"engine:{self.plan.name}")
+            stateops.attach_process(state, tid, os.getpid())
+            spec = self._spec(tid, record, resume)
+            stop = self.task_stops[tid] = threading.Event()
+            self.caps[tid] = cap
+            self.running[tid] = pool.submit(self._attempt, spec, stop)
+            record.update(
+                worktree=str(worktrees.task_worktree(self.repo, self.plan.name, tid)),
+                branch=worktrees.task_branch(self.plan.name, tid),
+            )
+            add_event(state, "dispatched", tid, f"attempt {record['attempts']}")
+
+    def _attempt(self, spec: AttemptSpec, stop: threading.Event) -> Outcome:
+        merged = _Either(stop, self.stop_all)
+        return run_attempt(spec, self.runner, merged)
+
+    def _spec(self, tid: str, record: dict[str, Any], resume: str | None) -> AttemptSpec:
+        task = self.plan.task(tid)
+        limit = int(record["max_attempts"] or task.max_attempts or self.opts.max_attempts)
+        model_name = self.opts.model
+        if self.opts.escalate_model and record["attempts"] > 1 and record["attempts"] >= limit - 1:
+            model_name = self.opts.escalate_model
+        return AttemptSpec(
+            repo=self.repo,
+            plan=self.plan,
+            task=task,
+            attempt=int(record["attempts"]),
+            max_attempts=limit,
+            timeout_s=task.timeout_s or self.opts.timeout_s,
+            stall_s=self.opts.stall_s,
+            feedback=record["feedback"],
+            resume_session=resume,
+            model=model_name,
+            budget_usd=self.opts.task_budget_usd,
+            baseline=self.baseline,
+            options=self.opts.runner_options,
+        )
+
+    def _cap_for(self, state: State, tid: str) -> float:
+        return float(self.opts.task_budget_usd or 0.0)
+
+    def _affordable(self, state: State, cap: float) -> bool:
+        budget = self.opts.budget_usd
+        if budget is None:
+            return True
+        committed = float(state["totals"]["cost_usd"]) + sum(self.caps.values())
+        if committed + cap <= budget:
+            return True
+        self._stop_dispatching(
+            f"budget: ${committed:.2f} spent or reserved, the next task could cross "
+            f"--budget-usd {budget:g}"
+        )
+        return False
+
+    def _stop_dispatching(self, reason: str) -> None:
+        if not self.no_more:
+            self.no_more, self.no_more_reason = True, reason
+            with self.store.transaction() as state:
+                add_event(state, "dispatch_stopped", None, reason)
+
+    def _dispatch_gates(self, state: State, pool: ThreadPoolExecutor) -> None:
+        for gid in self.sched.ready_gates(state, self.gates.keys()):
+            if self.scope is not None and gid not in self.scope:
+                continue
+            phase = self.plan.phase(state["tasks"][gid]["phase"])
+            stateops.claim(state, gid, owner=f"engine:{self.plan.name}")
+            stateops.attach_process(state, gid, os.getpid())
+            integ = worktrees.resolve_commit(
+                self.repo, git.branch_ref(worktrees.integration_branch(self.plan.name))
+            )
+            self.gates[gid] = pool.submit(
+                run_gate,
+                self.repo,
+                self.plan.name,
+                phase,
+                integ,
+                self.opts.timeout_s,
+                self.stop_all,
+            )
+
+    def _block_doomed(self, state: State) -> None:
+        while found := scheduler.doomed(state):
+            for node, dead in found:
+                stateops.block(
+                    state, node, f"dependency {dead} is {state['tasks'][dead]['status']}"
+                )
+
+    def _work_left(self) -> bool:
+        state = self.store.load()
+        left = scheduler.unfinished(state)
+        if self.scope is not None:
+            left = [n for n in left if n in self.scope]
+        return any(self.sched.startable(state, n) for n in left) or bool(state["merge_queue"])
+
+    # -- recording outcomes -----------------------------------------------------------------
+
+    def _record(self, out: Outcome) -> None:
+        tid = out.task
+        self.task_stops.pop(tid, None)
+        with self.store.transaction() as state:
+            record = state["tasks"][tid]
+            if out.agent and out.agent.session_id:
+                record["session_id"] = out.agent.session_id
+            record.update(worktree=out.worktree, branch=out.branch, base_commit=out.base_commit)
+            if out.verdict == "stopped":
+                stateops.release(state, tid, "stopped: the run was paused")
+                _add_cost(state, tid, out.cost_usd)
+                return
+            if out.verdict == "limit":
+                stateops.release(
+                    state, tid, f"paused by {out.error['message'] if out.error else 'a limit'}"
+                )
+                _add_cost(state, tid, out.cost_usd)
+                self._pause(f"{out.error['message'] if out.error else 'usage limit'}: resume later")
+                return
+            if out.verdict == "verified" and out.verification is not None:
+                stateops.complete(
+                    state,
+                    tid,
+                    commit=out.verification.commit or "",
+                    verification=out.record,
+                    cost_usd=out.cost_usd,
+                )
+                enqueue(state, tid, self.sched.priority.get(tid, 0.0))
+            else:
+                err = out.error or {"type": "crash", "step": "agent", "message": "no outcome"}
+                stateops.fail(
+                    state,
+                    tid,
+                    error_type=err["type"],
+                    step=err["step"],
+                    message=err["message"],
+                    feedback=out.feedback,
+                    cost_usd=out.cost_usd,
+                )
+                if out.record:
+                    record["verification"] = out.record
+                self._maybe_abandon(state, tid)
+        if out.verdict == "verified":
+            self._merge_queue()
+
+    def _maybe_abandon(self, state: State, tid: str) -> None:
+        record = state["tasks"][tid]
+        if not scheduler.attempts_left(record, self.opts.max_attempts):
+            stateops.abandon(
+                state,
+                tid,
+                f"gave up after {record['attempts']} attempts: {record['error']['message']}",
+            )
+
+    def _record_gate(self, gid: str, out: GateOutcome) -> None:
+        with self.store.transaction() as state:
+            if out.stopped:
+                stateops.release(state, gid, "stopped: the run was paused")
+            elif out.ok:
+                stateops.complete(state, gid, commit=out.commit, verification=out.record)
+                state["tasks"][gid]["merged_at"] = now_iso()
+            else:
+                stateops.fail(
+                    state,
+                    gid,
+                    error_type="test_failure",
+                    step="phase gate",
+                    message=out.message,
+                    feedback=out.output,
+                )
+                stateops.abandon(state, gid, f"phase gate failed: {out.message}")
+
+    def _merge_queue(self) -> None:
+        """Merge every queued verified task, one at a time, in queue order."""
+        while True:
+            state = self.store.load()
+            order = [t for t in merge_order(state) if state["tasks"][t]["status"] == "verified"]
+            if not order:
+                return
+            tid = order[0]
+            task = self.plan.task(tid)
+            checks = task.verify if self.opts.post_merge_check else ()
+            item = merge.MergeItem(tid, tuple(task.writes))
+            try:
+                (res,) = merge.merge_queue(
+                    self.repo,
+                    self.plan.name,
+                    [item],
+                    check=checks,
+                    check_timeout=self.opts.timeout_s,
+                )
+            except PlanfleetError as exc:
+                self._pause(f"merging {tid} failed: {exc.message}")
+                return
+            self._record_merge(tid, res)
+
+    def _record_merge(self, tid: str, res: merge.MergeResult) -> None:
+        with self.store.transaction() as state:
+            dequeue(state, tid)
+            record = state["tasks"][tid]
+            if res.ok:
+                record["merged_at"] = now_iso()
+                add_event(
+                    state, "merged", tid, f"{(res.before or '')[:10]} -> {(res.after or '')[:10]}"
+                )
+            else:
+                stateops.reset(state, tid, reason=f"merge failed: {res.status}")
+                error_type = "merge_conflict" if res.status == "conflict" else res.status
+                record["error"] = {"type": error_type, "step": "merge", "message": res.status}
+                record["feedback"] = res.feedback()
+                add_event(state, "merge_failed", tid, res.status)
+                if not scheduler.attempts_left(record, self.opts.max_attempts):
+                    stateops.abandon(state, tid, f"could not be merged: {res.status}")
+        if res.ok:
+            # Merged work is on the integration branch: the worktree and branch can go.
+            with contextlib.suppress(PlanfleetError):
+                guards.remove(self.repo, self.plan.name, tid)
+        else:
+            # The next attempt starts fresh from the new integration commit; the old work
+            # is kept on a rescue branch (named in the feedback by guards.remove).
+            with contextlib.suppress(PlanfleetError):
+                removal = guards.remove(self.repo, self.plan.name, tid)
+                if removal.rescue.branch:
+                    with self.store.transaction() as state:
+                        state["tasks"][tid]["feedback"] += (
+                            f"\nYour earlier work is saved on branch {removal.rescue.branch}."
+                        )
+
+    # -- control ----------------------------------------------------------------------------
+
+    def _pause(self, reason: str) -> None:
+        if self.pause_reason is None:
+            self.pause_reason = reason
+            self.stop_all.set()
+
+    def _handle_requests(self) -> None:
+        found = runinfo.pending_requests(self.repo, self.plan.name)
+        if not found:
+            return
+        if runinfo.PAUSE in found:
+            self._pause("stopped by planfleet stop")
+        for name in found - {runinfo.PAUSE}:
+            tid = name.removeprefix("stop-")
+            if tid in self.task_stops:
+                self.task_stops[tid].set()
+                with self.store.transaction() as state:
+                    add_event(state, "stop_requested", tid, "planfleet stop --task")
+        runinfo.clear_requests(self.repo, self.plan.name, found)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            self._pause(f"stopped by signal {signal.Signals(signum).name}")
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        old_hup = signal.signal(signal.SIGHUP, on_term) if not self.opts.detached else None
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            if old_hup is not None:
+                signal.signal(signal.SIGHUP, old_hup)
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._last_heartbeat < HEARTBEAT_S or not self.running:
+            return
+        self._last_heartbeat = time.monotonic()
+        with self.store.transaction() as state:
+            for tid in self.running:
+                if state["tasks"][tid]["status"] == "in_progress":
+                    stateops.heartbeat(state, tid)
+
+    def _publish(self, state: State, *, force: bool = False) -> None:
+        """Tell the listener about new events and re-render projections (throttled)."""
+        events = state["events"]
+        fresh = events[self._events_seen :] if self._events_seen <= len(events) else events[-1:]
+        self._events_seen = len(events)
+        if self.listener is not None and (fresh or force):
+            self.listener(state, fresh)
+        now = time.monotonic()
+        if force or (fresh and now - self._last_projection > PROJECTION_EVERY_S):
+            self._last_projection = now
+            render_projections(self.repo, self.plan, state)
+
+
+class _Either(threading.Event):
+    """An event that is set when either of two events is (checked by the runner's poll)."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        super().__init__()
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def render_projections(repo: Path, plan: model.Plan, state: State) -> None:
+    """Render the human-facing files; a problem there is logged, never fatal to the run."""
+    try:
+        from planfleet import projections
+
+        projections.render_all(repo, plan, state)
+    except Exception:
+        log = paths.runs_dir(repo, plan.name) / "projections.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a", encoding="utf-8") as fh:
+                fh.write(f"{now_iso()} {traceback.format_exc()}\n")
+
+
+def _resumable(record: dict[str, Any]) -> str | None:
+    """Return the session a retry continues: only one whose agent ended its turn normally
+    (a killed or crashed session may not have been saved; a fresh start with the feedback
+    is the safer retry)."""
+    error = record.get("error") or {}
+    if record["attempts"] >= 1 and record.get("session_id") and error.get("step") not in (
+        "agent",
+        "setup",
+    ):
+        return str(record["session_id"])
+    return None
+
+
+def _add_cost(state: State, tid: str, usd: float) -> None:
+    if usd > 0:
+        add_cost(state, tid, usd)

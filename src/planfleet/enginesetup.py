@@ -1,0 +1,173 @@
+"""What an engine does before its first dispatch: state, recovery, reconciliation, baseline.
+
+A new plan gets a state from the plan (tasks the plan records as done are imported as
+verified). An existing state is brought up to date with the plan and with git:
+
+- tasks added to the plan since are added; tasks removed from it are skipped;
+- in-progress tasks of a dead engine are orphans: the agent processes it left in their
+  worktrees are stopped, and the tasks go back to the queue with worktree and attempts;
+- verified tasks are checked against git: a merged task's commit must be on the
+  integration branch, an unmerged one's must still exist, or the task is demoted;
+- a verified task whose commit reached integration (the engine died between merging and
+  recording) is marked merged; one that did not is queued for merge again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from planfleet import fsutil, git, graph, model, paths, proc, stateops, verify, worktrees
+from planfleet.errors import InputError, RefusedError
+from planfleet.state import StateStore
+from planfleet.stateinit import init_from_plan
+from planfleet.statemodel import (
+    State,
+    add_event,
+    enqueue,
+    new_task,
+    now_iso,
+    set_run_status,
+)
+from planfleet.staterecover import commit_problem, demote_untrusted, requeue_orphans
+
+BASELINE_FILE = "baseline.json"
+BLOCK_NOTES = ("stopped", "dependency ")
+
+
+def prepare_state(
+    store: StateStore,
+    plan: model.Plan,
+    repo: Path,
+    integration: str,
+    scope: frozenset[str] | None = None,
+) -> State:
+    """Create or reconcile the plan's state for a run starting now; return it."""
+    if not store.exists():
+        store.create(init_from_plan(plan))
+    with store.transaction() as state:
+        _sync_with_plan(state, plan)
+        _recover(state, repo, plan.name, integration)
+        if state["status"] != "running":
+            set_run_status(state, "running")
+        for tid, record in state["tasks"].items():
+            # Held by `planfleet stop --task`, or blocked by a dependency that may have been
+            # reset since: a new run takes them up (the engine blocks again what still is).
+            note = record["note"] or ""
+            if record["status"] == "blocked" and note.startswith(BLOCK_NOTES):
+                stateops.reset(state, tid, reason="resumed")
+        if scope is not None:
+            _check_scope(state, scope)
+        add_event(state, "run_start", None, f"pid {os.getpid()}")
+        return state
+
+
+def _sync_with_plan(state: State, plan: model.Plan) -> None:
+    g = graph.build(plan)
+    wanted: dict[str, tuple[str, str, str, int | None]] = {}
+    for phase in plan.phases:
+        for t in plan.tasks_of(phase.id):
+            wanted[t.id] = (t.title, phase.id, "task", t.max_attempts)
+        wanted[model.gate_id(phase.id)] = (f"{phase.title} (gate)", phase.id, "gate", None)
+    tasks = state["tasks"]
+    for node, (title, phase_id, kind, limit) in wanted.items():
+        if node in tasks:
+            if kind == "task":
+                tasks[node]["max_attempts"] = limit
+            tasks[node]["depends_on"] = list(g.deps[node])
+            continue
+        tasks[node] = new_task(
+            title=title, phase=phase_id, kind=kind, depends_on=g.deps[node], max_attempts=limit
+        )
+        state["order"].append(node)
+        add_event(state, "added", node, "new in the plan")
+    for node in list(tasks):
+        if node not in wanted and tasks[node]["status"] not in ("skipped", "verified"):
+            if tasks[node]["status"] == "in_progress":
+                stateops.release(state, node, "removed from the plan")
+            stateops.skip(state, node, "removed from the plan")
+        if node not in wanted:
+            tasks[node]["depends_on"] = [d for d in tasks[node]["depends_on"] if d in wanted]
+
+
+def _recover(state: State, repo: Path, plan: str, integration: str) -> None:
+    for record in state["tasks"].values():
+        if record["status"] == "in_progress" and record["worktree"]:
+            stop_leftovers(record["worktree"])
+    requeue_orphans(state)
+    integ_ref = git.branch_ref(worktrees.integration_branch(plan))
+    found: dict[str, str] = {}
+    for tid, record in state["tasks"].items():
+        if record["status"] != "verified" or not record["commit"] or record["kind"] != "task":
+            continue
+        merged = record["merged_at"] is not None
+        problem = commit_problem(record, repo, ref=integ_ref if merged else None)
+        if problem is not None:
+            found[tid] = problem
+            continue
+        if not merged and git.is_ancestor(record["commit"], integration, cwd=repo):
+            record["merged_at"] = now_iso()
+            add_event(state, "merged", tid, "found on the integration branch")
+            state["merge_queue"] = [e for e in state["merge_queue"] if e["task"] != tid]
+        elif not merged:
+            enqueue(state, tid)
+    demote_untrusted(state, found)
+
+
+def stop_leftovers(worktree: str | Path | None) -> None:
+    """Stop agent processes a dead engine left working in ``worktree`` (whole groups)."""
+    if not worktree or not Path(worktree).is_dir():
+        return
+    worktree = Path(worktree)
+    for pid in proc.processes_in(worktree, name_prefix="") or []:
+        if pid == os.getpid():
+            continue
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if pgid == os.getpgid(0):
+            continue  # never our own group
+        proc.signal_group(pgid, signal.SIGKILL)
+
+
+def _check_scope(state: State, scope: frozenset[str]) -> None:
+    """Refuse a --phase/--tasks selection whose tasks wait for work outside it."""
+    tasks = state["tasks"]
+    for tid in sorted(scope):
+        if tid not in tasks:
+            raise InputError(f"no task {tid!r} in the plan", field="--tasks")
+        for dep in tasks[tid]["depends_on"]:
+            if dep not in scope and tasks[dep]["status"] not in ("verified", "skipped"):
+                raise RefusedError(
+                    f"{tid} depends on {dep}, which is not done and not selected",
+                    reason="dependency_outside_selection",
+                    next_step=f"add {dep} to --tasks (or its phase to --phase), or run it first",
+                )
+
+
+def load_or_take_baseline(
+    repo: Path, plan: model.Plan, integration: str, *, timeout_s: float
+) -> verify.Baseline | None:
+    """Return the test baseline of this run, taken once on ``integration`` and kept."""
+    if not plan.meta.get("test_command"):
+        return None
+    path = paths.runs_dir(repo, plan.name) / BASELINE_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("commit") == integration or data.get("keep"):
+            return verify.Baseline.from_json(data["baseline"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    baseline = verify.take_baseline(repo, plan, integration, timeout_s=timeout_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Kept for the whole plan run: later resumes compare against the same starting point.
+    fsutil.atomic_write(
+        path,
+        json.dumps({"commit": integration, "keep": True, "baseline": baseline.to_json()}, indent=1)
+        + "\n",
+    )
+    return baseline

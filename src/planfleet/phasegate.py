@@ -1,0 +1,81 @@
+"""Phase gates: the phase's own test commands, run on the integration branch after its
+last task merged, in a scratch checkout (never the user's tree, never a task worktree)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planfleet import fsutil, model, paths
+from planfleet.errors import PlanfleetError
+from planfleet.scratch import scratch_worktree
+from planfleet.statemodel import now_iso
+from planfleet.verify_tests import run_user_command
+
+
+@dataclass
+class GateOutcome:
+    """How a phase gate ended: ``ok``, or the failing command and its output."""
+
+    phase: str
+    commit: str
+    ok: bool
+    message: str = ""
+    output: str = ""
+    record: str | None = None
+    stopped: bool = False
+
+
+def run_gate(
+    repo: Path,
+    plan: str,
+    phase: model.Phase,
+    commit: str,
+    timeout_s: float,
+    stop: threading.Event,
+) -> GateOutcome:
+    """Run ``phase.gate_commands`` on ``commit``; a phase without commands passes at once."""
+    out = GateOutcome(phase.id, commit, ok=True, message="no gate commands")
+    if stop.is_set():
+        out.ok, out.stopped = False, True
+        return out
+    results: list[dict[str, Any]] = []
+    if phase.gate_commands:
+        try:
+            with scratch_worktree(repo, plan, f"gate-{phase.id}", commit) as where:
+                for cmd in phase.gate_commands:
+                    ran = run_user_command(cmd, cwd=where, timeout_s=timeout_s)
+                    entry = ran.evidence()
+                    results.append(entry)
+                    if ran.exit_code != 0:
+                        out.ok = False
+                        code = "timed out" if ran.exit_code is None else f"exited {ran.exit_code}"
+                        out.message = f"`{cmd}` {code}"
+                        out.output = f"$ {cmd}\n{entry['output_tail']}"
+                        break
+                else:
+                    out.message = f"{len(phase.gate_commands)} command(s) passed"
+        except PlanfleetError as exc:
+            out.ok, out.message = False, f"could not run the gate: {exc.message}"
+    out.record = _save(repo, plan, phase.id, out, results)
+    return out
+
+
+def _save(
+    repo: Path, plan: str, phase: str, out: GateOutcome, results: list[dict[str, Any]]
+) -> str:
+    path = paths.verify_dir(repo, plan) / f"{phase}.gate.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "phase": phase,
+        "commit": out.commit,
+        "ok": out.ok,
+        "message": out.message,
+        "commands": results,
+        "at": now_iso(),
+    }
+    fsutil.atomic_write(path, json.dumps(record, indent=1) + "\n")
+    return str(path)

@@ -1,0 +1,131 @@
+"""Human-facing files rendered from the run state: checkboxes, checkpoints, logs, indexes.
+
+The state is the truth; these files are views of it, in each plan format's own shape, so
+a person (or the format's own tools) can follow a run and a later import can resume it.
+Rendering is idempotent (twice gives the same bytes), touches only our markers and
+sections (everything else stays byte for byte), writes only files whose bytes change, and
+never raises on a user's odd file: such a file is reported in ``Rendered.error`` and left
+alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planfleet import (
+    formats,
+    fsutil,
+    model,
+    projections_ai,
+    projections_files,
+    projections_log,
+    projections_md,
+)
+from planfleet import projections_spec as spec
+from planfleet.errors import PlanfleetError
+from planfleet.projections_view import Context, Edit
+from planfleet.statemodel import State
+
+DEFAULT_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One file a projection rendered: whether its bytes changed, or why it was left alone."""
+
+    path: Path
+    kind: str
+    changed: bool
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self, repo: Path | None = None) -> dict[str, Any]:
+        shown = self.path
+        if repo is not None:
+            with contextlib.suppress(ValueError):
+                shown = self.path.relative_to(repo)
+        out: dict[str, Any] = {"path": str(shown), "kind": self.kind, "changed": self.changed}
+        if self.error:
+            out["error"] = self.error
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+
+Projection = Callable[[Context], list[Edit]]
+
+
+def _projections(fmt: str) -> list[Projection]:
+    """Return the projections that apply to plans of format ``fmt`` (the log always does)."""
+    by_format: dict[str, list[Projection]] = {
+        "spec": [projections_md.spec_marks, spec.index],
+        "ai": [projections_md.listed_marks, projections_ai.checkpoints],
+        "plan-dir": [projections_md.listed_marks, projections_log.progress],
+        "maxvision": [projections_files.maxvision_status],
+        "xml-tasks": [projections_files.execute_state],
+        "gsd": [projections_files.gsd_summaries],
+        "superpowers": [projections_md.superpowers_marks],
+    }
+    return [*by_format.get(fmt, []), projections_log.execution_log]
+
+
+def render_all(
+    repo: Path, plan: model.Plan, state: State, *, dry_run: bool = False
+) -> list[Rendered]:
+    """Render every projection of ``plan``'s format from ``state``; write changed files.
+
+    The plan is re-read from disk first, so a plan the user edited since it was loaded is
+    rendered at its current lines. With ``dry_run`` nothing is written; ``changed`` then
+    says what would change.
+    """
+    ctx = Context(repo=repo, plan=plan, state=state)
+    try:
+        ctx.plan = formats.load_plan(_abs(repo, plan.path), repo=repo, format=plan.format)
+    except PlanfleetError as exc:
+        ctx.plan_error = f"the plan cannot be read now, so it was left alone: {exc.render()}"
+    out: list[Rendered] = []
+    for projection in _projections(plan.format):
+        for edit in projection(ctx):
+            out.append(_apply(repo, edit, dry_run=dry_run))
+    return out
+
+
+def _abs(repo: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else repo / p
+
+
+def _apply(repo: Path, edit: Edit, *, dry_run: bool) -> Rendered:
+    """Write (or delete) ``edit``'s file when its bytes change; report what happened."""
+    path = edit.path
+    if edit.error is None and not fsutil.is_within(path, repo):
+        edit = Edit(path, edit.kind, error="outside the repository; left alone")
+    if edit.error is None and path.is_symlink():
+        edit = Edit(path, edit.kind, error="a symbolic link; left alone")
+    if edit.error is not None:
+        return Rendered(path, edit.kind, False, edit.error, edit.warnings)
+    try:
+        current = path.read_bytes() if path.exists() else None
+    except OSError as exc:
+        return Rendered(path, edit.kind, False, f"cannot read: {exc.strerror}", edit.warnings)
+    if edit.delete:
+        changed = current is not None
+        if changed and not dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return Rendered(path, edit.kind, changed, None, edit.warnings)
+    if edit.text is None:
+        return Rendered(path, edit.kind, False, None, edit.warnings)
+    changed = current != edit.text.encode("utf-8")
+    if changed and not dry_run:
+        try:
+            mode = os.stat(path).st_mode & 0o7777 if current is not None else DEFAULT_MODE
+            fsutil.atomic_write(path, edit.text, mode=mode)
+        except OSError as exc:
+            return Rendered(path, edit.kind, False, f"cannot write: {exc}", edit.warnings)
+    return Rendered(path, edit.kind, changed, None, edit.warnings)

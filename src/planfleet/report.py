@@ -1,0 +1,223 @@
+"""What a person sees of a run: a live table on a terminal, one line per change when piped,
+and the final report (per task: status, duration, attempts, cost, files, tests)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from planfleet.output import table
+from planfleet.statemodel import State, ordered_ids, parse_iso
+
+MARKS = {
+    "verified": "✓",
+    "failed": "✗",
+    "timeout": "⏱",
+    "abandoned": "✗✗",
+    "blocked": "⊘",
+    "in_progress": "▶",
+    "skipped": "–",
+    "pending": "·",
+}
+CHANGES = frozenset(
+    {"dispatched", "verified", "failed", "timeout", "abandoned", "blocked", "merged", "released"}
+)
+
+
+def duration_s(record: dict[str, Any]) -> float | None:
+    """Return how long the task's last attempt took (or has taken so far), in seconds."""
+    if not record.get("started_at"):
+        return None
+    end = record.get("finished_at")
+    start = parse_iso(record["started_at"])
+    if end:
+        return max(0.0, (parse_iso(end) - start).total_seconds())
+    return max(0.0, (_dt.datetime.now(_dt.timezone.utc) - start).total_seconds())
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def status_word(record: dict[str, Any]) -> str:
+    if (
+        record["status"] == "verified"
+        and record["kind"] == "task"
+        and not record.get("merged_at")
+        and record.get("commit")
+    ):
+        return "verified (merging)"
+    return str(record["status"])
+
+
+class LineReporter:
+    """One status line per change, for logs and pipes (the ``[BATCH ...]`` form)."""
+
+    def __init__(self, stream: TextIO, label: str | None = None) -> None:
+        self.stream = stream
+        self.label = label  # fixed "<layer> #<n>" (planfleet batch); default per phase
+        self.last = ""
+
+    def __call__(self, state: State, events: Sequence[dict[str, Any]]) -> None:
+        tasks = state["tasks"]
+        phases = [tasks[n]["phase"] for n in ordered_ids(state)]
+        number = {p: i + 1 for i, p in enumerate(dict.fromkeys(phases))}
+        for ev in events:
+            tid = ev.get("task")
+            if ev["event"] not in CHANGES or tid not in tasks:
+                continue
+            phase = tasks[tid]["phase"]
+            members = [n for n in ordered_ids(state) if tasks[n]["phase"] == phase]
+            shown = [_mark(n, tasks[n]) for n in members if tasks[n]["kind"] == "task"]
+            done = sum(1 for n in members if tasks[n]["status"] in ("verified", "skipped"))
+            label = self.label or f"{phase} #{number[phase]}"
+            if self.label:
+                members = [n for n in ordered_ids(state) if n in self.scope(state)]
+                shown = [_mark(n, tasks[n]) for n in members]
+                done = sum(1 for n in members if tasks[n]["status"] in ("verified", "skipped"))
+            line = f"[BATCH {label}] {', '.join(shown)} ({done}/{len(members)})"
+            if ev["event"] in ("failed", "timeout", "abandoned", "blocked") and ev.get("detail"):
+                line += f" — {tid}: {str(ev['detail']).splitlines()[0][:160]}"
+            if line != self.last:
+                self.stream.write(line + "\n")
+                self.last = line
+        self.stream.flush()
+
+    def scope(self, state: State) -> set[str]:
+        """Return the tasks this reporter is about (all tasks; batch reporters narrow it)."""
+        return {n for n, r in state["tasks"].items() if r["kind"] == "task"}
+
+
+def _mark(tid: str, record: dict[str, Any]) -> str:
+    mark = f"{tid} {MARKS.get(record['status'], '?')}"
+    if record["status"] in ("failed", "timeout", "in_progress") and record["attempts"] > 1:
+        mark += f" (attempt {record['attempts']})"
+    return mark
+
+
+class LiveReporter:
+    """A rich live table on a terminal: one row per task, refreshed as the run goes."""
+
+    def __init__(self, stream: TextIO, title: str) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.state: State | None = None
+        self.title = title
+        self.live = Live(self, console=Console(file=stream), refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveReporter:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def __call__(self, state: State, events: Sequence[dict[str, Any]]) -> None:
+        self.state = state
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title=self.title, expand=False)
+        for col in ("task", "phase", "state", "attempt", "elapsed", "cost"):
+            t.add_column(col)
+        if self.state is None:
+            return t
+        for tid in ordered_ids(self.state):
+            r = self.state["tasks"][tid]
+            t.add_row(
+                tid,
+                r["phase"],
+                f"{MARKS.get(r['status'], '')} {status_word(r)}",
+                str(r["attempts"]),
+                fmt_s(duration_s(r)),
+                f"${r['cost_usd']:.2f}",
+            )
+        return t
+
+
+def final_rows(state: State) -> list[dict[str, Any]]:
+    """Return one dict per task for the final report (with files and tests when recorded)."""
+    rows = []
+    for tid in ordered_ids(state):
+        r = state["tasks"][tid]
+        rec = _verification(r.get("verification"))
+        tests = rec.get("tests") or {}
+        rows.append(
+            {
+                "task": tid,
+                "phase": r["phase"],
+                "kind": r["kind"],
+                "owner": r.get("owner"),
+                "status": r["status"],
+                "merged": bool(r.get("merged_at")),
+                "duration_s": duration_s(r) if r.get("finished_at") else None,
+                "attempts": r["attempts"],
+                "cost_usd": r["cost_usd"],
+                "files_created": rec.get("files_created", []),
+                "files_modified": rec.get("files_modified", []),
+                "tests_before": tests.get("before"),
+                "tests_after": tests.get("after"),
+                "regressions": tests.get("new_failures", []),
+                "error": r.get("error"),
+            }
+        )
+    return rows
+
+
+def _verification(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def render_final(rows: Sequence[dict[str, Any]]) -> str:
+    """Return the final report as a plain table plus files and test lines."""
+
+    def tests(v: Any) -> str:
+        if not isinstance(v, dict):
+            return "-"
+        return f"{v.get('passed', '?')}✓/{v.get('failed', '?')}✗"
+
+    body = table(
+        [
+            [
+                r["task"],
+                r["phase"],
+                r["owner"] or "-",
+                r["status"] + ("" if r["merged"] or r["kind"] == "gate" else " (not merged)"),
+                fmt_s(r["duration_s"]),
+                str(r["attempts"]),
+                f"${r['cost_usd']:.2f}",
+                tests(r["tests_before"]) + " → " + tests(r["tests_after"]),
+            ]
+            for r in rows
+        ],
+        ["task", "phase", "owner", "status", "duration", "attempts", "cost", "tests"],
+    )
+    extra = []
+    for r in rows:
+        created, modified = r["files_created"], r["files_modified"]
+        if created or modified:
+            extra.append(
+                f"  {r['task']}: created {', '.join(created) or '-'}; "
+                f"modified {', '.join(modified) or '-'}"
+            )
+        if r["regressions"]:
+            extra.append(f"  {r['task']}: REGRESSIONS {', '.join(map(str, r['regressions']))}")
+        if r["error"] and r["status"] != "verified":
+            e = r["error"]
+            extra.append(f"  {r['task']}: {e['type']} at {e['step']}: {e['message'][:200]}")
+    return body + ("\n" + "\n".join(extra) if extra else "")

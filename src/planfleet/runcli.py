@@ -1,0 +1,402 @@
+"""What `planfleet run`, `resume` and `batch` share: flags, plan lookup, runner choice,
+the dry run, and running the engine with the right view."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from planfleet import attempt, formats, graph, model, preflight, prompts, report
+from planfleet.engine import Engine, Listener, RunOptions, RunResult
+from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
+from planfleet.ids import check_id
+from planfleet.output import Out, table
+from planfleet.runners import RUNNERS, get_runner
+from planfleet.state import StateStore
+
+MAX_PARALLEL_WITHOUT_CONSENT = 10
+CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Add the flags that shape a run (shared by run, resume and batch)."""
+    p.add_argument(
+        "--runner",
+        choices=("auto", *RUNNERS),
+        default="auto",
+        help="who does each task: claude (claude -p), shell (the task's own `commands`), "
+        "command (your agent CLI template). auto: claude when it is installed and logged "
+        "in, else shell",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="agents at once (default 3; above 10 needs --accept-cost)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="attempts per task before it is abandoned (default 5; a plan's own max_attempts wins)",
+    )
+    p.add_argument("--model", help="model for the agents (claude runner)")
+    p.add_argument(
+        "--escalate-model", metavar="MODEL", help="a stronger model for a task's last two attempts"
+    )
+    p.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="after a task is abandoned, start nothing new (running tasks finish)",
+    )
+    p.add_argument(
+        "--budget-usd",
+        type=_positive_float,
+        metavar="X",
+        help="stop starting tasks before spent + running caps would cross X",
+    )
+    p.add_argument(
+        "--task-budget-usd",
+        type=_positive_float,
+        metavar="X",
+        help="spending cap per attempt, passed to the agent (--max-budget-usd)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="S",
+        help="seconds per attempt (default 600; a task's own timeout wins)",
+    )
+    p.add_argument(
+        "--stall",
+        type=_positive_float,
+        default=300.0,
+        metavar="S",
+        help="seconds without agent output that count as a stall (default 300)",
+    )
+    p.add_argument(
+        "--no-post-merge-check",
+        action="store_true",
+        help="do not re-run a task's verify commands on the merged result",
+    )
+    p.add_argument(
+        "--permission-mode",
+        default="acceptEdits",
+        help="claude permission mode (default acceptEdits; never bypass by default)",
+    )
+    p.add_argument(
+        "--allowed-tools",
+        metavar="RULES",
+        help="extra --allowedTools rules for the claude runner, comma separated",
+    )
+    p.add_argument(
+        "--agent-command",
+        metavar="ARGV",
+        nargs="+",
+        help="the command runner's template, e.g. my-agent --prompt-file "
+        "{prompt_file} --cwd {worktree}",
+    )
+    p.add_argument("--accept-cost", action="store_true", help="allow more than 10 parallel agents")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background; returns at once with how to watch it",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def claude_logged_in() -> bool:
+    """Return True if ``claude`` is installed and has credentials we can see."""
+    if preflight.claude_binary() is None:
+        return False
+    if any(os.environ.get(k) for k in CREDENTIAL_ENV):
+        return True
+    home = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    return (home / ".credentials.json").is_file()
+
+
+def choose_runner(name: str) -> str:
+    if name != "auto":
+        return name
+    return "claude" if claude_logged_in() else "shell"
+
+
+def load_plan(repo: Path, arg: str, fmt: str | None = None) -> model.Plan:
+    """Return the plan named by ``arg``: a path, a plan name, or the name of a state."""
+    store_path = None
+    with contextlib.suppress(InputError):
+        store_path = StateStore.for_plan(repo, arg).path if _safe(arg) else None
+    try:
+        path = formats.resolve(arg, repo=repo, format=fmt)
+    except InputError:
+        if store_path is None or not store_path.exists():
+            raise
+        state = StateStore.for_plan(repo, arg).load()
+        path = Path(state["plan"]["path"])
+        if not path.is_absolute():
+            path = repo / path
+        fmt = fmt or state["plan"]["format"] or None
+    plan = formats.load_plan(path, repo=repo, format=fmt)
+    if plan.errors:
+        d = plan.errors[0]
+        raise InputError(d.message, file=d.file, line=d.line, field=d.field, hint=d.hint)
+    return plan
+
+
+def _safe(arg: str) -> bool:
+    try:
+        check_id(arg, what="plan name")
+    except InputError:
+        return False
+    return True
+
+
+def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
+    """Return the engine options the flags ask for; UsageError/RefusedError when unsafe."""
+    runner = choose_runner(ns.runner)
+    if ns.max_parallel > MAX_PARALLEL_WITHOUT_CONSENT and not ns.accept_cost:
+        raise RefusedError(
+            f"--max-parallel {ns.max_parallel} runs up to {ns.max_parallel} paid agents at once "
+            f"(about {ns.max_parallel}x the cost per minute of one)",
+            reason="cost_consent",
+            next_step="add --accept-cost, or use --max-parallel 10 or less",
+        )
+    runner_options: dict[str, Any] = {"permission_mode": ns.permission_mode}
+    if ns.allowed_tools:
+        runner_options["extra_allowed_tools"] = [
+            r.strip() for r in ns.allowed_tools.split(",") if r.strip()
+        ]
+    if ns.agent_command:
+        runner_options["command"] = list(ns.agent_command)
+    if runner == "command" and not ns.agent_command:
+        raise UsageError(
+            "--runner command needs --agent-command",
+            hint="e.g. --agent-command my-agent --prompt-file {prompt_file} --cwd {worktree}",
+        )
+    phases = tuple(_split(getattr(ns, "phase", None)))
+    for p in phases:
+        try:
+            plan.phase(p)
+        except KeyError:
+            by_number = [ph.id for ph in plan.phases if str(ph.number) == p]
+            if not by_number:
+                known = ", ".join(ph.id for ph in plan.phases)
+                raise UsageError(f"no phase {p!r} in the plan", hint=f"phases: {known}") from None
+            phases = tuple(by_number[0] if x == p else x for x in phases)
+    tasks = tuple(_split(getattr(ns, "tasks", None)))
+    known_tasks = {t.id for t in plan.tasks}
+    for t in tasks:
+        if t not in known_tasks:
+            raise UsageError(f"no task {t!r} in the plan", field="--tasks")
+    return RunOptions(
+        runner=runner,
+        runner_options=runner_options,
+        max_parallel=ns.max_parallel,
+        max_attempts=ns.max_attempts,
+        phases=phases,
+        tasks=tasks,
+        model=ns.model,
+        escalate_model=ns.escalate_model,
+        fail_fast=ns.fail_fast,
+        budget_usd=ns.budget_usd,
+        task_budget_usd=ns.task_budget_usd,
+        timeout_s=ns.timeout,
+        stall_s=ns.stall,
+        post_merge_check=not ns.no_post_merge_check,
+        detached=bool(os.environ.get("PLANFLEET_DETACHED")),
+    )
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
+    """Print, per task, the prompt size and commands; plus parallelism and the cost cap."""
+    g = graph.build(plan)
+    runner = get_runner(opts.runner, opts.runner_options)
+    rows: list[dict[str, Any]] = []
+    for t in plan.tasks:
+        if (opts.tasks or opts.phases) and t.id not in opts.tasks and t.phase not in opts.phases:
+            continue
+        prompt = prompts.build_prompt(
+            plan, t, repo=repo, attempt=1, feedback=None, checks=attempt.engine_checks(plan, t)
+        )
+        rows.append(
+            {
+                "task": t.id,
+                "phase": t.phase,
+                "depends_on": list(g.deps.get(t.id, ())),
+                "prompt_chars": len(prompt),
+                "agent_commands": runner.describe(_fake_request(repo, plan, t, prompt, opts)),
+                "engine_checks": attempt.engine_checks(plan, t),
+                "verify": list(t.verify),
+                "timeout_s": t.timeout_s or opts.timeout_s,
+            }
+        )
+    widest = max((len(level) for level in graph.levels(g)), default=0)
+    cap = None
+    if opts.task_budget_usd:
+        cap = opts.task_budget_usd * min(opts.max_parallel, widest)
+    data = {
+        "plan": plan.name,
+        "runner": opts.runner,
+        "max_parallel": opts.max_parallel,
+        "projected_parallelism": min(opts.max_parallel, widest),
+        "widest_level": widest,
+        "cost_cap_running_usd": cap,
+        "budget_usd": opts.budget_usd,
+        "tasks": rows,
+    }
+
+    def human() -> None:
+        out.line(f"dry run of {plan.name} with the {opts.runner} runner (nothing is started)")
+        out.line(
+            table(
+                [
+                    [
+                        r["task"],
+                        r["phase"],
+                        ",".join(r["depends_on"]) or "-",
+                        str(r["prompt_chars"]),
+                    ]
+                    for r in rows
+                ],
+                ["task", "phase", "after", "prompt chars"],
+            )
+        )
+        for r in rows:
+            out.line(f"\n{r['task']}:")
+            for c in r["agent_commands"]:
+                out.line(f"  agent $ {c}")
+            for c in r["engine_checks"]:
+                out.line(f"  check: {c}")
+        out.line(
+            f"\nparallelism: up to {data['projected_parallelism']} at once "
+            f"(--max-parallel {opts.max_parallel}, widest level {widest})"
+        )
+        out.line(
+            "cost cap of running agents: "
+            + (f"${cap:.2f}" if cap is not None else "none (set --task-budget-usd)")
+            + (f"; run budget ${opts.budget_usd:g}" if opts.budget_usd else "")
+        )
+
+    out.result("run", {"dry_run": True, **data}, human=human)
+    return ExitCode.OK
+
+
+def _fake_request(
+    repo: Path, plan: model.Plan, t: model.Task, prompt: str, opts: RunOptions
+) -> Any:
+    from planfleet import paths, worktrees
+    from planfleet.runners import AgentRequest
+
+    return AgentRequest(
+        repo=repo,
+        plan=plan,
+        task=t,
+        worktree=worktrees.task_worktree(repo, plan.name, t.id),
+        branch=worktrees.task_branch(plan.name, t.id),
+        base_commit="<integration>",
+        attempt=1,
+        max_attempts=t.max_attempts or opts.max_attempts,
+        prompt=prompt,
+        log_path=paths.attempt_log(repo, plan.name, t.id, 1),
+        timeout_s=t.timeout_s or opts.timeout_s,
+        stall_s=opts.stall_s,
+        model=opts.model,
+        budget_usd=opts.task_budget_usd,
+        options=opts.runner_options,
+    )
+
+
+@contextlib.contextmanager
+def view(out: Out, plan: model.Plan, *, quiet: bool = False) -> Iterator[Listener | None]:
+    """Yield the listener that shows progress: rich on a terminal, lines when piped."""
+    if out.json_mode or quiet:
+        yield None
+        return
+    if out.is_tty and sys.stderr.isatty():
+        live = report.LiveReporter(out.stream, f"planfleet run {plan.name}")
+        with live:
+            yield live
+        return
+    yield report.LineReporter(out.stream)
+
+
+def execute(out: Out, repo: Path, plan: model.Plan, opts: RunOptions, command: str) -> int:
+    """Run the engine and print the final report; return the exit code."""
+    if opts.runner == "shell":
+        missing = [t.id for t in plan.tasks if not t.commands and t.status != "done"]
+        if missing:
+            out.warn(
+                "the shell runner only runs a task's own `commands`; these tasks have none "
+                f"and will fail: {', '.join(missing[:8])}"
+            )
+    with view(out, plan) as listener:
+        result = Engine(repo, plan, opts, listener).run()
+    return finish(out, result, command)
+
+
+def finish(out: Out, result: RunResult, command: str) -> int:
+    rows = report.final_rows(result.state)
+    data = {
+        "plan": result.plan,
+        "status": result.status,
+        "reason": result.reason,
+        "cost_usd": result.cost_usd,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "tasks": rows,
+    }
+
+    def human() -> None:
+        out.line("")
+        out.line(report.render_final(rows))
+        out.line(
+            f"\n{result.plan}: {result.status} ({result.reason}) in "
+            f"{report.fmt_s(result.elapsed_s)}, cost ${result.cost_usd:.2f}"
+        )
+        if result.status == "completed":
+            out.line(
+                f"the work is on planfleet/{result.plan}/integration; bring it home with "
+                f"`planfleet land {result.plan}`"
+            )
+        elif result.status == "paused":
+            out.line(f"continue with `planfleet resume {result.plan}`")
+        else:
+            out.line(
+                f"see `planfleet status {result.plan}`; fix or reset the abandoned tasks "
+                f"(`planfleet state reset {result.plan} TASK`), then `planfleet resume "
+                f"{result.plan}`"
+            )
+
+    out.result(command, data, status="ok" if result.exit_code == 0 else "failed", human=human)
+    return result.exit_code
