@@ -6,14 +6,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine_support import FAKE_CLAUDE, cli, leftover_worktrees, plan_repo, processes_under, state_of
+from engine_support import (
+    FAKE_CLAUDE,
+    cli,
+    leftover_worktrees,
+    plan_repo,
+    processes_under,
+    state_of,
+)
 
 TESTS = {
     "src/calc.py": "def add(a, b):\n    return a + b\n",
     "tests/__init__.py": "",
     "tests/test_calc.py": (
         "import unittest\nfrom src.calc import add\n\n\n"
-        "class T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
+        "class T(unittest.TestCase):\n"
+        "    def test_add(self):\n"
+        "        self.assertEqual(add(1, 2), 3)\n"
     ),
     "src/__init__.py": "",
 }
@@ -73,8 +82,21 @@ def _run(tmp: Path, ids: list[str], *extra: str) -> tuple[Path, dict, str]:
         "FAKE_CLAUDE_SCENARIO": str(_scenario(tmp, ids)),
     }
     res = cli(
-        repo, "run", "plans/p.plan.yaml", "--runner", "claude", "--yes",
-        "--max-parallel", "10", "--timeout", "4", "--stall", "2", *extra, env=env, timeout=180,
+        repo,
+        "run",
+        "plans/p.plan.yaml",
+        "--runner",
+        "claude",
+        "--yes",
+        "--max-parallel",
+        "10",
+        "--timeout",
+        "4",
+        "--stall",
+        "2",
+        *extra,
+        env=env,
+        timeout=180,
     )
     return repo, state_of(repo), res.stdout + res.stderr
 
@@ -128,3 +150,28 @@ def test_a_usage_limit_pauses_the_run_without_using_up_an_attempt(tmp_path: Path
     assert record["attempts"] == 0
     assert "resume" in output
     assert processes_under(repo) == []
+
+
+def test_the_run_budget_stops_new_dispatches_before_it_is_crossed(tmp_path: Path) -> None:
+    ids = ["good", "good2", "good3"]
+    BEHAVIOURS.update(good2="succeed", good3="succeed")
+    try:
+        repo, st, output = _run(
+            tmp_path,
+            ids,
+            "--max-parallel",
+            "1",
+            "--budget-usd",
+            "0.015",
+            "--task-budget-usd",
+            "0.01",
+        )
+    finally:
+        del BEHAVIOURS["good2"], BEHAVIOURS["good3"]
+    started = [t for t in ids if st["tasks"][t]["attempts"] > 0]
+    assert len(started) == 1, output
+    assert st["status"] == "paused"
+    assert "budget" in output
+    assert st["totals"]["cost_usd"] <= 0.015
+    argv_ok = json.loads((repo / ".planfleet" / "state" / "p.json").read_text())
+    assert argv_ok["tasks"][started[0]]["status"] == "verified"

@@ -144,6 +144,16 @@ def test_ai_checkpoints(tmp_path: Path) -> None:
     assert state["tasks"]["3"]["error"]["step"] == "import"
 
 
+def test_ai_phase_whose_task_is_done_but_whose_gate_failed(tmp_path: Path) -> None:
+    plan = AI_PLAN.replace('    error: "viewer tests time out"', '    completed_tasks: ["3"]')
+
+    _write(tmp_path, {".ai/plans/2025-08-29.audit-log.md": plan})
+    state = _import(tmp_path, ".ai/plans/2025-08-29.audit-log.md")
+
+    assert (_statuses(state)["3"], _statuses(state)["3:gate"]) == ("verified", "failed")
+    assert statemodel.ready_tasks(state) == ["2.2", "3:gate"]
+
+
 PLAN_DIR = {
     "plans/reports/task_plan.md": """\
 # Task Plan: Weekly reports
@@ -256,7 +266,8 @@ def test_xml_tasks_execute_state(tmp_path: Path) -> None:
 
 
 def _gsd_plan(phase: str, plan: str, wave: int) -> str:
-    return f"---\nphase: {phase}\nplan: {plan}\nwave: {wave}\n---\n\n<objective>\nPlan {plan}.\n</objective>\n"
+    head = f"---\nphase: {phase}\nplan: {plan}\nwave: {wave}\n---\n"
+    return head + f"\n<objective>\nPlan {plan}.\n</objective>\n"
 
 
 def test_gsd_summaries(tmp_path: Path) -> None:

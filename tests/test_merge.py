@@ -172,7 +172,7 @@ def test_merge_dry_run_and_cli(git_repo: Path, run_cli) -> None:
 
 
 def test_land_fast_forwards_a_clean_checkout(git_repo: Path, run_cli) -> None:
-    _task(git_repo, "a", {"a.txt": "a\n"})
+    _task(git_repo, "a", {"a.txt": "a\n", "README.md": "from the task\n"})
     merge.merge_queue(git_repo, "p", [MergeItem("a")])
     (git_repo / "README.md").write_text("dirty\n")
     r = run_cli("land", "p", cwd=git_repo)
@@ -189,6 +189,17 @@ def test_land_fast_forwards_a_clean_checkout(git_repo: Path, run_cli) -> None:
     assert git(git_repo, "rev-parse", "HEAD").strip() == _integ(git_repo)
     assert (git_repo / "a.txt").read_text() == "a\n"
     assert landing.land(git_repo, "p").mode == "up-to-date"
+
+
+def test_land_carries_uncommitted_changes_the_landing_does_not_touch(git_repo: Path) -> None:
+    # e.g. the checkboxes planfleet rendered into a tracked plan file during the run
+    commit_file(git_repo, "plan.md", "- [ ] a\n")
+    _task(git_repo, "a", {"a.txt": "a\n"})
+    merge.merge_queue(git_repo, "p", [MergeItem("a")])
+    (git_repo / "plan.md").write_text("- [x] a\n")
+    assert landing.land(git_repo, "p").mode == "fast-forward"
+    assert (git_repo / "a.txt").read_text() == "a\n"
+    assert (git_repo / "plan.md").read_text() == "- [x] a\n"
 
 
 def test_land_merges_when_the_target_moved(git_repo: Path) -> None:

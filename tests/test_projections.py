@@ -10,16 +10,27 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import make_repo
-from planfleet import formats, projections, stateinit, statemodel, stateops
+from conftest import CliResult, make_repo
+from planfleet import formats, model, projections, stateinit, statemodel, stateops
 from planfleet.projections import Rendered
+from planfleet.statemodel import State
 from projections_support import CASES, CASES_DIR, Clock, copy_case, load, scripted_run
 
 UPDATE = bool(os.environ.get("PLANFLEET_UPDATE_GOLDEN"))
+
+
+def _rendered(tmp_path: Path, case: str) -> tuple[Path, model.Plan, State]:
+    """Copy ``case``, run the scripted run on it and render; return repo, plan and state."""
+    repo = copy_case(case, tmp_path)
+    plan = load(repo, case)
+    state = scripted_run(repo, plan)
+    projections.render_all(repo, plan, state)
+    return repo, plan, state
 
 
 def _rel(repo: Path, results: list[Rendered]) -> set[str]:
@@ -56,10 +67,7 @@ def test_golden_files(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rendering_twice_changes_nothing(tmp_path: Path, case: str) -> None:
-    repo = copy_case(case, tmp_path)
-    plan = load(repo, case)
-    state = scripted_run(repo, plan)
-    projections.render_all(repo, plan, state)
+    repo, plan, state = _rendered(tmp_path, case)
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
     stamps = {p: p.stat().st_mtime_ns for p in before}
 
@@ -91,12 +99,14 @@ def test_crlf_bom_and_user_text_around_the_marks_survive(tmp_path: Path) -> None
     plan_md = repo / ".spec/plans/inventory-sync/plan.md"
     original = plan_md.read_text(encoding="utf-8").replace("\n", "\r\n")
     plan_md.write_bytes(b"\xef\xbb\xbf" + original.encode())
+    plan_md.chmod(0o640)
     plan = load(repo, "spec")
     state = scripted_run(repo, plan)
 
     projections.render_all(repo, plan, state)
 
     data = plan_md.read_bytes()
+    assert plan_md.stat().st_mode & 0o777 == 0o640
     assert data.startswith(b"\xef\xbb\xbf")
     new_lines = data[3:].decode().split("\r\n")
     old_lines = original.split("\r\n")
@@ -104,19 +114,21 @@ def test_crlf_bom_and_user_text_around_the_marks_survive(tmp_path: Path) -> None
     changed = [(o, n) for o, n in zip(old_lines, new_lines, strict=True) if o != n]
     assert changed == [
         ("### Phase 1: CSV drop reader", "### Phase 1: CSV drop reader ✅"),
-        ("- [ ] Parse a drop file into `StockChange` rows", "- [x] Parse a drop file into `StockChange` rows"),
-        ("- [ ] Skip rows with unknown SKUs and count them", "- [x] Skip rows with unknown SKUs and count them"),
-        ("- [ ] Push changes to the shop in batches of 50", "- [x] Push changes to the shop in batches of 50"),
-    ]  # fmt: skip
+        *(
+            (f"- [ ] {task}", f"- [x] {task}")
+            for task in (
+                "Parse a drop file into `StockChange` rows",
+                "Skip rows with unknown SKUs and count them",
+                "Push changes to the shop in batches of 50",
+            )
+        ),
+    ]
     assert b"\n" not in data.replace(b"\r\n", b"")
 
 
 def test_a_plan_edited_between_runs_renders_at_its_new_lines(tmp_path: Path) -> None:
-    repo = copy_case("spec", tmp_path)
+    repo, plan, state = _rendered(tmp_path, "spec")
     plan_md = repo / ".spec/plans/inventory-sync/plan.md"
-    plan = load(repo, "spec")
-    state = scripted_run(repo, plan)
-    projections.render_all(repo, plan, state)
     # the user adds a paragraph at the top and a phase at the end, and ticks nothing
     text = plan_md.read_text(encoding="utf-8")
     text = text.replace("## Overview\n", "## Overview\n\nA paragraph added later.\n\n", 1)
@@ -135,6 +147,17 @@ def test_a_plan_edited_between_runs_renders_at_its_new_lines(tmp_path: Path) -> 
     assert "- [ ] Expose a `--dry-run` flag that prints the batches" in lines
     assert "- [ ] Page on-call when a drop is older than an hour" in lines  # not in the state
     assert "### Phase 1: CSV drop reader ✅" in lines
+
+
+def test_a_completed_phase_heading_loses_its_old_status_word(tmp_path: Path) -> None:
+    repo = copy_case("spec", tmp_path)
+    plan_md = repo / ".spec/plans/inventory-sync/plan.md"
+    text = plan_md.read_text("utf-8")
+    plan_md.write_text(text.replace("reader\n", "reader (In Progress)\n", 1), "utf-8")
+
+    _results(repo, "spec")
+
+    assert "### Phase 1: CSV drop reader ✅\n" in plan_md.read_text("utf-8")
 
 
 def test_a_task_renamed_under_its_id_is_left_alone_with_a_warning(tmp_path: Path) -> None:
@@ -167,7 +190,9 @@ def test_existing_execution_log_keeps_the_users_text(tmp_path: Path) -> None:
 
     projections.render_all(repo, plan, state)
     text = log.read_text(encoding="utf-8")
-    assert text.startswith("# My notes\n\nThe SMTP relay is slow on Mondays.\n\n<!-- planfleet:begin")
+    assert text.startswith(
+        "# My notes\n\nThe SMTP relay is slow on Mondays.\n\n<!-- planfleet:begin"
+    )
     log.write_text(text + "\nA line written after our section.\n", encoding="utf-8")
     statemodel.set_run_status(state, "running", now="2025-09-02T10:00:00.000Z")
 
@@ -175,7 +200,9 @@ def test_existing_execution_log_keeps_the_users_text(tmp_path: Path) -> None:
 
     text = log.read_text(encoding="utf-8")
     assert text.startswith("# My notes\n")
-    assert text.endswith("<!-- planfleet:end execution-log -->\n\nA line written after our section.\n")
+    assert text.endswith(
+        "<!-- planfleet:end execution-log -->\n\nA line written after our section.\n"
+    )
     assert "Status: RUNNING" in text
     assert text.count("planfleet:begin execution-log") == 1
 
@@ -216,7 +243,7 @@ def test_odd_files_are_reported_and_left_alone(tmp_path: Path) -> None:
 
     (bad,) = [r for r in results if r.error]
     assert bad.path == odd
-    assert "cannot be updated safely" in bad.error
+    assert "cannot be updated safely" in (bad.error or "")
     assert odd.read_bytes() == before
     assert sum(r.changed for r in results) == 5  # the others were still rendered
 
@@ -240,7 +267,8 @@ def test_a_table_index_without_the_plan_gets_a_row(tmp_path: Path) -> None:
     repo = copy_case("spec", tmp_path)
     readme = repo / ".spec/plans/README.md"
     readme.write_text(
-        "# Plans\n\n| Plan | Status | Last Updated |\n|---|---|---|\n| [x](x/plan.md) | Done | 2025 |\n\nEnd.\n",
+        "# Plans\n\n| Plan | Status | Last Updated |\n|---|---|---|\n"
+        "| [x](x/plan.md) | Done | 2025 |\n\nEnd.\n",
         "utf-8",
     )
 
@@ -305,10 +333,7 @@ def test_a_plan_outside_the_repo_and_an_unreadable_plan_are_left_alone(tmp_path:
 
 
 def test_a_reset_task_loses_its_marks(tmp_path: Path) -> None:
-    repo = copy_case("gsd", tmp_path)
-    plan = load(repo, "gsd")
-    state = scripted_run(repo, plan)
-    projections.render_all(repo, plan, state)
+    repo, plan, state = _rendered(tmp_path, "gsd")
     summary = repo / ".planning/phases/02-api/02-01-SUMMARY.md"
     foreign = repo / ".planning/phases/02-api/02-02-SUMMARY.md"
     foreign.write_text("# 02-02 summary written by hand\n", "utf-8")
@@ -321,6 +346,37 @@ def test_a_reset_task_loses_its_marks(tmp_path: Path) -> None:
     assert foreign.read_text("utf-8") == "# 02-02 summary written by hand\n"
     (warned,) = [r for r in results if r.warnings]
     assert "the run state has it failed" in warned.warnings[0]
+
+
+def test_marks_follow_the_state_back_and_forth(tmp_path: Path) -> None:
+    repo, plan, state = _rendered(tmp_path, "spec")
+    plan_md = repo / ".spec/plans/inventory-sync/plan.md"
+
+    stateops.reset(state, "1.2", now="2025-09-02T11:00:00.000Z")
+    projections.render_all(repo, plan, state)
+
+    lines = plan_md.read_text("utf-8").splitlines()
+    assert "### Phase 1: CSV drop reader" in lines
+    assert "- [ ] Skip rows with unknown SKUs and count them" in lines
+    assert "- [x] Parse a drop file into `StockChange` rows" in lines
+
+    repo = copy_case("superpowers", tmp_path / "sp")
+    plan = load(repo, "superpowers")
+    state = scripted_run(repo, plan)
+    stateops.claim(state, "task-4", owner="agent", now="2025-09-02T11:00:00.000Z")
+    stateops.complete(state, "task-4", commit="abc1234", now="2025-09-02T11:01:00.000Z")
+    projections.render_all(repo, plan, state)
+    plan_md = repo / CASES["superpowers"]
+    assert "### Task 4: Metrics ✅\n" in plan_md.read_text("utf-8")
+    assert load(repo, "superpowers").task("task-4").status == "done"
+
+    stateops.reset(state, "task-4", now="2025-09-02T11:02:00.000Z")
+    stateops.reset(state, "task-2", now="2025-09-02T11:03:00.000Z")
+    projections.render_all(repo, plan, state)
+    text = plan_md.read_text("utf-8")
+    assert "### Task 4: Metrics\n" in text
+    assert "**Status:** pending\n" in text
+    assert load(repo, "superpowers").task("task-4").status == "pending"
 
 
 def test_execute_state_keeps_other_tools_keys_and_entries(tmp_path: Path) -> None:
@@ -379,28 +435,30 @@ def test_rendering_a_large_plan_is_fast(tmp_path: Path) -> None:
     assert (folder / "plan.md").read_text("utf-8").count("- [x]") == 300
 
 
-def test_checkpoint_command(tmp_path: Path, run_cli: object) -> None:
+def test_checkpoint_command(tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
     repo = make_repo(tmp_path / "repo")
     (repo / "plans").mkdir()
     src = CASES_DIR / "native/input/plans/mailer.plan.yaml"
     (repo / "plans/mailer.plan.yaml").write_bytes(src.read_bytes())
 
-    no_state = run_cli("checkpoint", "plans/mailer.plan.yaml", "--json", cwd=repo)  # type: ignore[operator]
+    no_state = run_cli("checkpoint", "plans/mailer.plan.yaml", "--json", cwd=repo)
     assert no_state.code == 3
     assert "planfleet state init mailer" in no_state.json()["errors"][0]["next_step"]
 
-    assert run_cli("state", "init", "mailer", "--from", "plans/mailer.plan.yaml", cwd=repo).code == 0  # type: ignore[operator]
-    dry = run_cli("checkpoint", "mailer", "--dry-run", "--json", cwd=repo)  # type: ignore[operator]
+    assert (
+        run_cli("state", "init", "mailer", "--from", "plans/mailer.plan.yaml", cwd=repo).code == 0
+    )
+    dry = run_cli("checkpoint", "mailer", "--dry-run", "--json", cwd=repo)
     assert dry.code == 0
     assert dry.json()["data"]["changed"] == 1
     assert not (repo / "plans/mailer.execution-log.md").exists()
 
-    first = run_cli("checkpoint", "plans/mailer.plan.yaml", cwd=repo)  # type: ignore[operator]
+    first = run_cli("checkpoint", "plans/mailer.plan.yaml", cwd=repo)
     assert first.code == 0
     assert "updated      plans/mailer.execution-log.md (execution-log)" in first.out
     assert "Status: RUNNING" in (repo / "plans/mailer.execution-log.md").read_text("utf-8")
 
-    second = run_cli("checkpoint", "mailer", "--json", cwd=repo)  # type: ignore[operator]
+    second = run_cli("checkpoint", "mailer", "--json", cwd=repo)
     data = second.json()["data"]
     assert (data["plan"], data["changed"]) == ("mailer", 0)
     assert data["files"] == [

@@ -36,6 +36,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "logs",
     "verify",
     "batch",
+    "orchestrate",
+    "phase_runner",
 )
 
 EPILOG = """\
@@ -158,7 +160,8 @@ def _command_word(args: Sequence[str]) -> str | None:
         elif arg == "-C":
             skip = True
         elif not arg.startswith("-"):
-            return arg if arg in COMMAND_MODULES else None
+            module = arg.replace("-", "_")  # `phase-runner` lives in commands/phase_runner.py
+            return module if module in COMMAND_MODULES else None
     return None
 
 

@@ -33,6 +33,7 @@ from planfleet import (
     scheduler,
     stateops,
     verify,
+    worktree_pool,
     worktrees,
 )
 from planfleet.attempt import AttemptSpec, Outcome, run_attempt
@@ -240,7 +241,9 @@ class Engine:
             ):
                 with contextlib.suppress(PlanfleetError):
                     guards.remove(self.repo, self.plan.name, tid)
-        # The merge worktree only speeds up post-merge checks within a run.
+        # Spares and the merge worktree only speed up work within a run.
+        with contextlib.suppress(PlanfleetError):
+            worktree_pool.drain(self.repo, self.plan.name)
         with worktrees.repo_lock(self.repo, worktrees.METADATA_LOCK):
             remove_checkout(self.repo, worktrees.merge_worktree(self.repo, self.plan.name))
         self._publish(state, force=True)
@@ -260,7 +263,7 @@ class Engine:
         if self.no_more:
             return
         if self.opts.fail_fast and state["abandoned"]:
-            self._stop_dispatching(f"--fail-fast: {state['abandoned'][0]} was abandoned")
+            self._stop_dispatching(state, f"--fail-fast: {state['abandoned'][0]} was abandoned")
             return
         for tid in self.sched.pick(state, self.running.keys()):
             if self.scope is not None and tid not in self.scope:
@@ -318,16 +321,17 @@ class Engine:
         if committed + cap <= budget:
             return True
         self._stop_dispatching(
+            state,
             f"budget: ${committed:.2f} spent or reserved, the next task could cross "
-            f"--budget-usd {budget:g}"
+            f"--budget-usd {budget:g}",
         )
         return False
 
-    def _stop_dispatching(self, reason: str) -> None:
+    def _stop_dispatching(self, state: State, reason: str) -> None:
+        """Start nothing new from now on (called inside the dispatch transaction)."""
         if not self.no_more:
             self.no_more, self.no_more_reason = True, reason
-            with self.store.transaction() as state:
-                add_event(state, "dispatch_stopped", None, reason)
+            add_event(state, "dispatch_stopped", None, reason)
 
     def _dispatch_gates(self, state: State, pool: ThreadPoolExecutor) -> None:
         for gid in self.sched.ready_gates(state, self.gates.keys()):
@@ -479,9 +483,10 @@ class Engine:
                 if not scheduler.attempts_left(record, self.opts.max_attempts):
                     stateops.abandon(state, tid, f"could not be merged: {res.status}")
         if res.ok:
-            # Merged work is on the integration branch: the worktree and branch can go.
-            with contextlib.suppress(PlanfleetError):
-                guards.remove(self.repo, self.plan.name, tid)
+            # Merged work is on the integration branch: the worktree is parked for the next
+            # task (a recycled checkout rewrites only what differs), or removed.
+            # (Done here, not in the background: the next task should find the spare.)
+            self._park(tid)
         else:
             # The next attempt starts fresh from the new integration commit; the old work
             # is kept on a rescue branch (named in the feedback by guards.remove).
@@ -492,6 +497,11 @@ class Engine:
                         state["tasks"][tid]["feedback"] += (
                             f"\nYour earlier work is saved on branch {removal.rescue.branch}."
                         )
+
+    def _park(self, tid: str) -> None:
+        with contextlib.suppress(PlanfleetError):
+            if worktree_pool.park(self.repo, self.plan.name, tid) is None:
+                guards.remove(self.repo, self.plan.name, tid)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -592,9 +602,14 @@ def _resumable(record: dict[str, Any]) -> str | None:
     (a killed or crashed session may not have been saved; a fresh start with the feedback
     is the safer retry)."""
     error = record.get("error") or {}
-    if record["attempts"] >= 1 and record.get("session_id") and error.get("step") not in (
-        "agent",
-        "setup",
+    if (
+        record["attempts"] >= 1
+        and record.get("session_id")
+        and error.get("step")
+        not in (
+            "agent",
+            "setup",
+        )
     ):
         return str(record["session_id"])
     return None

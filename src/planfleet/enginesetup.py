@@ -140,13 +140,26 @@ def _check_scope(state: State, scope: frozenset[str]) -> None:
     for tid in sorted(scope):
         if tid not in tasks:
             raise InputError(f"no task {tid!r} in the plan", field="--tasks")
+    missing: dict[str, list[str]] = {}
+    for tid in sorted(scope):
         for dep in tasks[tid]["depends_on"]:
             if dep not in scope and tasks[dep]["status"] not in ("verified", "skipped"):
-                raise RefusedError(
-                    f"{tid} depends on {dep}, which is not done and not selected",
-                    reason="dependency_outside_selection",
-                    next_step=f"add {dep} to --tasks (or its phase to --phase), or run it first",
-                )
+                missing.setdefault(tid, []).append(_describe(dep))
+    if missing:
+        first, deps = next(iter(missing.items()))
+        raise RefusedError(
+            f"{first} depends on {', '.join(deps)}, not done and not selected",
+            reason="dependency_outside_selection",
+            next_step="select that work too (--tasks, or --phase for a whole phase and its "
+            "gate), or run it first",
+            details={"missing": missing},
+        )
+
+
+def _describe(node: str) -> str:
+    if model.is_gate(node):
+        return f"phase {node[: -len(model.GATE_SUFFIX)]} (its gate)"
+    return node
 
 
 def load_or_take_baseline(

@@ -331,3 +331,14 @@ def blob_text(rev: str, path: str, *, cwd: Path) -> str | None:
 def count_commits(base: str, head: str, *, cwd: Path) -> int:
     """Return how many commits ``head`` has that ``base`` does not."""
     return int(out("rev-list", "--count", f"{base}..{head}", cwd=cwd))
+
+
+def ref_commits(refs: list[str], *, cwd: Path) -> dict[str, str]:
+    """Return ``{full ref name: object id}`` for those of ``refs`` that exist (one git call).
+
+    Each ref must be a full name without glob characters: ``for-each-ref`` also matches
+    refs below a pattern (``refs/heads/a`` matches ``refs/heads/a/b``), not other names.
+    """
+    text = out("for-each-ref", "--format=%(refname) %(objectname)", *refs, cwd=cwd)
+    found = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return {r: found[r] for r in refs if r in found}

@@ -75,7 +75,7 @@ def land(repo: Path, plan: str, *, into: str | None = None, dry_run: bool = Fals
         res.mode = "merge"
         new = "<commit>" if dry_run else _land_commit(repo, before, integ, integ_branch, target)
     if holder is not None:
-        guards.require_clean(holder.path, untracked=False)
+        _require_untouched(holder.path, before, new, dry_run)
         step = git.Step(("merge", "--ff-only", "-q", new), holder.path)
     else:
         step = git.Step(
@@ -86,6 +86,30 @@ def land(repo: Path, plan: str, *, into: str | None = None, dry_run: bool = Fals
     if not dry_run:
         step.run()
     return res
+
+
+def _require_untouched(checkout: Path, before: str | None, new: str, dry_run: bool) -> None:
+    """Refuse if the checkout has uncommitted changes in files the landing would change.
+
+    Changes elsewhere (for example the checkboxes and logs planfleet renders into plan
+    files during a run) are carried along by the fast-forward, as git itself does.
+    """
+    dirty = guards.require_clean(checkout, untracked=False, allow_dirty=True)
+    if not dirty:
+        return
+    if before is None or (dry_run and new == "<commit>"):
+        clash = sorted(dirty)
+    else:
+        changed = set(git.out("diff", "--name-only", "-z", before, new, cwd=checkout).split("\0"))
+        clash = sorted(set(dirty) & changed)
+    if clash:
+        raise RefusedError(
+            f"{checkout} has uncommitted changes in files the landing changes: "
+            + ", ".join(clash[:10]),
+            reason="dirty_checkout",
+            next_step="commit or stash those files, then land again",
+            details={"files": clash},
+        )
 
 
 def _land_commit(repo: Path, before: str, integ: str, integ_branch: str, target: str) -> str:

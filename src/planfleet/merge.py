@@ -147,7 +147,9 @@ def merge_queue(
                 results.append(MergeResult(item.task, _branch(plan, item), "skipped"))
                 continue
             old = worktrees.resolve_commit(repo, git.branch_ref(integ))
-            results.append(_merge_one(repo, plan, item, strategy, checks, check_timeout, old, False))
+            results.append(
+                _merge_one(repo, plan, item, strategy, checks, check_timeout, old, False)
+            )
     return results
 
 

@@ -33,7 +33,9 @@ This folder is written by planfleet while it runs a plan. It is listed in
   `verify/<task>.<attempt>.json`, the evidence of every gate the engine ran on an attempt.
 - `worktrees/<plan>/<task>/` - one git worktree per task. A worktree may hold work that is
   not merged yet: remove it with `planfleet` (which saves such work to a rescue branch
-  first), not with `rm -rf`.
+  first), not with `rm -rf`. Folders starting with `_` are planfleet's own: `_integration`
+  (post-merge checks), `_spare-<n>` (clean worktrees kept for reuse during a run) and
+  short-lived checkouts for baselines and phase gates.
 
 Deleting this whole folder forgets every run; your branches and commits stay in git.
 """

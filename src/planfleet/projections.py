@@ -60,18 +60,16 @@ class Rendered:
 Projection = Callable[[Context], list[Edit]]
 
 
-def _projections(fmt: str) -> list[Projection]:
-    """Return the projections that apply to plans of format ``fmt`` (the log always does)."""
-    by_format: dict[str, list[Projection]] = {
-        "spec": [projections_md.spec_marks, spec.index],
-        "ai": [projections_md.listed_marks, projections_ai.checkpoints],
-        "plan-dir": [projections_md.listed_marks, projections_log.progress],
-        "maxvision": [projections_files.maxvision_status],
-        "xml-tasks": [projections_files.execute_state],
-        "gsd": [projections_files.gsd_summaries],
-        "superpowers": [projections_md.superpowers_marks],
-    }
-    return [*by_format.get(fmt, []), projections_log.execution_log]
+# The projections of each format, in the order they run (the log comes last for all).
+PROJECTIONS: dict[str, tuple[Projection, ...]] = {
+    "spec": (projections_md.spec_marks, spec.index),
+    "ai": (projections_md.listed_marks, projections_ai.checkpoints),
+    "plan-dir": (projections_md.listed_marks, projections_log.progress),
+    "maxvision": (projections_files.maxvision_status,),
+    "xml-tasks": (projections_files.execute_state,),
+    "gsd": (projections_files.gsd_summaries,),
+    "superpowers": (projections_md.superpowers_marks,),
+}
 
 
 def render_all(
@@ -89,7 +87,7 @@ def render_all(
     except PlanfleetError as exc:
         ctx.plan_error = f"the plan cannot be read now, so it was left alone: {exc.render()}"
     out: list[Rendered] = []
-    for projection in _projections(plan.format):
+    for projection in (*PROJECTIONS.get(plan.format, ()), projections_log.execution_log):
         for edit in projection(ctx):
             out.append(_apply(repo, edit, dry_run=dry_run))
     return out
@@ -116,8 +114,10 @@ def _apply(repo: Path, edit: Edit, *, dry_run: bool) -> Rendered:
     if edit.delete:
         changed = current is not None
         if changed and not dry_run:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                return Rendered(path, edit.kind, False, f"cannot delete: {exc}", edit.warnings)
         return Rendered(path, edit.kind, changed, None, edit.warnings)
     if edit.text is None:
         return Rendered(path, edit.kind, False, None, edit.warnings)

@@ -219,7 +219,7 @@ def _details(ctx: Context, view: PhaseView, existing: Any) -> dict[str, str]:
         started = [str(r["started_at"]) for _, r in view.tasks if r.get("started_at")]
         if started:
             out["started_at"] = short_time(min(started))
-    if multi and verified and status != "complete":
+    if verified and status != "complete":
         out["completed_tasks"] = value([tid for tid, _ in verified])
     return out
 

@@ -141,7 +141,7 @@ def render_marks(
             warnings = []
             for task in tasks:
                 rec = ctx.record(task.id)
-                if rec is None:
+                if rec is None or not task.source.line:
                     continue
                 if _norm(rec["title"]) != _norm(task.title):
                     warnings.append(
@@ -150,7 +150,7 @@ def render_marks(
                     )
                     continue
                 mark(doc, task, recorded(rec["status"]))
-            if phases is not None and path == main:
+            if phases is not None and path.resolve() == main.resolve():
                 phases(doc)
             return Edit(path, kind, doc.text(), warnings=tuple(warnings))
 
@@ -229,9 +229,12 @@ def _spec_phase_mark(doc: Doc, line: int, complete: bool) -> None:
     if m is None:
         return
     trailing = _TRAILING_STATUS.search(text)
-    word_done = bool(trailing and status_from_word(trailing.group(1)) == "done")
+    word = status_from_word(trailing.group(1)) if trailing else None
     marked = any(mark in text for mark in _DONE_MARKS)
+    word_done = word == "done"
     if complete and not (marked or word_done):
+        if trailing and word is not None:  # "(In Progress)" is out of date: the mark replaces it
+            text = text[: trailing.start()]
         doc.set(line, _append(text, PHASE_DONE_MARK))
     elif not complete and (marked or word_done):
         if word_done and trailing:

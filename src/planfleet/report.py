@@ -144,8 +144,11 @@ class LiveReporter:
         return t
 
 
-def final_rows(state: State) -> list[dict[str, Any]]:
-    """Return one dict per task for the final report (with files and tests when recorded)."""
+def final_rows(state: State, owners: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+    """Return one dict per task for the final report (with files and tests when recorded).
+
+    ``owners`` are the plan's owners (roles) per task; without them the claim's owner shows.
+    """
     rows = []
     for tid in ordered_ids(state):
         r = state["tasks"][tid]
@@ -156,7 +159,7 @@ def final_rows(state: State) -> list[dict[str, Any]]:
                 "task": tid,
                 "phase": r["phase"],
                 "kind": r["kind"],
-                "owner": r.get("owner"),
+                "owner": (owners or {}).get(tid) or r.get("owner"),
                 "status": r["status"],
                 "merged": bool(r.get("merged_at")),
                 "duration_s": duration_s(r) if r.get("finished_at") else None,

@@ -363,11 +363,13 @@ def execute(out: Out, repo: Path, plan: model.Plan, opts: RunOptions, command: s
             )
     with view(out, plan) as listener:
         result = Engine(repo, plan, opts, listener).run()
-    return finish(out, result, command)
+    return finish(out, result, command, {t.id: t.owner for t in plan.tasks})
 
 
-def finish(out: Out, result: RunResult, command: str) -> int:
-    rows = report.final_rows(result.state)
+def finish(
+    out: Out, result: RunResult, command: str, owners: dict[str, str | None] | None = None
+) -> int:
+    rows = report.final_rows(result.state, owners)
     data = {
         "plan": result.plan,
         "status": result.status,

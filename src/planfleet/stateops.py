@@ -30,7 +30,6 @@ from planfleet.statemodel import (
     unmet_dependencies,
 )
 
-
 TIMEOUT_TYPES = frozenset({"timeout", "stall"})
 
 

@@ -3,7 +3,8 @@
 Git's own metadata writes (``git worktree add``, branch refs, ``.git/worktrees/``) race when
 several processes create worktrees at once, so that step runs under a file lock of ours.
 The expensive part, writing the files of each worktree, touches only that worktree's index
-and runs in parallel outside the lock.
+and runs in parallel outside the lock. A new task takes a parked spare of its plan when
+there is one (see ``worktree_pool``): only the files that differ are then rewritten.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import filelock
 
-from planfleet import fsutil, git, paths, proc, worktree_include
+from planfleet import fsutil, git, paths, proc, worktree_include, worktree_pool
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.ids import check_id
 
@@ -30,6 +31,7 @@ BASE_FILE = "planfleet-base"  # in the worktree's admin folder: removed with the
 MERGE_WORKTREE = "_integration"  # task ids never start with "_", so this cannot collide
 OWNER_PREFIX = "planfleet pid="
 STALE_INDEX_LOCK_S = 600.0
+_PREPARED: set[Path] = set()  # repositories whose .planfleet/ this process has set up
 
 
 def task_branch(plan: str, task: str) -> str:
@@ -66,10 +68,14 @@ def task_worktree(repo: Path, plan: str, task: str) -> Path:
     return _inside_root(repo, paths.worktree_path(repo, plan, task))
 
 
+def plan_slot(repo: Path, plan: str, name: str) -> Path:
+    """Return ``.planfleet/worktrees/<plan>/<name>`` for a name of ours (``_...``), checked."""
+    return _inside_root(repo, paths.worktrees_root(repo) / check_id(plan, what="plan name") / name)
+
+
 def merge_worktree(repo: Path, plan: str) -> Path:
     """Return the plan's merge worktree ``.planfleet/worktrees/<plan>/_integration``."""
-    plan_dir = paths.worktrees_root(repo) / check_id(plan, what="plan name")
-    return _inside_root(repo, plan_dir / MERGE_WORKTREE)
+    return plan_slot(repo, plan, MERGE_WORKTREE)
 
 
 @contextlib.contextmanager
@@ -195,11 +201,12 @@ class Worktree:
     path: Path
     branch: str
     base: str | None
-    action: str = "planned"  # created | attached | reused | planned | failed
+    action: str = "planned"  # created | attached | recycled | reused | planned | failed
     commands: list[str] = field(default_factory=list)
     copied: list[str] = field(default_factory=list)
     error: PlanfleetError | None = None
     checkout: bool = False
+    spare: Path | None = None  # the parked worktree it takes (action "recycled")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -217,10 +224,23 @@ class Worktree:
         return out
 
 
+def _branch_heads(repo: Path, plan: str, wts: Sequence[Worktree]) -> dict[str, str]:
+    """Return ``{ref: commit}`` of the integration and the tasks' branches that exist."""
+    refs = [git.branch_ref(integration_branch(plan)), *(git.branch_ref(w.branch) for w in wts)]
+    return git.ref_commits(refs, cwd=repo)  # ids hold no glob characters
+
+
 def _decide(
-    repo: Path, wt: Worktree, entries: list[git.WorktreeEntry], fallback: str | None = None
+    repo: Path,
+    wt: Worktree,
+    entries: list[git.WorktreeEntry],
+    heads: dict[str, str],
+    fallback: str | None = None,
 ) -> git.GitPlan:
-    """Fill ``wt.action``/``wt.base`` and return the metadata commands; RefusedError if unsafe."""
+    """Fill ``wt.action``/``wt.base`` and return the metadata commands; RefusedError if unsafe.
+
+    ``heads`` (from ``_branch_heads``) gains the integration branch if this creates it.
+    """
     steps = git.GitPlan()
     by_path = {e.path.resolve(): e for e in entries}
     entry = by_path.get(wt.path.resolve())
@@ -248,22 +268,28 @@ def _decide(
             next_step="remove that worktree first (`planfleet worktree remove`)",
         )
     if wt.base is None:  # the default base: the integration branch, made from HEAD if new
-        wt.base = fallback or ensure_integration(repo, wt.plan)
-    head = git.rev_parse(git.branch_ref(wt.branch), cwd=repo)
-    if head is None:
-        steps.add(
-            "worktree", "add", "--no-checkout", "-b", wt.branch, str(wt.path), wt.base, cwd=repo
-        )
-        wt.action = "created"
-    elif git.is_ancestor(wt.base, head, cwd=repo):
-        steps.add("worktree", "add", "--no-checkout", str(wt.path), wt.branch, cwd=repo)
-        wt.action = "attached"
-    else:
+        integ = git.branch_ref(integration_branch(wt.plan))
+        wt.base = fallback or heads.get(integ) or ensure_integration(repo, wt.plan)
+        heads.setdefault(integ, wt.base)
+    head = heads.get(git.branch_ref(wt.branch))
+    if head is not None and not git.is_ancestor(wt.base, head, cwd=repo):
         raise RefusedError(
             f"branch {wt.branch} is left from an earlier attempt and lacks {wt.base[:12]}",
             reason="stale_branch",
             next_step=f"`planfleet worktree remove {wt.plan} {wt.task}` (saves its work first)",
         )
+    spare = worktree_pool.spare_for(repo, wt.plan, entries)
+    if spare is not None:
+        wt.spare, wt.action = spare, "recycled"
+        steps.extend(worktree_pool.adopt_plan(repo, spare, wt.path, wt.branch, wt.base, head))
+    elif head is None:
+        steps.add(
+            "worktree", "add", "--no-checkout", "-b", wt.branch, str(wt.path), wt.base, cwd=repo
+        )
+        wt.action = "created"
+    else:
+        steps.add("worktree", "add", "--no-checkout", str(wt.path), wt.branch, cwd=repo)
+        wt.action = "attached"
     wt.checkout = True
     return steps
 
@@ -279,13 +305,15 @@ def _reuse(wt: Worktree, entry: git.WorktreeEntry, steps: git.GitPlan) -> git.Gi
                 reason="worktree_locked",
                 next_step="wait for that agent to finish, or `git worktree unlock` if it is gone",
             )
-    if entry.branch != wt.branch:
+    # a spare moved here by a process that died before switching it to the branch
+    pending = worktree_pool.pending(wt.path) if entry.branch is None else None
+    if entry.branch != wt.branch and (pending is None or pending[0] != wt.branch):
         raise RefusedError(
             f"{wt.path} is on {entry.branch or 'a detached HEAD'}, not {wt.branch}",
             reason="wrong_branch",
             next_step=f"`planfleet worktree remove {wt.plan} {wt.task}`, then create it again",
         )
-    base = recorded_base(wt.path)
+    base = pending[1] if pending else recorded_base(wt.path)
     if wt.base and base and wt.base != base:
         raise RefusedError(
             f"{wt.path} was created from {base[:12]}, not {wt.base[:12]}",
@@ -293,6 +321,9 @@ def _reuse(wt: Worktree, entry: git.WorktreeEntry, steps: git.GitPlan) -> git.Gi
             next_step=f"`planfleet worktree remove {wt.plan} {wt.task}`, then create it again",
         )
     wt.base = base or wt.base
+    if pending:
+        wt.action, wt.checkout = "recycled", True
+        return steps
     adm = admin_dir(wt.path)
     wt.checkout = adm is None or not (adm / "index").exists()  # a crash before its checkout
     wt.action = "reused"
@@ -303,12 +334,20 @@ def _checkout(wt: Worktree, sources: list[str], repo: Path) -> None:
     """Write the worktree's files (parallel-safe: only its own index) and copy includes."""
     if wt.checkout:
         clear_stale_index_lock(wt.path)
-        checkout_plan(wt).run()
+        checkout_plan(wt, sources).run()
+        if wt.action == "recycled":
+            worktree_pool.finish(wt.path)
         wt.copied = worktree_include.copy_into(repo, wt.path, sources)
 
 
-def checkout_plan(wt: Worktree) -> git.GitPlan:
-    """Return the checkout a new worktree runs: plumbing that writes only its own index."""
+def checkout_plan(wt: Worktree, sources: Sequence[str] = ()) -> git.GitPlan:
+    """Return the checkout a new worktree runs: plumbing that writes only its own index.
+
+    A recycled spare is switched instead; ``sources`` (``.worktreeinclude`` copies) are
+    removed from it first, so that they are copied anew.
+    """
+    if wt.action == "recycled":
+        return worktree_pool.switch_plan(wt.path, wt.branch, sources)
     steps = git.GitPlan()
     steps.add("read-tree", "-u", "--reset", "HEAD", cwd=wt.path)
     return steps
@@ -335,16 +374,19 @@ def create_worktrees(
     ]
     if dry_run:
         return _dry_run(repo, plan, wts, base)
-    paths.ensure_planfleet_dir(repo)
+    if repo not in _PREPARED:  # once per process: it asks git where info/exclude is
+        paths.ensure_planfleet_dir(repo)
+        _PREPARED.add(repo)
     sources = worktree_include.sources(repo)
     futures: list[tuple[Future[None], Worktree]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 2)) as pool:
         with repo_lock(repo, METADATA_LOCK):
             start = resolve_commit(repo, base) if base else None
             entries = git.worktree_list(repo)
+            heads = _branch_heads(repo, plan, wts)
             for wt in wts:
                 wt.base = start
-                if _register(repo, wt, entries):
+                if _register(repo, wt, entries, heads, sources):
                     # each checkout starts as soon as its worktree is registered
                     futures.append((pool.submit(_checkout, wt, sources, repo), wt))
         for future, wt in futures:
@@ -360,36 +402,54 @@ def create_worktrees(
     return wts
 
 
-def _register(repo: Path, wt: Worktree, entries: list[git.WorktreeEntry]) -> bool:
+def _register(
+    repo: Path,
+    wt: Worktree,
+    entries: list[git.WorktreeEntry],
+    heads: dict[str, str],
+    sources: Sequence[str],
+) -> bool:
     """Run the metadata step for ``wt`` (under the lock); return True if it needs a checkout."""
     try:
-        steps = _decide(repo, wt, entries)
+        steps = _decide(repo, wt, entries, heads)
+        if wt.spare is not None and wt.base is not None:
+            worktree_pool.prepare(wt.spare, wt.path, wt.branch, wt.base)
         steps.run()
     except PlanfleetError as exc:
         wt.action, wt.error, wt.checkout = "failed", exc, False
         return False
-    wt.commands = steps.render() + (checkout_plan(wt).render() if wt.checkout else [])
+    wt.commands = steps.render() + (checkout_plan(wt, sources).render() if wt.checkout else [])
     adm = admin_dir(wt.path)
     if wt.base and adm and wt.action != "reused":
         fsutil.atomic_write(adm / BASE_FILE, wt.base + "\n", fsync_dir=False)
-    if wt.action != "reused":  # what `git worktree list` now says, without asking it again
-        entries.append(git.WorktreeEntry(wt.path, branch=wt.branch))
+    _record(entries, wt)
     return wt.checkout
+
+
+def _record(entries: list[git.WorktreeEntry], wt: Worktree) -> None:
+    """Update ``entries`` to what `git worktree list` now says, without asking it again."""
+    if wt.spare is not None:
+        entries[:] = [e for e in entries if e.path != wt.spare]
+    if wt.action in ("created", "attached") or wt.spare is not None:
+        entries.append(git.WorktreeEntry(wt.path, branch=wt.branch))
 
 
 def _dry_run(repo: Path, plan: str, wts: list[Worktree], base: str | None) -> list[Worktree]:
     """Fill in each worktree's commands without changing anything."""
     entries = git.worktree_list(repo)
-    integ = git.rev_parse(git.branch_ref(integration_branch(plan)), cwd=repo)
+    heads = _branch_heads(repo, plan, wts)
+    integ = heads.get(git.branch_ref(integration_branch(plan)))
     start = resolve_commit(repo, base) if base else integ or resolve_commit(repo, "HEAD")
     pre = [] if base or integ else [integration_step(repo, plan, start).render()]
+    sources = worktree_include.sources(repo)
     for wt in wts:
         wt.base = start if base else None
         try:
-            steps = _decide(repo, wt, entries, fallback=start)
+            steps = _decide(repo, wt, entries, heads, fallback=start)
             if wt.checkout:
-                steps.extend(checkout_plan(wt))
+                steps.extend(checkout_plan(wt, sources))
             wt.commands = pre + steps.render()
+            _record(entries, wt)
             if wt.action != "reused":
                 wt.action = "planned"
         except PlanfleetError as exc:

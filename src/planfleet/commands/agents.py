@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from planfleet import bgagents, git
+from planfleet import bgagents, bgcollect, git
 from planfleet.cli import common_parent
 from planfleet.errors import ExitCode, UsageError
 from planfleet.output import Out, table
@@ -35,13 +35,48 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     ):
         sp = psub.add_parser(verb, parents=[parent], help=text, description=text)
         sp.add_argument("session", metavar="ID", help="the session's short id or name")
-        sp.set_defaults(handler=logs_handler if verb == "logs" else _attach, command_name=f"agents {verb}")
+        sp.set_defaults(
+            handler=logs_handler if verb == "logs" else _attach, command_name=f"agents {verb}"
+        )
     stop_help = "stop sessions by id, or every session of the dispatches (claude stop)"
     sp = psub.add_parser("stop", parents=[parent], help=stop_help, description=stop_help)
     sp.add_argument("session", metavar="ID", nargs="*", help="session ids to stop")
     sp.add_argument("--all", action="store_true", help="every session the dispatches recorded")
     sp.add_argument("--phase", type=int, metavar="N", help="with --all: only phase N's dispatch")
     sp.set_defaults(handler=stop_handler, command_name="agents stop")
+    collect_help = "verify, record and merge the work of sessions that are done"
+    sp = psub.add_parser(
+        "collect",
+        parents=[parent],
+        help=collect_help,
+        description="For every session of the dispatches (or of phase N's): a done "
+        "session's commit (in its worktree) goes through the engine's gates, is recorded in "
+        "the plan's state and merged into planfleet/maxvision-phase-N/integration; a failure "
+        "comes with the command that sends its feedback back to the session. Blocked, "
+        "working, failed and stopped sessions are reported with the next step. Collecting "
+        "again changes nothing that was already collected.",
+    )
+    # SUPPRESS: `agents --phase 3 collect` keeps the phase given before the subcommand
+    sp.add_argument(
+        "--phase",
+        type=int,
+        metavar="N",
+        default=argparse.SUPPRESS,
+        help="only the sessions of phase N's dispatch",
+    )
+    sp.add_argument(
+        "--send-feedback",
+        action="store_true",
+        help="send each failure's feedback to its session (claude --resume ID --bg ...)",
+    )
+    sp.add_argument(
+        "--timeout",
+        type=float,
+        default=bgcollect.DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="time limit of each verify or test command, in seconds",
+    )
+    sp.set_defaults(handler=collect_handler, command_name="agents collect")
 
 
 def _age(seconds: float | None) -> str:
@@ -135,3 +170,49 @@ def stop_handler(ns: argparse.Namespace, out: Out) -> int:
     if ok:
         return ExitCode.OK
     return ExitCode.USAGE if any(r.result == "not_found" for r in results) else ExitCode.FAILED
+
+
+def collect_handler(ns: argparse.Namespace, out: Out) -> int:
+    repo = git.require_repo(ns.repo)
+    found = bgcollect.collect(repo, ns.phase, send_feedback=ns.send_feedback, timeout_s=ns.timeout)
+    counts: dict[str, int] = {}
+    for c in found:
+        counts[c.result] = counts.get(c.result, 0) + 1
+    failed = [c for c in found if c.result in bgcollect.FAILED_RESULTS]
+    blocked = [c for c in found if c.result == "blocked"]
+
+    def human() -> None:
+        if not found:
+            out.line("no dispatched sessions to collect")
+            return
+        rows = [[c.id, c.name or "", c.task or c.plan, c.result, c.message] for c in found]
+        out.line(table(rows, ["ID", "NAME", "TASK", "RESULT", "DETAIL"]))
+        summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items()))
+        out.line(f"\n{len(found)} session(s): {summary}")
+        for c in found:
+            if c.result in ("blocked", *bgcollect.FAILED_RESULTS):
+                _explain(out, c)
+
+    data = {
+        "sessions": [c.to_json() for c in found],
+        "counts": counts,
+        "merged": [c.task for c in found if c.result == "merged"],
+        "blocked": [{"id": c.id, "name": c.name, "waiting_for": c.waiting_for} for c in blocked],
+    }
+    status = "failed" if failed else "blocked" if blocked else "ok"
+    out.result("agents collect", data, status=status, human=human)
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def _explain(out: Out, c: bgcollect.Collected) -> None:
+    """Print what went wrong with one session and what to do (the feedback, if any)."""
+    out.line(f"\n{c.id} {c.name or ''} ({c.result}): {c.message}")
+    if not (c.feedback and c.resume_argv and not c.feedback_sent):
+        if c.next_step:
+            out.line(f"  next: {c.next_step}")
+        return
+    out.line("  feedback:")
+    out.line("\n".join(f"    {x}" for x in c.feedback.splitlines()))
+    # The exact command, with the whole prompt, is in --json (resume_command).
+    out.line(f"  send it: planfleet agents collect --phase {c.phase} --send-feedback")
+    out.line(f'    (runs: claude --resume {c.resume_argv[2]} --bg "<the feedback above>")')

@@ -88,8 +88,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         "merged": [t for t in verified if tasks[t].get("merged_at")],
         "merge_queue_ready": len(queued),
         "should_stop": bool(abandoned)
-        or (result.status == "paused"
-        and result.reason != "the selected tasks are done"),
+        or (result.status == "paused" and result.reason != "the selected tasks are done"),
     }
     if abandoned:
         first = tasks[abandoned[0]]

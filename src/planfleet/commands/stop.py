@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
 import re
 from pathlib import Path
+from typing import Any
 
 from planfleet import git, runinfo, stateops, staterecover
 from planfleet.commands import agents
@@ -16,7 +15,6 @@ from planfleet.ids import check_id
 from planfleet.output import Out
 from planfleet.state import StateStore
 from planfleet.statemodel import set_run_status
-
 
 SESSION_ID = re.compile(r"^[0-9a-f]{8}$")
 
@@ -36,11 +34,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--task only that task's agent is stopped and the task is held until the next resume. "
         "If the engine is gone, the state is repaired and marked paused directly.",
     )
-    p.add_argument("plan", nargs="?", metavar="PLAN",
-                   help="a plan run's name (or a background session id)")
+    p.add_argument(
+        "plan", nargs="?", metavar="PLAN", help="a plan run's name (or a background session id)"
+    )
     p.add_argument("--task", metavar="ID", help="stop only this task")
-    p.add_argument("--all", action="store_true",
-                   help="stop every background session of a dispatch (`planfleet dispatch`)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="stop every background session of a dispatch (`planfleet dispatch`)",
+    )
     p.add_argument("--phase", type=int, metavar="N", help="with --all: only this phase's sessions")
     p.add_argument(
         "--wait",

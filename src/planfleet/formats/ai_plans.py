@@ -21,8 +21,8 @@ Mapping onto the model:
   records partial execution: each ``phase_N`` entry's ``status`` becomes the phase's status
   (``complete`` → done, ``failed`` → failed), the entry is kept in ``phase.meta
   ["checkpoint"]`` and its ``error`` in ``meta["error"]`` of the phase and its one task.
-  A ``completed_tasks: [2.1]`` list in an entry records listed tasks done in a phase that
-  is not complete yet.
+  A ``completed_tasks: [2.1]`` list in an entry records tasks done in a phase that is not
+  complete yet (for a phase that is one task, its id: the work is done, the gate is not).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def _phase(
     owner = (strip_code(owner_line.text) or None) if owner_line else None
     blast = _blast(facts)
     status, meta = checkpoint_status(b, checkpoints.get(pid))
+    completed = _completed_tasks(meta.get("checkpoint"))
     own_group = facts.value(GROUP)
     group = (_group_name(own_group.text) if own_group else None) or (
         groups[pid][0] if pid in groups else None
@@ -200,9 +201,10 @@ def _phase(
             **work,
             "text": section_text(secs, 0),
             "meta": {k: v for k, v in meta.items() if k == "error"},
+            # the phase's one task done while its gate is not (the phase tests failed)
+            **({"status": "done"} if pid in completed and status != "done" else {}),
         },
     )
-    completed = _completed_tasks(meta.get("checkpoint"))
     for n, t in enumerate(listed, start=1):
         tfacts = t.facts
         own = listed_status(b, t.mark, tfacts.value(("status",)) if tfacts else None)

@@ -1,0 +1,1 @@
+"""The reliability suite behind ``scripts/torture.py``: one module per scenario."""

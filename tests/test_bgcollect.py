@@ -1,0 +1,290 @@
+"""`planfleet agents collect`: a done session's commit goes through the gates, is recorded and
+merged; a failure comes with its feedback; blocked sessions are surfaced; collecting twice
+changes nothing; the user's checkout and the sessions' worktrees are never touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bg_support import FakeBg, install_fake, manifest
+from conftest import CliResult, git, make_repo
+from planfleet import bgcollect, paths, runinfo
+from planfleet.state import StateStore
+
+Run = Callable[..., CliResult]
+PLANS = ".maxvision/phase-3/plans"
+PLAN = "maxvision-phase-3"
+INTEGRATION = f"planfleet/{PLAN}/integration"
+AUTH, API, UI = "3.plan-001-auth", "3.plan-002-api", "3.plan-003-ui"
+FILES = {
+    "README.md": "# app\n",
+    f"{PLANS}/plan-001-auth.md": "---\nstatus: pending\nfiles_created:\n  - src/auth.py\n"
+    "verify:\n  - test -s src/auth.py\n---\n# Auth\n\nAdd login.\n",
+    f"{PLANS}/plan-002-api.md": "---\nfiles_created:\n  - src/api.py\n---\n# API\n",
+    f"{PLANS}/plan-003-ui.md": "---\ntitle: UI\n---\n# UI\n",
+}
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBg:
+    return install_fake(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fake: FakeBg, run_cli: Run) -> Path:
+    """A repository whose phase 3 was dispatched: sessions phase3-plan1, -plan2, -plan3."""
+    path = make_repo(tmp_path / "repo", FILES)
+    res = run_cli("dispatch", "--phase", "3", "--yes", cwd=path)
+    assert res.code == 0, res.err
+    return path
+
+
+def session_work(repo: Path, name: str, files: dict[str, str]) -> Path:
+    """Return the worktree a session moved into, with ``files`` committed there."""
+    wt = repo / ".claude" / "worktrees" / name
+    git(repo, "worktree", "add", "-q", "-b", f"worktree-{name}", str(wt))
+    for rel, text in files.items():
+        (wt / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wt / rel).write_text(text, encoding="utf-8")
+        git(wt, "add", rel)
+    git(wt, "commit", "-qm", f"work of {name}")
+    return wt
+
+
+def snapshot(path: Path) -> tuple[str, str, str]:
+    """Return what a checkout shows: HEAD, its branch and its status."""
+    return (
+        git(path, "rev-parse", "HEAD"),
+        git(path, "symbolic-ref", "-q", "HEAD"),
+        git(path, "status", "--porcelain", "--untracked-files=all"),
+    )
+
+
+def ref(repo: Path, name: str) -> str:
+    """Return the commit of branch ``name`` ("" when it does not exist)."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", f"refs/heads/{name}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip()
+
+
+def state(repo: Path) -> dict[str, Any]:
+    return StateStore.for_plan(repo, PLAN).load()
+
+
+def sessions(res: CliResult) -> dict[str, dict[str, Any]]:
+    assert res.out, res.err
+    env = res.json()
+    assert env["command"] == "agents collect"
+    return {s["name"]: s for s in env["data"]["sessions"]}
+
+
+def uuids(fake: FakeBg) -> dict[str, str]:
+    found = [json.loads(p.read_text()) for p in (fake.home / "sessions").glob("*.json")]
+    return {s["name"]: s["sessionId"] for s in found}
+
+
+def _two_done_one_blocked(repo: Path, fake: FakeBg, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Plan 1 committed its file, plan 2 committed the wrong file, plan 3 waits for you."""
+    good = session_work(repo, "phase3-plan1", {"src/auth.py": "def login():\n    return True\n"})
+    session_work(repo, "phase3-plan2", {"src/other.py": "x = 1\n"})
+    # plan 1's cwd is its worktree (a subfolder of it); plan 2 is found by its name
+    monkeypatch.setenv("FAKE_CLAUDE_BG_CWD", f"phase3-plan1={good / 'src'}")
+    fake.scenario(
+        phase3_plan1="done", phase3_plan2="done", phase3_plan3="blocked:permission prompt"
+    )
+    return good
+
+
+def test_collect_verifies_merges_fails_and_surfaces_blocked(
+    repo: Path, fake: FakeBg, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = _two_done_one_blocked(repo, fake, monkeypatch)
+    bad = repo / ".claude/worktrees/phase3-plan2"
+    ids = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"]}
+    user, sessions_before = snapshot(repo), (snapshot(good), snapshot(bad))
+    readme = (repo / "README.md").read_text()
+
+    res = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    assert res.json()["status"] == "failed"
+    rows = sessions(res)
+
+    one = rows["phase3-plan1"]
+    assert (one["result"], one["task"], one["run"]) == ("merged", AUTH, PLAN)
+    head = git(good, "rev-parse", "HEAD").strip()
+    assert one["commit"] == head
+    assert Path(one["worktree"]).resolve() == good.resolve()
+    assert ref(repo, f"planfleet/{PLAN}/tasks/{AUTH}") == head
+    assert git(repo, "show", f"{INTEGRATION}:src/auth.py") == "def login():\n    return True\n"
+    assert git(repo, "merge-base", "--is-ancestor", head, INTEGRATION) == ""
+    record = state(repo)["tasks"][AUTH]
+    assert (record["status"], record["commit"], record["session_id"]) == (
+        "verified",
+        head,
+        uuids(fake)["phase3-plan1"],  # the full id: `claude --resume` takes it
+    )
+    assert record["merged_at"] is not None
+    assert Path(one["verification"]).is_file()
+    assert {g["name"]: g["ok"] for g in json.loads(Path(one["verification"]).read_text())["gates"]}[
+        "verify"
+    ]
+
+    two = rows["phase3-plan2"]
+    assert two["result"] == "failed"
+    assert "src/api.py" in two["message"]
+    assert "src/api.py" in two["feedback"]
+    assert two["resume_argv"][1:4] == ["--resume", uuids(fake)["phase3-plan2"], "--bg"]
+    assert "src/api.py" in two["resume_argv"][4]
+    assert two["resume_command"].startswith(f"claude --resume {uuids(fake)['phase3-plan2']} --bg ")
+    assert two["next_step"].endswith(two["resume_command"])
+    assert two["feedback_sent"] is False
+    assert fake.calls("--resume") == []  # shown, not run
+    failed = state(repo)["tasks"][API]
+    assert (failed["status"], failed["error"]["type"]) == ("failed", "missing_artifact")
+    assert "src/api.py" in failed["feedback"]
+    assert git(repo, "ls-tree", "--name-only", "-r", INTEGRATION).count("src/") == 1
+
+    three = rows["phase3-plan3"]
+    assert (three["result"], three["waiting_for"]) == ("blocked", "permission prompt")
+    assert three["next_step"] == f"planfleet agents attach {ids['phase3-plan3']}"
+    assert res.json()["data"]["blocked"] == [
+        {"id": ids["phase3-plan3"], "name": "phase3-plan3", "waiting_for": "permission prompt"}
+    ]
+    assert state(repo)["tasks"][UI]["attempts"] == 0
+
+    # nothing of the user's checkout or of the sessions' worktrees moved
+    assert snapshot(repo) == user
+    assert (repo / "README.md").read_text() == readme
+    assert (snapshot(good), snapshot(bad)) == sessions_before
+    assert state(repo)["status"] == "paused"  # no engine runs it: not shown as a dead engine
+
+    # `planfleet agents` now shows the task each session is recorded under
+    listed = {
+        s["name"]: s for s in run_cli("agents", "--json", cwd=repo).json()["data"]["sessions"]
+    }
+    assert (listed["phase3-plan1"]["task"], listed["phase3-plan1"]["task_status"]) == (
+        AUTH,
+        "verified",
+    )
+
+
+def test_second_collect_is_a_no_op(
+    repo: Path, fake: FakeBg, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_done_one_blocked(repo, fake, monkeypatch)
+    first = run_cli("agents", "collect", "--json", cwd=repo)
+    assert first.code == 1, first.err
+    integration, before = ref(repo, INTEGRATION), state(repo)
+    records = sorted(paths.verify_dir(repo, PLAN).iterdir())
+
+    again = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert again.code == 1, again.err
+    rows = sessions(again)
+    assert rows["phase3-plan1"]["result"] == "already_merged"
+    assert rows["phase3-plan2"]["result"] == "failed"
+    assert "src/api.py" in rows["phase3-plan2"]["feedback"]
+    assert rows["phase3-plan3"]["result"] == "blocked"
+    assert not any(r["changed"] for r in rows.values())
+    assert ref(repo, INTEGRATION) == integration
+    assert sorted(paths.verify_dir(repo, PLAN).iterdir()) == records
+    after = state(repo)
+    assert after["revision"] == before["revision"]
+    assert after["tasks"] == before["tasks"]
+
+    human = run_cli("agents", "collect", cwd=repo)
+    assert human.code == 1
+    assert "already_merged" in human.out
+    assert f"claude --resume {uuids(fake)['phase3-plan2']} --bg" in human.out
+    assert "planfleet agents attach" in human.out
+
+
+def test_feedback_sent_once_then_the_fixed_commit_merges(
+    repo: Path, fake: FakeBg, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_done_one_blocked(repo, fake, monkeypatch)
+    res = run_cli("agents", "collect", "--phase", "3", "--send-feedback", "--json", cwd=repo)
+    two = sessions(res)["phase3-plan2"]
+    assert (two["result"], two["feedback_sent"]) == ("failed", True)
+    (call,) = fake.calls("--resume")
+    assert call[:3] == ["--resume", uuids(fake)["phase3-plan2"], "--bg"]
+    assert "src/api.py" in call[3]
+
+    # resumed: the session works again; collecting (even with --send-feedback) sends nothing
+    again = sessions(run_cli("agents", "collect", "--send-feedback", "--json", cwd=repo))
+    assert again["phase3-plan2"]["result"] == "working"
+    assert len(fake.calls("--resume")) == 1
+
+    # the session fixes its work in its own worktree and reports done again
+    bad = repo / ".claude/worktrees/phase3-plan2"
+    (bad / "src/api.py").write_text("def api():\n    return 1\n", encoding="utf-8")
+    git(bad, "add", "src/api.py")
+    git(bad, "commit", "-qm", "add the api")
+    monkeypatch.setenv("FAKE_CLAUDE_BG_RESUMED", "done")
+    fixed = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert fixed.code == 0, fixed.err
+    assert fixed.json()["status"] == "blocked"
+    assert sessions(fixed)["phase3-plan2"]["result"] == "merged"
+    record = state(repo)["tasks"][API]
+    assert (record["status"], record["attempts"]) == ("verified", 2)
+    assert git(repo, "show", f"{INTEGRATION}:src/api.py") == "def api():\n    return 1\n"
+    assert git(repo, "show", f"{INTEGRATION}:src/auth.py")
+
+
+def test_unfinished_sessions_and_missing_work_are_reported(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    ids = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"]}
+    fake.scenario(phase3_plan1="working", phase3_plan2="failed", phase3_plan3="done")
+    found = {c.name: c for c in bgcollect.collect(repo, 3)}
+    assert found["phase3-plan1"].result == "working"
+    assert f"planfleet agents logs {ids['phase3-plan1']}" in str(found["phase3-plan1"].next_step)
+    assert found["phase3-plan2"].result == "session_failed"
+    assert "planfleet dispatch --phase 3" in str(found["phase3-plan2"].next_step)
+    # done, but it never left the user's checkout: there is no work to take
+    assert found["phase3-plan3"].result == "no_work"
+    assert ref(repo, f"planfleet/{PLAN}/tasks/{UI}") == ""
+    assert state(repo)["tasks"][UI]["attempts"] == 0
+
+    run_cli("agents", "stop", ids["phase3-plan1"], cwd=repo)
+    assert run_cli("dispatch", "--phase", "3", "--yes", cwd=repo).code == 0  # plans 1 and 2 again
+    again = {c.id: c for c in bgcollect.collect(repo, 3)}
+    assert len(again) == 5
+    assert again[ids["phase3-plan1"]].result == "superseded"
+    assert again[ids["phase3-plan2"]].result == "superseded"
+    new = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"][3:]}
+    assert again[new["phase3-plan1"]].result == "working"
+    assert again[new["phase3-plan2"]].result == "session_failed"
+    assert again[ids["phase3-plan3"]].result == "no_work"
+
+    run_cli("agents", "stop", new["phase3-plan1"], cwd=repo)
+    stopped = {c.id: c for c in bgcollect.collect(repo, 3)}[new["phase3-plan1"]]
+    assert stopped.result == "stopped"
+    assert f"planfleet agents attach {new['phase3-plan1']}" in str(stopped.next_step)
+
+    res = run_cli("agents", "collect", "--phase", "4", "--json", cwd=repo)
+    assert res.code == 3
+    assert res.json()["errors"][0]["reason"] == "not_dispatched"
+
+
+def test_a_running_engine_keeps_collect_off_its_plan(
+    repo: Path, fake: FakeBg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_done_one_blocked(repo, fake, monkeypatch)
+
+    with runinfo.engine_lock(repo, PLAN):
+        found = {c.name: c for c in bgcollect.collect(repo, 3)}
+    assert found["phase3-plan1"].result == "busy"
+    assert "already being run" in found["phase3-plan1"].message
+    assert found["phase3-plan3"].result == "blocked"
+    assert not StateStore.for_plan(repo, PLAN).exists()

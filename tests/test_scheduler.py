@@ -1,0 +1,102 @@
+"""The dispatch policy on its own: readiness, priority, write clashes, waves, views."""
+
+from __future__ import annotations
+
+import io
+
+from planfleet import graph, model, report, stateops
+from planfleet.scheduler import Scheduler, doomed, is_merged
+from planfleet.stateinit import init_from_plan
+
+SRC = model.Source("plan.yaml", 1)
+
+
+def _plan(*tasks: model.Task) -> model.Plan:
+    phase = model.Phase(id="p", title="p", source=SRC, task_ids=tuple(t.id for t in tasks))
+    return model.Plan(
+        name="s", title="s", format="planfleet", path="plan.yaml", phases=(phase,), tasks=tasks
+    )
+
+
+def _task(tid: str, *deps: str, est: float = 1, writes: tuple[str, ...] = ()) -> model.Task:
+    return model.Task(
+        id=tid,
+        title=tid,
+        phase="p",
+        source=SRC,
+        depends_on=deps,
+        estimate=est,
+        files_modify=writes,
+    )
+
+
+def _merge(state: dict, tid: str) -> None:
+    stateops.claim(state, tid)
+    stateops.complete(state, tid, commit="c0ffee")
+    state["tasks"][tid]["merged_at"] = "2026-01-01T00:00:00.000Z"
+
+
+def test_longest_remaining_path_goes_first_and_slots_are_respected() -> None:
+    plan = _plan(_task("short", est=1), _task("long", est=1), _task("tail", "long", est=5))
+    state = init_from_plan(plan)
+    sched = Scheduler.for_plan(plan, graph.build(plan), max_parallel=1)
+    assert sched.pick(state, ()) == ["long"]
+    assert sched.pick(state, ("long",)) == []
+
+
+def test_a_dependency_must_be_merged_not_only_verified() -> None:
+    plan = _plan(_task("a"), _task("b", "a"))
+    state = init_from_plan(plan)
+    sched = Scheduler.for_plan(plan, graph.build(plan))
+    stateops.claim(state, "a")
+    stateops.complete(state, "a", commit="c0ffee")
+    assert not is_merged(state["tasks"]["a"])
+    assert sched.pick(state, ()) == []
+    state["tasks"]["a"]["merged_at"] = "2026-01-01T00:00:00.000Z"
+    assert sched.pick(state, ()) == ["b"]
+
+
+def test_overlapping_write_sets_wait_for_each_other() -> None:
+    plan = _plan(_task("a", writes=("x.py",)), _task("b", writes=("x.py",)), _task("c"))
+    state = init_from_plan(plan)
+    sched = Scheduler.for_plan(plan, graph.build(plan), max_parallel=3)
+    assert sched.pick(state, ()) == ["a", "c"]
+    assert sched.pick(state, ("a",)) == ["c"]
+
+
+def test_waves_hold_the_next_level_until_the_whole_level_is_done() -> None:
+    plan = _plan(_task("a"), _task("slow", est=9), _task("after-a", "a"))
+    state = init_from_plan(plan)
+    dag = Scheduler.for_plan(plan, graph.build(plan), max_parallel=3)
+    waves = Scheduler.for_plan(plan, graph.build(plan), max_parallel=3, policy="waves")
+    _merge(state, "a")
+    stateops.claim(state, "slow")
+    assert dag.pick(state, ("slow",)) == ["after-a"]
+    assert waves.pick(state, ("slow",)) == []
+
+
+def test_dependents_of_an_abandoned_task_are_doomed() -> None:
+    plan = _plan(_task("a"), _task("b", "a"), _task("c", "b"))
+    state = init_from_plan(plan)
+    stateops.abandon(state, "a", "gave up")
+    assert doomed(state) == [("b", "a"), ("p:gate", "a")]
+    stateops.block(state, "b", "dependency a is abandoned")
+    assert ("c", "b") in doomed(state)
+
+
+def test_the_views_render_progress_lines_and_a_live_table() -> None:
+    plan = _plan(_task("a"), _task("b", "a"))
+    state = init_from_plan(plan)
+    stateops.claim(state, "a")
+    stream = io.StringIO()
+    report.LineReporter(stream)(state, [{"event": "dispatched", "task": "a", "detail": None}])
+    assert stream.getvalue() == "[BATCH p #1] a ▶, b · (0/3)\n"
+    from rich.console import Console
+
+    live = report.LiveReporter(io.StringIO(), "t")
+    live(state, [])
+    console = Console(file=io.StringIO(), width=100, force_terminal=False)
+    console.print(live)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "in_progress" in text
+    assert "a" in text
