@@ -401,3 +401,41 @@ def test_when_claude_cannot_start_the_step_falls_back_to_the_session(
     assert res.json()["status"] == "needs_agent"
     assert "claude -p could not start" in res.err
     assert res.json()["data"]["instructions"]["step"] == "p1-test"
+
+
+def test_an_in_session_implement_step_is_checked_against_git_and_the_tests(
+    repo: Path, tmp_path: Path, fake: Callable[[dict[str, Any]], None], run_cli: Run
+) -> None:
+    fake({})
+    args = ("--phase", "1", "--step", "implement", "--no-subprocess", "--json")
+    todo = phase_runner(run_cli, repo, *args).json()["data"]["instructions"]
+    where = Path(todo["cwd"])
+    assert "# Task 1.1: Multiply" in Path(todo["prompt_file"]).read_text()
+    report = {
+        "version": 1,
+        "phase": "1",
+        "step": "implement",
+        "summary": "both done",
+        "tasks": [{"id": "1.1", "status": "done"}, {"id": "1.2", "status": "done"}],
+    }
+    # the session's agent reports both tasks done but wrote only one file
+    (where / "calc" / "mul.py").write_text("def mul(a, b):\n    return a * b\n")
+    git(where, "add", "-A")
+    git(where, "commit", "-qm", "mul")
+    Path(todo["artifact"]).write_text(json.dumps(report))
+    res = phase_runner(run_cli, repo, *args)
+    assert res.code == 1
+    assert (
+        "task 1.2: calc/div.py does not exist in the committed tree"
+        in res.json()["data"]["message"]
+    )
+    todo = phase_runner(run_cli, repo, *args).json()["data"]["instructions"]
+    assert (where / "calc" / "mul.py").exists()  # the checkout keeps its work for the retry
+    (where / "calc" / "div.py").write_text("def div(a, b):\n    return a / b\n")
+    git(where, "add", "-A")
+    git(where, "commit", "-qm", "div")
+    Path(todo["artifact"]).write_text(json.dumps(report))
+    res = phase_runner(run_cli, repo, *args)
+    assert res.code == 0, res.out
+    assert step_statuses(repo, "1")["implement"] == "done"
+    assert git(repo, "show", "planfleet/calc-tools/integration:calc/div.py").startswith("def div")

@@ -105,12 +105,13 @@ def isolated_env(home: Path) -> dict[str, str]:
     return env
 
 
-def git(repo: Path, *args: str, check: bool = True) -> str:
+def git(repo: Path, *args: str, check: bool = True, stdin: str | None = None) -> str:
     """Run git in ``repo`` (the harness's own setup and inspection); return stdout."""
     env = {k: v for k, v in os.environ.items() if k not in DROP}
     env.update(GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1", **IDENTITY)
     res = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False,
+        input=stdin,
     )
     if check and res.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {res.stderr.strip()}")

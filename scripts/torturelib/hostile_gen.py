@@ -75,6 +75,7 @@ class Case:
     links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
     removes: list[str] = field(default_factory=list)
     note: str = ""
+    foreign: bool = False  # the plan itself lives outside the repository (through a link)
 
     def describe(self) -> str:
         return f"case {self.index} [{self.category}/{self.fmt}] {self.note}".strip()
@@ -333,12 +334,16 @@ def _symlink(ctx: Context, rng: random.Random, case: Case) -> None:
     """Links out of the repository: the plan itself, a file it reads, or a whole folder."""
     rel, _ = _target(ctx, rng, case)
     kind = rng.choice(["file", "file", "plan", "folder", "passwd", "dangling"])
-    if kind == "plan":
-        case.fmt, case.plan = "planfleet", "plans/linked.plan.yaml"
-        case.links[case.plan] = str(ctx.outside / "foreign.plan.yaml")
-    elif kind == "folder":
-        case.fmt, case.plan = "spec", ".spec/plans/linked"
-        case.links[case.plan] = str(ctx.outside / "spec-plan")
+    if kind in ("plan", "folder"):
+        # The plan named on the command line is itself a link out: reading what it holds
+        # is expected; running its commands is not (see the foreign-plan trial).
+        case.foreign = True
+        case.fmt, case.plan, target = {
+            "plan": ("planfleet", "plans/linked.plan.yaml", "foreign.plan.yaml"),
+            "folder": ("spec", ".spec/plans/linked", "spec-plan"),
+        }[kind]
+        case.links[case.plan] = str(ctx.outside / target)
+        rel = case.plan
     elif kind == "passwd":
         case.links[rel] = "/etc/passwd"
     elif kind == "dangling":

@@ -14,10 +14,12 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TAG_VAR = "PLANFLEET_TORTURE_TAG"
 # Every process a Launcher started (we wait for these ourselves; never reap them blindly).
@@ -165,6 +167,18 @@ def subreaper() -> Iterator[bool]:
             _prctl(PR_SET_CHILD_SUBREAPER, before)
 
 
+def limited(argv: list[str], memory_mb: int) -> list[str]:
+    """Return ``argv`` wrapped so that it runs with its address space capped (no preexec_fn:
+    forking with a Python callback is unsafe while other threads run)."""
+    size = memory_mb * 1024 * 1024
+    code = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_AS, ({size}, {size})); "
+        "os.execvp(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code, *argv]
+
+
 class Launcher:
     """Starts the processes of one trial and guarantees none of them outlives it."""
 
@@ -177,22 +191,37 @@ class Launcher:
         self.popens.append(p)
         _OWNED.add(p.pid)
 
+    def spawn(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path,
+        stdout: Any,
+        stderr: Any,
+        extra: dict[str, str] | None = None,
+        memory_mb: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own session (address space capped at ``memory_mb``)."""
+        if memory_mb is not None:
+            argv = limited(argv, memory_mb)
+        p = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**self.env, **(extra or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        self._own(p)
+        return p
+
     def start(
         self, argv: list[str], *, cwd: Path, log: Path, extra: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` in its own session, output appended to ``log``."""
         with log.open("ab") as fh:
-            p = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env={**self.env, **(extra or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=fh,
-                start_new_session=True,
-            )
-        self._own(p)
-        return p
+            return self.spawn(argv, cwd=cwd, stdout=fh, stderr=fh, extra=extra)
 
     def run(
         self,
@@ -201,19 +230,12 @@ class Launcher:
         cwd: Path,
         timeout: float,
         extra: dict[str, str] | None = None,
+        memory_mb: int | None = None,
     ) -> tuple[int | None, str, str, float]:
         """Run ``argv`` to the end; return (code or None on timeout, stdout, stderr, seconds)."""
         started = time.monotonic()
-        p = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env={**self.env, **(extra or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._own(p)
+        p = self.spawn(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       extra=extra, memory_mb=memory_mb)
         try:
             out, err = p.communicate(timeout=timeout)
             code: int | None = p.returncode

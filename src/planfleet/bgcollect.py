@@ -43,10 +43,8 @@ from planfleet.stateinit import init_from_plan
 from planfleet.statemodel import (
     State,
     add_event,
-    dequeue,
     enqueue,
     new_task,
-    now_iso,
     set_run_status,
 )
 from planfleet.staterecover import orphan_reason
@@ -349,18 +347,14 @@ def _merge(ctx: _Phase) -> None:
             continue
         c.changed = True
         with ctx.store.transaction() as state:
-            dequeue(state, tid)
-            record = state["tasks"][tid]
-            if res.ok:
-                record["merged_at"] = now_iso()
-                detail = f"{(res.before or '')[:10]} -> {(res.after or '')[:10]}"
-                add_event(state, "merged", tid, detail)
-            else:
-                stateops.reset(state, tid, reason=f"merge failed: {res.status}")
-                kind = "merge_conflict" if res.status == "conflict" else res.status
-                record["error"] = {"type": kind, "step": "merge", "message": res.status}
-                record["feedback"] = res.feedback()
-                add_event(state, "merge_failed", tid, res.status)
+            stateops.record_merge(
+                state,
+                tid,
+                ok=res.ok,
+                status=res.status,
+                detail=res.detail(),
+                feedback=res.feedback(),
+            )
         if res.ok:
             c.result = "merged" if res.status == "merged" else "already_merged"
             c.message = f"merged into {worktrees.integration_branch(ctx.plan.name)}"

@@ -26,7 +26,6 @@ from planfleet import (
     git,
     graph,
     guards,
-    merge,
     model,
     paths,
     runinfo,
@@ -37,6 +36,7 @@ from planfleet import (
     worktrees,
 )
 from planfleet.attempt import AttemptSpec, Outcome, run_attempt
+from planfleet.enginerecord import Recorder
 from planfleet.enginesetup import load_or_take_baseline, prepare_state
 from planfleet.errors import PlanfleetError
 from planfleet.phasegate import GateOutcome, run_gate
@@ -45,11 +45,7 @@ from planfleet.scratch import remove_checkout
 from planfleet.state import StateStore
 from planfleet.statemodel import (
     State,
-    add_cost,
     add_event,
-    dequeue,
-    enqueue,
-    merge_order,
     now_iso,
     set_run_status,
 )
@@ -127,6 +123,16 @@ class Engine:
         self.no_more = False  # fail-fast or budget: dispatch nothing new
         self.no_more_reason = ""
         self.scope = self._scope()
+        self.recorder = Recorder(
+            self.repo,
+            plan,
+            self.store,
+            self.sched.priority,
+            opts.max_attempts,
+            opts.post_merge_check,
+            opts.timeout_s,
+            self._pause,
+        )
         self._last_projection = 0.0
         self._last_heartbeat = time.monotonic()
         self._events_seen = 0
@@ -370,138 +376,11 @@ class Engine:
     # -- recording outcomes -----------------------------------------------------------------
 
     def _record(self, out: Outcome) -> None:
-        tid = out.task
-        self.task_stops.pop(tid, None)
-        with self.store.transaction() as state:
-            record = state["tasks"][tid]
-            if out.agent and out.agent.session_id:
-                record["session_id"] = out.agent.session_id
-            record.update(worktree=out.worktree, branch=out.branch, base_commit=out.base_commit)
-            if out.verdict == "stopped":
-                stateops.release(state, tid, "stopped: the run was paused")
-                _add_cost(state, tid, out.cost_usd)
-                return
-            if out.verdict == "limit":
-                stateops.release(
-                    state, tid, f"paused by {out.error['message'] if out.error else 'a limit'}"
-                )
-                _add_cost(state, tid, out.cost_usd)
-                self._pause(f"{out.error['message'] if out.error else 'usage limit'}: resume later")
-                return
-            if out.verdict == "verified" and out.verification is not None:
-                stateops.complete(
-                    state,
-                    tid,
-                    commit=out.verification.commit or "",
-                    verification=out.record,
-                    cost_usd=out.cost_usd,
-                )
-                enqueue(state, tid, self.sched.priority.get(tid, 0.0))
-            else:
-                err = out.error or {"type": "crash", "step": "agent", "message": "no outcome"}
-                stateops.fail(
-                    state,
-                    tid,
-                    error_type=err["type"],
-                    step=err["step"],
-                    message=err["message"],
-                    feedback=out.feedback,
-                    cost_usd=out.cost_usd,
-                )
-                if out.record:
-                    record["verification"] = out.record
-                self._maybe_abandon(state, tid)
-        if out.verdict == "verified":
-            self._merge_queue()
-
-    def _maybe_abandon(self, state: State, tid: str) -> None:
-        record = state["tasks"][tid]
-        if not scheduler.attempts_left(record, self.opts.max_attempts):
-            stateops.abandon(
-                state,
-                tid,
-                f"gave up after {record['attempts']} attempts: {record['error']['message']}",
-            )
+        self.task_stops.pop(out.task, None)
+        self.recorder.attempt(out)
 
     def _record_gate(self, gid: str, out: GateOutcome) -> None:
-        with self.store.transaction() as state:
-            if out.stopped:
-                stateops.release(state, gid, "stopped: the run was paused")
-            elif out.ok:
-                stateops.complete(state, gid, commit=out.commit, verification=out.record)
-                state["tasks"][gid]["merged_at"] = now_iso()
-            else:
-                stateops.fail(
-                    state,
-                    gid,
-                    error_type="test_failure",
-                    step="phase gate",
-                    message=out.message,
-                    feedback=out.output,
-                )
-                stateops.abandon(state, gid, f"phase gate failed: {out.message}")
-
-    def _merge_queue(self) -> None:
-        """Merge every queued verified task, one at a time, in queue order."""
-        while True:
-            state = self.store.load()
-            order = [t for t in merge_order(state) if state["tasks"][t]["status"] == "verified"]
-            if not order:
-                return
-            tid = order[0]
-            task = self.plan.task(tid)
-            checks = task.verify if self.opts.post_merge_check else ()
-            item = merge.MergeItem(tid, tuple(task.writes))
-            try:
-                (res,) = merge.merge_queue(
-                    self.repo,
-                    self.plan.name,
-                    [item],
-                    check=checks,
-                    check_timeout=self.opts.timeout_s,
-                )
-            except PlanfleetError as exc:
-                self._pause(f"merging {tid} failed: {exc.message}")
-                return
-            self._record_merge(tid, res)
-
-    def _record_merge(self, tid: str, res: merge.MergeResult) -> None:
-        with self.store.transaction() as state:
-            dequeue(state, tid)
-            record = state["tasks"][tid]
-            if res.ok:
-                record["merged_at"] = now_iso()
-                add_event(
-                    state, "merged", tid, f"{(res.before or '')[:10]} -> {(res.after or '')[:10]}"
-                )
-            else:
-                stateops.reset(state, tid, reason=f"merge failed: {res.status}")
-                error_type = "merge_conflict" if res.status == "conflict" else res.status
-                record["error"] = {"type": error_type, "step": "merge", "message": res.status}
-                record["feedback"] = res.feedback()
-                add_event(state, "merge_failed", tid, res.status)
-                if not scheduler.attempts_left(record, self.opts.max_attempts):
-                    stateops.abandon(state, tid, f"could not be merged: {res.status}")
-        if res.ok:
-            # Merged work is on the integration branch: the worktree is parked for the next
-            # task (a recycled checkout rewrites only what differs), or removed.
-            # (Done here, not in the background: the next task should find the spare.)
-            self._park(tid)
-        else:
-            # The next attempt starts fresh from the new integration commit; the old work
-            # is kept on a rescue branch (named in the feedback by guards.remove).
-            with contextlib.suppress(PlanfleetError):
-                removal = guards.remove(self.repo, self.plan.name, tid)
-                if removal.rescue.branch:
-                    with self.store.transaction() as state:
-                        state["tasks"][tid]["feedback"] += (
-                            f"\nYour earlier work is saved on branch {removal.rescue.branch}."
-                        )
-
-    def _park(self, tid: str) -> None:
-        with contextlib.suppress(PlanfleetError):
-            if worktree_pool.park(self.repo, self.plan.name, tid) is None:
-                guards.remove(self.repo, self.plan.name, tid)
+        self.recorder.gate(gid, out)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -613,8 +492,3 @@ def _resumable(record: dict[str, Any]) -> str | None:
     ):
         return str(record["session_id"])
     return None
-
-
-def _add_cost(state: State, tid: str, usd: float) -> None:
-    if usd > 0:
-        add_cost(state, tid, usd)

@@ -46,6 +46,7 @@ def prepare_state(
     scope: frozenset[str] | None = None,
 ) -> State:
     """Create or reconcile the plan's state for a run starting now; return it."""
+    refuse_foreign_commands(plan, repo)
     if not store.exists():
         store.create(init_from_plan(plan))
     with store.transaction() as state:
@@ -63,6 +64,23 @@ def prepare_state(
             _check_scope(state, scope)
         add_event(state, "run_start", None, f"pid {os.getpid()}")
         return state
+
+
+def refuse_foreign_commands(plan: model.Plan, repo: Path) -> None:
+    """RefusedError if a plan from outside ``repo`` (a link counts) has commands to run."""
+    path = Path(plan.path) if Path(plan.path).is_absolute() else repo / plan.path
+    if fsutil.is_within(path, repo):
+        return
+    runs = any(t.commands or t.verify for t in plan.tasks) or any(
+        p.gate_commands for p in plan.phases
+    )
+    if runs or plan.meta.get("test_command"):
+        raise RefusedError(
+            f"plan {plan.path} is outside the repository {repo} and has commands to run",
+            reason="plan_outside_repo",
+            next_step="commands run only from plans inside the repository: copy the plan "
+            "into it (`planfleet run --dry-run` shows the commands)",
+        )
 
 
 def _sync_with_plan(state: State, plan: model.Plan) -> None:

@@ -268,7 +268,7 @@ def inspect(repo: Path, *, plan: str | None = None, foreign: bool = False) -> li
             h.state = "locked_stale" if alive is False else "locked"
         elif owner is None:
             h.state = "foreign"
-        elif not h.task.startswith("_") and entry.branch != worktrees.task_branch(*owner):
+        elif not owner[1].startswith("_") and entry.branch != worktrees.task_branch(*owner):
             # ("_..." folders are ours, not tasks: the merge worktree, spares, scratch checkouts)
             h.state = "wrong_branch"
         elif adm is None or not (adm / "index").exists():

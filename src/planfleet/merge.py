@@ -63,6 +63,10 @@ class MergeResult:
     def ok(self) -> bool:
         return self.status in ("merged", "already_merged", "planned")
 
+    def detail(self) -> str:
+        """Return the timeline detail of this merge: integration before -> after."""
+        return f"{(self.before or '')[:10]} -> {(self.after or '')[:10]}"
+
     def feedback(self) -> str:
         """Return the text a retry of the task is given (empty when the merge was fine)."""
         if self.status == "conflict":

@@ -42,7 +42,8 @@ def dirty(path: Path) -> list[str]:
     return verify._uncommitted(path)
 
 
-def _registered(repo: Path, path: Path) -> bool:
+def registered(repo: Path, path: Path) -> bool:
+    """Return True if ``path`` is a worktree git knows and that exists."""
     return any(e.path.resolve() == path.resolve() and e.present for e in git.worktree_list(repo))
 
 
@@ -54,7 +55,7 @@ def open_fresh(repo: Path, plan: str, phase: str, step: str) -> Checkout:
     """
     integ = worktrees.ensure_integration(repo, plan)
     path = checkout_path(repo, plan, phase)
-    if not _registered(repo, path):
+    if not registered(repo, path):
         with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
             remove_checkout(repo, path)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,18 +80,6 @@ def open_fresh(repo: Path, plan: str, phase: str, step: str) -> Checkout:
     git.git("checkout", "-q", "--detach", "--force", integ, cwd=path)
     git.git("clean", "-q", "-fd", cwd=path)
     return Checkout(path, integ, rescued)
-
-
-def open_as_is(repo: Path, plan: str, phase: str) -> Path:
-    """Return the existing checkout without touching it (the in-session agent's work)."""
-    path = checkout_path(repo, plan, phase)
-    if not _registered(repo, path):
-        raise RefusedError(
-            f"the checkout of phase {phase} is gone ({path})",
-            reason="checkout_missing",
-            next_step="run the step again: planfleet makes a new checkout and new instructions",
-        )
-    return path
 
 
 def advance(repo: Path, plan: str, path: Path) -> str:

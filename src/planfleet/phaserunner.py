@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import (
-    git,
     model,
     phasecheckout,
     phaseimplement,
@@ -208,16 +207,21 @@ class PhaseRunner:
         self, status: str, message: str, rows: list[dict[str, Any]] | None
     ) -> PhaseOutcome:
         recorded = phase_record(self.store.load(), self.phase.id)["steps"]
-        shown: Any = rows if rows is not None else recorded
+        ordered = {s: recorded[s] for s in STEPS if s in recorded}
+        shown: Any = rows if rows is not None else ordered
         return PhaseOutcome(self.phase.id, status, message, self.mode, shown, None, self.warnings)
 
     def _reset_from(self, first: str) -> None:
-        """An explicitly chosen step runs again, and every later step with it."""
-        later = STEPS[STEPS.index(first) :]
+        """A chosen step that is done runs again, and every later step with it.
+
+        A chosen step that failed or waits for the in-session agent keeps its record: the
+        call continues it (and the session's checkout) instead of starting over.
+        """
         with self.store.transaction() as doc:
             ph = phase_record(doc, self.phase.id)
-            if ph["steps"].get(first, {}).get("status") == "needs_agent":
-                return  # handed to the in-session agent: this call checks its artifact
+            if ph["steps"].get(first, {}).get("status") not in FINISHED:
+                return
+            later = STEPS[STEPS.index(first) :]
             for name in later:
                 if name in ph["steps"] and not live_elsewhere(ph["steps"][name]):
                     ph["steps"][name] = new_record()
@@ -235,26 +239,38 @@ class PhaseRunner:
                 self._finish(name, "skipped", f"no open {sev} findings")
                 return
         record = step_record(self.store.load(), self.phase.id, name)
-        if record["status"] == "needs_agent" and steps.artifact_waiting(
-            self._artifact(name), self.ctx
-        ):
-            path = phasecheckout.open_as_is(self.repo, self.plan.name, self.phase.id)
-            self._gate(name, path, str(record.get("start") or phasecheckout.head(path)), None)
+        kept = self._session_checkout(record)
+        waiting = steps.artifact_waiting(self._artifact(name), self.ctx)
+        if kept is not None and record["status"] == "needs_agent" and waiting:
+            self._gate(name, kept, str(record["start"]), None)
             return
-        co = phasecheckout.open_fresh(self.repo, self.plan.name, self.phase.id, name)
-        if co.rescued:
-            self.ctx.warnings.append(f"work left by an earlier step was kept on {co.rescued}")
-        spec = self._spec(name, co.path, self._base(co.start))
+        if kept is not None:  # the session's agent goes on where it was
+            path, start = kept, str(record["start"])
+        else:  # a fresh agent starts from the gated work; leftovers go to a rescue branch
+            co = phasecheckout.open_fresh(self.repo, self.plan.name, self.phase.id, name)
+            if co.rescued:
+                self.ctx.warnings.append(f"work left by an earlier step was kept on {co.rescued}")
+            path, start = co.path, co.start
+        spec = self._spec(name, path, self._base(start))
         with self.store.transaction() as doc:
             record = step_record(doc, self.phase.id, name)
-            self.store.start(doc, record, start=co.start)
+            self.store.start(doc, record, start=start)
             attempt = int(record["attempts"])
         self._progress()
         self.say(f"phase {self.phase.id}: {name} ...")
         run = steps.run_step(spec, self.ctx, attempt)
         if run.status == "needs_agent":
             raise _NeedsAgent(run.instructions or {})
-        self._gate(name, co.path, co.start, run)
+        self._gate(name, path, start, run)
+
+    def _session_checkout(self, record: Doc) -> Path | None:
+        """Return the checkout the in-session agent works in for this step, if it goes on."""
+        if self.ctx.subprocess or record["status"] not in ("needs_agent", "failed"):
+            return None
+        if not record.get("start"):
+            return None
+        path = phasecheckout.checkout_path(self.repo, self.plan.name, self.phase.id)
+        return path if phasecheckout.registered(self.repo, path) else None
 
     def _gate(self, name: str, path: Path, start: str, run: StepRun | None) -> None:
         """Check the step's artifact and the evidence; move the integration branch; record."""
@@ -267,56 +283,14 @@ class PhaseRunner:
         if art.get("phase") != self.phase.id:
             raise GateFailed(name, f"the artifact is for phase {art.get('phase')!r}")
         ph = phase_record(self.store.load(), self.phase.id)
-        extra, note = self._check(name, art, path, start, ph)
+        where = stepgates.Where(self.repo, path, start, self.plan, self.phase)
+        extra, note = stepgates.check_step(name, art, where, ph, self.commands, self.opts.timeout_s)
         phasecheckout.advance(self.repo, self.plan.name, path)
         kept = steps.keep(self._artifact(name), self.records)
         with self.store.transaction() as doc:
             phase_record(doc, self.phase.id).update(extra)
             rec = step_record(doc, self.phase.id, name)
             finish(rec, "done", note, artifact=self.pdir.rel(kept))
-
-    def _check(self, name: str, art: Doc, path: Path, start: str, ph: Doc) -> tuple[Doc, str]:
-        """Run the engine's own checks of step ``name``; return phase fields and a note."""
-        kind, repo, timeout = name.split("-")[0], self.repo, self.opts.timeout_s
-        extra: Doc = {}
-        note = str(art.get("summary", ""))
-        if kind == "implement":
-            stepgates.check_implement_report(name, art, repo, path, start, self.plan, self.phase)
-            claim = "the implement step reports the tasks done"
-            stepgates.run_commands(name, self.commands, path, timeout, claim=claim)
-        elif kind == "test":
-            stepgates.check_test_report(name, art, repo, path, start, self.commands, timeout)
-            extra["tested"] = phasecheckout.head(path)
-            if not self.commands:
-                note += " (the plan gives no test command: planfleet could not check this)"
-        elif kind == "review":
-            found = stepgates.check_review(name, art, path, start)
-            extra["findings"] = found
-            counts = [
-                f"{s}: {sum(1 for f in found.values() if f['severity'] == s)}"
-                for s in ("P0", "P1", "P2", "P3")
-            ]
-            note = f"{len(found)} finding(s) ({', '.join(counts)})"
-        elif kind == "fix":
-            pass_no = int(name[-1])
-            updated, notes = stepgates.check_fix(
-                name, art, repo, path, start, ph["findings"], pass_no
-            )
-            if phasecheckout.head(path) != start:
-                claim = "the fixes are committed"
-                stepgates.run_commands(name, self.commands, path, timeout, claim=claim)
-                extra["tested"] = phasecheckout.head(path)
-            extra["findings"] = updated
-            note = "; ".join([note, *notes])
-        else:
-            end = stepgates.check_commit(
-                name, art, repo, path, start, ph.get("base"), ph["findings"]
-            )
-            if not ph.get("tested") or _tree(path, end) != _tree(path, ph["tested"]):
-                claim = "the phase is committed"
-                stepgates.run_commands(name, self.commands, path, timeout, claim=claim)
-            extra["commit"] = end
-        return extra, note
 
     def _implement_with_engine(self) -> None:
         """Implement the phase's tasks with the engine, scoped to this phase (classic mode)."""
@@ -413,7 +387,3 @@ class PhaseRunner:
                 row["runs"] = steps.describe(self._spec(name, cwd, "<base>"), self.ctx)
             rows.append(row)
         return rows
-
-
-def _tree(path: Path, commit: str) -> str:
-    return git.out("rev-parse", f"{commit}^{{tree}}", cwd=path)

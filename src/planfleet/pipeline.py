@@ -146,7 +146,10 @@ class Pipeline:
             except Declined:
                 self._finish(name, "pending", "not confirmed")
                 return self._result("dry_run", "dry run: stopped at the user gate")
-            self._finish(name, status, data.pop("message", ""), data=data)
+            message = str(data.pop("message", ""))
+            self._finish(name, status, message, data=data)
+            if status == "pending":  # --phase: the other phases wait for a later run
+                return self._result("completed", message)
             if status == "failed":
                 return self._result("failed", f"stage {name}: {data.get('reason', 'failed')}")
             if status == "needs_agent":
@@ -217,7 +220,7 @@ class Pipeline:
             agent="plan-reviewer",
         )
         before = (fsutil.read_text(self.pdir.file), set(git.status_porcelain(self.repo)))
-        art = self._agent(spec)
+        art = self._agent(spec, "review")
         if fsutil.read_text(self.pdir.file) != before[0]:
             raise GateFailed(spec.key, f"the review changed {self.pdir.rel(self.pdir.file)}")
         touched = set(git.status_porcelain(self.repo)) - before[1]
@@ -248,14 +251,13 @@ class Pipeline:
             "message": f"{len(issues)} issue(s)" + ("; plan revised" if art["revised"] else ""),
         }
 
-    def _agent(self, spec: StepSpec) -> Doc:
+    def _agent(self, spec: StepSpec, stage: str) -> Doc:
         """Run the step's agent (unless the in-session agent already wrote the artifact);
         return the artifact once it exists, parses and fits its schema (else GateFailed)."""
         run = None
         if not (self.handed_over and steps.artifact_waiting(spec.artifact, self.ctx)):
             self.say(f"{spec.title} ...")
-            attempts = self.store.load()["stages"]
-            attempt = max(int(r["attempts"]) for r in attempts.values())
+            attempt = int(self.store.load()["stages"][stage]["attempts"])
             run = steps.run_step(spec, self.ctx, attempt)
             if run.status == "needs_agent":
                 raise NeedsAgent(run.instructions or {})
@@ -317,7 +319,7 @@ class Pipeline:
                 tools=RESEARCH_TOOLS,
                 agent="researcher",
             )
-            art = self._agent(spec)
+            art = self._agent(spec, "research")
             if Path(art["cheat_sheet"]).resolve() != sheet.resolve():
                 raise GateFailed(spec.key, f"the cheat sheet must be written to {sheet}")
             problem = knowledge.sheet_problem(sheet, tech.name)

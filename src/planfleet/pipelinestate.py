@@ -18,7 +18,7 @@ from typing import Any
 
 import filelock
 
-from planfleet import formats, fsutil, model, paths, proc, schemas
+from planfleet import formats, fsutil, git, model, paths, proc, schemas
 from planfleet.errors import InputError, RefusedError, UsageError
 from planfleet.formats.plan_dir import PLAN_FILES, plan_file
 from planfleet.statemodel import now_iso
@@ -54,8 +54,9 @@ class PlanDir:
             return str(path)
 
 
-def resolve_plan_dir(arg: str | Path, repo: Path) -> PlanDir:
-    """Return the plan directory ``arg`` names (absolute); InputError when it is not one."""
+def resolve_plan_dir(arg: str | Path, repo: Path | None = None) -> PlanDir:
+    """Return the plan directory ``arg`` names (absolute) in ``repo`` (default: the
+    repository holding it); InputError when it is not one."""
     folder = Path(arg).expanduser()
     folder = (folder if folder.is_absolute() else Path.cwd() / folder).resolve()
     if folder.is_file() and folder.name in PLAN_FILES:
@@ -75,6 +76,7 @@ def resolve_plan_dir(arg: str | Path, repo: Path) -> PlanDir:
             file=str(folder),
             hint="a plan directory holds task_plan.md (or manifest.md) plus its spec files",
         )
+    repo = repo if repo is not None else git.require_repo(folder)
     if not fsutil.is_within(folder, repo):
         raise InputError(
             f"the plan directory is outside the repository {repo}",

@@ -266,6 +266,36 @@ def release(state: State, task_id: str, reason: str, *, now: str | None = None) 
     return record
 
 
+def record_merge(
+    state: State,
+    task_id: str,
+    *,
+    ok: bool,
+    status: str,
+    detail: str = "",
+    feedback: str | None = None,
+    now: str | None = None,
+) -> TaskRecord:
+    """Record the outcome of merging a verified task: merged, or back to pending.
+
+    A failed merge (``status`` conflict, refused_deletion, check_failed, ...) puts the task
+    back to pending with the merge as its error and ``feedback`` for the next attempt.
+    """
+    stamp = now or now_iso()
+    dequeue(state, task_id)
+    record = task(state, task_id)
+    if ok:
+        record["merged_at"] = stamp
+        add_event(state, "merged", task_id, detail, now=stamp)
+        return record
+    reset(state, task_id, reason=f"merge failed: {status}", now=stamp)
+    kind = "merge_conflict" if status == "conflict" else status
+    record["error"] = {"type": kind, "step": "merge", "message": status}
+    record["feedback"] = feedback
+    add_event(state, "merge_failed", task_id, status, now=stamp)
+    return record
+
+
 def block(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
     """Mark ``task_id`` blocked (e.g. a dependency was abandoned) with ``reason``."""
     record = move(state, task_id, "blocked", now=now)

@@ -10,6 +10,7 @@ Each raises :class:`planfleet.steps.GateFailed` with the evidence.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,64 @@ def check_implement_report(
     if end == start:
         raise GateFailed(step, "no commit was made")
     require_tests_kept(step, repo, start, end)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a phase step ran: the repository, the phase checkout, the commit it started at."""
+
+    repo: Path
+    path: Path
+    start: str
+    plan: model.Plan
+    phase: model.Phase
+
+
+def check_step(
+    name: str,
+    art: Mapping[str, Any],
+    at: Where,
+    ph: Mapping[str, Any],
+    commands: Sequence[str],
+    timeout_s: float,
+) -> tuple[dict[str, Any], str]:
+    """Run the engine's own checks of step ``name``; return phase fields to record and a note."""
+    kind, repo, path, start = name.split("-")[0], at.repo, at.path, at.start
+    extra: dict[str, Any] = {}
+    note = str(art.get("summary", ""))
+    if kind == "implement":
+        check_implement_report(name, art, repo, path, start, at.plan, at.phase)
+        claim = "the implement step reports the tasks done"
+        run_commands(name, commands, path, timeout_s, claim=claim)
+    elif kind == "test":
+        check_test_report(name, art, repo, path, start, commands, timeout_s)
+        extra["tested"] = head(path)
+        if not commands:
+            note += " (the plan gives no test command: planfleet could not check this)"
+    elif kind == "review":
+        found = check_review(name, art, path, start)
+        extra["findings"] = found
+        counts = [
+            f"{s}: {sum(1 for f in found.values() if f['severity'] == s)}"
+            for s in ("P0", "P1", "P2", "P3")
+        ]
+        note = f"{len(found)} finding(s) ({', '.join(counts)})"
+    elif kind == "fix":
+        updated, notes = check_fix(
+            name, art, repo, path, start, dict(ph["findings"]), int(name[-1])
+        )
+        if head(path) != start:
+            run_commands(name, commands, path, timeout_s, claim="the fixes are committed")
+            extra["tested"] = head(path)
+        extra["findings"] = updated
+        note = "; ".join([note, *notes])
+    else:
+        end = check_commit(name, art, repo, path, start, ph.get("base"), dict(ph["findings"]))
+        if not ph.get("tested") or _tree(path, end) != _tree(path, str(ph["tested"])):
+            run_commands(name, commands, path, timeout_s, claim="the phase is committed")
+        extra["commit"] = end
+    return extra, note
+
+
+def _tree(path: Path, commit: str) -> str:
+    return git.out("rev-parse", f"{commit}^{{tree}}", cwd=path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from planfleet import git, report, runcli
@@ -99,9 +98,7 @@ def phase_options(ns: argparse.Namespace, check: list[str], **extra: Any) -> Pha
 
 def locate(ns: argparse.Namespace, arg: str) -> PlanDir:
     """Return the plan directory ``arg`` inside the repository (-C, else the folder's own)."""
-    start = ns.repo if ns.repo is not None else Path(arg).expanduser().resolve()
-    repo = git.require_repo(start if start.exists() else None)
-    return resolve_plan_dir(arg, repo)
+    return resolve_plan_dir(arg, git.require_repo(ns.repo) if ns.repo is not None else None)
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:

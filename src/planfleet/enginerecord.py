@@ -1,0 +1,169 @@
+"""Recording what attempts and gates produced, and merging verified work, for the engine.
+
+Runs on the engine's main thread: every change is one state transaction. A verified task
+is queued and merged at once (one at a time); a failed one keeps its error and feedback
+and is abandoned when it has no attempts left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from planfleet import guards, merge, model, scheduler, stateops, worktree_pool
+from planfleet.attempt import Outcome
+from planfleet.errors import PlanfleetError
+from planfleet.phasegate import GateOutcome
+from planfleet.state import StateStore
+from planfleet.statemodel import State, add_cost, enqueue, merge_order, now_iso
+
+
+@dataclass
+class Recorder:
+    """The engine's bookkeeping for one plan run."""
+
+    repo: Path
+    plan: model.Plan
+    store: StateStore
+    priority: dict[str, float]
+    max_attempts: int
+    post_merge_check: bool
+    timeout_s: float
+    pause: Callable[[str], None]
+
+    def attempt(self, out: Outcome) -> None:
+        """Record how an attempt ended; queue and merge it when it was verified."""
+        tid = out.task
+        with self.store.transaction() as state:
+            record = state["tasks"][tid]
+            if out.agent and out.agent.session_id:
+                record["session_id"] = out.agent.session_id
+            record.update(worktree=out.worktree, branch=out.branch, base_commit=out.base_commit)
+            if out.verdict == "stopped":
+                stateops.release(state, tid, "stopped: the run was paused")
+                _add_cost(state, tid, out.cost_usd)
+                return
+            if out.verdict == "limit":
+                stateops.release(
+                    state, tid, f"paused by {out.error['message'] if out.error else 'a limit'}"
+                )
+                _add_cost(state, tid, out.cost_usd)
+                self.pause(f"{out.error['message'] if out.error else 'usage limit'}: resume later")
+                return
+            if out.verdict == "verified" and out.verification is not None:
+                stateops.complete(
+                    state,
+                    tid,
+                    commit=out.verification.commit or "",
+                    verification=out.record,
+                    cost_usd=out.cost_usd,
+                )
+                enqueue(state, tid, self.priority.get(tid, 0.0))
+            else:
+                err = out.error or {"type": "crash", "step": "agent", "message": "no outcome"}
+                stateops.fail(
+                    state,
+                    tid,
+                    error_type=err["type"],
+                    step=err["step"],
+                    message=err["message"],
+                    feedback=out.feedback,
+                    cost_usd=out.cost_usd,
+                )
+                if out.record:
+                    record["verification"] = out.record
+                self._maybe_abandon(state, tid)
+        if out.verdict == "verified":
+            self.merge_queue()
+
+    def _maybe_abandon(self, state: State, tid: str) -> None:
+        record = state["tasks"][tid]
+        if not scheduler.attempts_left(record, self.max_attempts):
+            stateops.abandon(
+                state,
+                tid,
+                f"gave up after {record['attempts']} attempts: {record['error']['message']}",
+            )
+
+    def gate(self, gid: str, out: GateOutcome) -> None:
+        """Record how a phase gate ended (a failed gate is abandoned: it has no agent)."""
+        with self.store.transaction() as state:
+            if out.stopped:
+                stateops.release(state, gid, "stopped: the run was paused")
+            elif out.ok:
+                stateops.complete(state, gid, commit=out.commit, verification=out.record)
+                state["tasks"][gid]["merged_at"] = now_iso()
+            else:
+                stateops.fail(
+                    state,
+                    gid,
+                    error_type="test_failure",
+                    step="phase gate",
+                    message=out.message,
+                    feedback=out.output,
+                )
+                stateops.abandon(state, gid, f"phase gate failed: {out.message}")
+
+    def merge_queue(self) -> None:
+        """Merge every queued verified task, one at a time, in queue order."""
+        while True:
+            state = self.store.load()
+            order = [t for t in merge_order(state) if state["tasks"][t]["status"] == "verified"]
+            if not order:
+                return
+            tid = order[0]
+            task = self.plan.task(tid)
+            checks = task.verify if self.post_merge_check else ()
+            item = merge.MergeItem(tid, tuple(task.writes))
+            try:
+                (res,) = merge.merge_queue(
+                    self.repo,
+                    self.plan.name,
+                    [item],
+                    check=checks,
+                    check_timeout=self.timeout_s,
+                )
+            except PlanfleetError as exc:
+                self.pause(f"merging {tid} failed: {exc.message}")
+                return
+            self._record_merge(tid, res)
+
+    def _record_merge(self, tid: str, res: merge.MergeResult) -> None:
+        with self.store.transaction() as state:
+            record = stateops.record_merge(
+                state,
+                tid,
+                ok=res.ok,
+                status=res.status,
+                detail=res.detail(),
+                feedback=res.feedback(),
+            )
+            if not res.ok and not scheduler.attempts_left(record, self.max_attempts):
+                stateops.abandon(state, tid, f"could not be merged: {res.status}")
+        if res.ok:
+            # Merged work is on the integration branch: the worktree is parked for the next
+            # task (a recycled checkout rewrites only what differs), or removed.
+            # (Done here, not in the background: the next task should find the spare.)
+            self._park(tid)
+        else:
+            # The next attempt starts fresh from the new integration commit; the old work
+            # is kept on a rescue branch (named in the feedback by guards.remove).
+            with contextlib.suppress(PlanfleetError):
+                removal = guards.remove(self.repo, self.plan.name, tid)
+                if removal.rescue.branch:
+                    with self.store.transaction() as state:
+                        state["tasks"][tid]["feedback"] += (
+                            f"\nYour earlier work is saved on branch {removal.rescue.branch}."
+                        )
+
+    def _park(self, tid: str) -> None:
+        with contextlib.suppress(PlanfleetError):
+            if worktree_pool.park(self.repo, self.plan.name, tid) is None:
+                guards.remove(self.repo, self.plan.name, tid)
+
+
+def _add_cost(state: State, tid: str, usd: float) -> None:
+    if usd > 0:
+        add_cost(state, tid, usd)
