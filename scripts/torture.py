@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -34,15 +35,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torturelib import agents, common, crash, diskgit, hostile, procs  # noqa: E402
-from torturelib.common import ScenarioResult  # noqa: E402
+from torturelib import agents, common, crash, diskgit, hostile, procs
+from torturelib.common import ScenarioResult
 
 Runner = Callable[[Path, dict[str, str], bool, int], ScenarioResult]
 
 
 def _crash(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioResult:
-    return crash.run_scenario(work, env, trials=100 if long else 10,
-                              max_kills=3 if long else 1, seed=seed)
+    # Engines of this scenario mostly wait on their tasks' sleeps: three trials at once
+    # keep the long form near ten minutes on two cores.
+    return crash.run_scenario(
+        work,
+        env,
+        trials=100 if long else 10,
+        max_kills=3 if long else 1,
+        seed=seed,
+        workers=3 if long else 2,
+    )
 
 
 def _agents(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioResult:
@@ -50,8 +59,9 @@ def _agents(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioR
 
 
 def _hostile(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioResult:
-    return hostile.run_scenario(work, env, files=10_000 if long else 300,
-                                dry_runs=200 if long else 20, seed=seed)
+    return hostile.run_scenario(
+        work, env, files=10_000 if long else 300, dry_runs=200 if long else 20, seed=seed
+    )
 
 
 def _diskgit(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioResult:
@@ -66,11 +76,20 @@ SCENARIOS: dict[str, Runner] = {
 }
 
 
-def run(names: list[str], *, work: Path, long: bool, seed: int,
-        log: Callable[[str], None] = lambda s: None) -> list[ScenarioResult]:
+def run(
+    names: list[str],
+    *,
+    work: Path,
+    long: bool,
+    seed: int,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[ScenarioResult]:
     """Run the named scenarios under ``work``; return their results in order."""
     env = common.isolated_env(work / "home")
-    (work / "home").mkdir(parents=True, exist_ok=True)
+    # Temporary files (and the crash logs of an internal error) stay in the work folder.
+    env["TMPDIR"] = str(work / "tmp")
+    for sub in ("home", "tmp"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
     results = []
     with procs.subreaper():
         for i, name in enumerate(names):
@@ -80,8 +99,10 @@ def run(names: list[str], *, work: Path, long: bool, seed: int,
             log(f"{name}: running ({'long' if long else 'short'} form)...")
             result = SCENARIOS[name](folder, env, long, seed + i)
             result.notes.append(f"{time.monotonic() - started:.1f} s")
-            log(f"{name}: {result.passed}/{len(result.trials)} passed "
-                f"in {time.monotonic() - started:.0f} s")
+            log(
+                f"{name}: {result.passed}/{len(result.trials)} passed "
+                f"in {time.monotonic() - started:.0f} s"
+            )
             results.append(result)
     return results
 
@@ -89,8 +110,10 @@ def run(names: list[str], *, work: Path, long: bool, seed: int,
 def table(results: list[ScenarioResult]) -> str:
     """Return the report table as text."""
     rows = [["scenario", "trials", "passed", "failed", "worst case"]]
-    rows += [[r.scenario, str(len(r.trials)), str(r.passed), str(r.failed), r.worst_text()]
-             for r in results]
+    rows += [
+        [r.scenario, str(len(r.trials)), str(r.passed), str(r.failed), r.worst_text()]
+        for r in results
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = []
     for n, row in enumerate(rows):
@@ -123,6 +146,10 @@ def isolate(home: Path) -> None:
         os.environ.pop(key, None)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--long", action="store_true", help="the long form (many more trials)")
@@ -139,18 +166,28 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="planfleet-torture-"))
     isolate(work / "home")
     print(f"torture: seed {seed}, work folder {work}", file=sys.stderr)
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so that nothing started outlives us.
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = run(names, work=work, long=ns.long, seed=seed,
-                      log=lambda s: print(f"torture: {s}", file=sys.stderr, flush=True))
+        results = run(
+            names,
+            work=work,
+            long=ns.long,
+            seed=seed,
+            log=lambda s: print(f"torture: {s}", file=sys.stderr, flush=True),
+        )
     finally:
+        signal.signal(signal.SIGTERM, old_term)
+        procs.close_all()
         if not ns.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(table(results))
     data = report(results, long=ns.long, seed=seed)
     for r in data["scenarios"]:
         for f in r["failures"]:
-            print(f"\n{r['scenario']} / {f['trial']}:", *(f"  - {p}" for p in f["problems"]),
-                  sep="\n")
+            print(
+                f"\n{r['scenario']} / {f['trial']}:", *(f"  - {p}" for p in f["problems"]), sep="\n"
+            )
     if ns.json_out:
         ns.json_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0 if data["passed"] else 1

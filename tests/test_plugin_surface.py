@@ -296,7 +296,8 @@ def test_skill_and_command_frontmatter(d: Doc) -> None:
         if key in d.meta:
             assert isinstance(d.meta[key], bool), f"{d.rel}: {key} must be true or false"
     hint = d.meta.get("argument-hint")
-    assert isinstance(hint, str) and hint.strip(), f"{d.rel}: needs an argument-hint"
+    assert isinstance(hint, str), f"{d.rel}: needs an argument-hint"
+    assert hint.strip(), f"{d.rel}: needs an argument-hint"
     assert "$ARGUMENTS" in d.body, f"{d.rel}: must show the user's arguments ($ARGUMENTS)"
 
 
@@ -310,7 +311,8 @@ def test_agent_frontmatter(d: Doc) -> None:
     if "isolation" in d.meta:
         assert d.meta["isolation"] == "worktree"
     tools = d.meta.get("tools")
-    assert isinstance(tools, str) and tools.strip(), f"{d.rel}: tools must be explicit"
+    assert isinstance(tools, str), f"{d.rel}: tools must be explicit"
+    assert tools.strip(), f"{d.rel}: tools must be explicit"
     names = [t.strip() for t in tools.split(",")]
     assert len(names) == len(set(names)), f"{d.rel}: a tool is listed twice"
     assert not set(names) - KNOWN_TOOLS, f"{d.rel}: unknown tools {set(names) - KNOWN_TOOLS}"
@@ -318,16 +320,17 @@ def test_agent_frontmatter(d: Doc) -> None:
 
 @pytest.mark.parametrize("d", docs(), ids=ids(list(docs())))
 def test_names_and_descriptions(d: Doc) -> None:
-    assert KEBAB.match(d.name) and len(d.name) <= 64, f"{d.rel}: name must be kebab-case"
+    assert KEBAB.match(d.name), f"{d.rel}: name must be kebab-case"
+    assert len(d.name) <= 64, f"{d.rel}: name longer than 64 characters"
     description = d.meta.get("description")
     assert isinstance(description, str), f"{d.rel}: needs a description"
     listing = description + str(d.meta.get("when_to_use") or "")
-    assert 80 <= len(description) and len(listing) <= 1536, f"{d.rel}: description length"
+    assert len(description) >= 80, f"{d.rel}: description too short to say when to use it"
+    assert len(listing) <= 1536, f"{d.rel}: the listing truncates at 1,536 characters"
     first = description.split()[0]
     # Third person: "Executes ...", "Shows ...", never "Execute", "I", "You" or "Use this".
-    assert first[0].isupper() and first.endswith("s") and first not in ("Is", "This"), (
-        f"{d.rel}: description must start with a verb in the third person, not {first!r}"
-    )
+    third_person = first[0].isupper() and first.endswith("s") and first not in ("Is", "This")
+    assert third_person, f"{d.rel}: start with a verb in the third person, not {first!r}"
     assert not re.match(r"(?i)(i|you|we)\b", description)
     if d.kind == "agent":
         assert re.search(r"\b(Used|Use when|starts one|spawn)", description), (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -28,27 +29,49 @@ EXPECTED = {
     "budget": {"budget"},
     "lie": {"no_commit", "false_claim"},
 }
-FLAGS = ("--runner", "claude", "--yes", "--json", "--max-parallel", str(AGENTS),
-         "--max-attempts", "1", "--timeout", str(TIMEOUT_S), "--stall", str(STALL_S),
-         "--task-budget-usd", "0.5")
+FLAGS = (
+    "--runner",
+    "claude",
+    "--yes",
+    "--json",
+    "--max-parallel",
+    str(AGENTS),
+    "--max-attempts",
+    "1",
+    "--timeout",
+    str(TIMEOUT_S),
+    "--stall",
+    str(STALL_S),
+    "--task-budget-usd",
+    "0.5",
+)
 
 
 def _plan() -> str:
-    lines = ["planfleet: 1", "name: p", "title: agent faults", "phases:", "  - id: one",
-             "    tasks:"]
+    lines = [
+        "planfleet: 1",
+        "name: p",
+        "title: agent faults",
+        "phases:",
+        "  - id: one",
+        "    tasks:",
+    ]
     for i in range(AGENTS):
-        lines += [f"      - id: a{i}", f"        title: agent {i}",
-                  f"        files: {{create: [out/a{i}.txt]}}"]
+        lines += [
+            f"      - id: a{i}",
+            f"        title: agent {i}",
+            f"        files: {{create: [out/a{i}.txt]}}",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def run_scenario(work: Path, env: dict[str, str], *, trials: int, seed: int) -> ScenarioResult:
     """Run ``trials`` trials, each with a random subset of faulty agents."""
-    result = ScenarioResult("agent-faults", "wall seconds (bound "
-                            f"{TIMEOUT_S:g}+{OVERHEAD_S:g})")
+    result = ScenarioResult("agent-faults", f"wall seconds (bound {TIMEOUT_S:g}+{OVERHEAD_S:g})")
     rng = random.Random(seed)
-    template = common.make_repo(work / "template", {"plans/p.plan.yaml": _plan(),
-                                                    "README.md": "# agents\n"})
+    template = common.make_repo(
+        work / "template", {"plans/p.plan.yaml": _plan(), "README.md": "# agents\n"}
+    )
     pool: list[str] = []
     seen: dict[str, int] = dict.fromkeys(FAULTS, 0)
     for n in range(1, trials + 1):
@@ -65,8 +88,7 @@ def run_scenario(work: Path, env: dict[str, str], *, trials: int, seed: int) -> 
     return result
 
 
-def _trial(work: Path, template: Path, env: dict[str, str], n: int,
-           behaviours: list[str]) -> Trial:
+def _trial(work: Path, template: Path, env: dict[str, str], n: int, behaviours: list[str]) -> Trial:
     folder = work / f"trial-{n}"
     folder.mkdir()
     repo = common.copy_repo(template, folder / "repo")
@@ -78,31 +100,14 @@ def _trial(work: Path, template: Path, env: dict[str, str], n: int,
     problems: list[str] = []
     walls: list[float] = []
     try:
-        argv = common.planfleet(repo, "run", "plans/p.plan.yaml", *FLAGS)
-        limited = [f"a{i}" for i, b in enumerate(behaviours) if b == "usage_limit"]
-        code, out, err, wall = launcher.run(argv, cwd=repo, timeout=120, extra=extra)
-        walls.append(wall)
-        _check_exit(problems, "run", code, out, err, wall)
-        state, problem = common.load_state(repo)
-        if problem or state is None:
-            problems.append(problem or "no state after the run")
-        elif limited:
-            _check_paused(problems, state, limited, behaviours)
-            # The limit resets: the same agents now succeed, and resume finishes the run.
-            _write_scenario(scenario, [("succeed" if b == "usage_limit" else b)
-                                       for b in behaviours])
-            argv = common.planfleet(repo, "resume", "p", *FLAGS)
-            code, out, err, wall = launcher.run(argv, cwd=repo, timeout=120, extra=extra)
-            walls.append(wall)
-            _check_exit(problems, "resume", code, out, err, wall)
-            state, problem = common.load_state(repo)
-            if problem or state is None:
-                problems.append(problem or "no state after the resume")
+        with procs.ZombieWatch(launcher.tag) as watch:
+            state = _run_and_resume(problems, walls, launcher, repo, scenario, behaviours, extra)
+        problems += [
+            f"zombie not reaped by its parent: {z.describe()}" for z in watch.leaks.values()
+        ]
         if state is not None:
             final = ["succeed" if b == "usage_limit" else b for b in behaviours]
             _check_outcomes(problems, repo, state, final)
-        zombies = procs.zombie_children(procs.owned())
-        problems += [f"zombie left by the engine: {z.describe()}" for z in zombies]
         problems += [f"leftover process: {p.describe()}" for p in procs.under(repo)]
         locks = common.held_locks(repo)
         if locks:
@@ -110,18 +115,65 @@ def _trial(work: Path, template: Path, env: dict[str, str], n: int,
     finally:
         left = launcher.close()
     problems += [f"leftover tagged process: {p.describe()}" for p in left]
-    return Trial(name, not problems, problems, round(max(walls, default=0.0), 1),
-                 "wall per engine run: " + ", ".join(f"{w:.1f} s" for w in walls))
+    return Trial(
+        name,
+        not problems,
+        problems,
+        round(max(walls, default=0.0), 1),
+        "wall per engine run: " + ", ".join(f"{w:.1f} s" for w in walls),
+    )
+
+
+def _run_and_resume(
+    problems: list[str],
+    walls: list[float],
+    launcher: procs.Launcher,
+    repo: Path,
+    scenario: Path,
+    behaviours: list[str],
+    extra: dict[str, str],
+) -> dict[str, Any] | None:
+    """Run the plan; after a usage-limit pause, lift the limit and resume; return the state."""
+    code, out, err, wall = launcher.run(
+        common.planfleet(repo, "run", "plans/p.plan.yaml", *FLAGS),
+        cwd=repo,
+        timeout=120,
+        extra=extra,
+    )
+    walls.append(wall)
+    _check_exit(problems, "run", code, out, err, wall)
+    state, problem = common.load_state(repo)
+    limited = [f"a{i}" for i, b in enumerate(behaviours) if b == "usage_limit"]
+    if problem or state is None:
+        problems.append(problem or "no state after the run")
+        return None
+    if not limited:
+        return state
+    _check_paused(problems, state, limited, behaviours)
+    # The limit resets: the same agents now succeed, and resume finishes the run.
+    _write_scenario(scenario, [("succeed" if b == "usage_limit" else b) for b in behaviours])
+    code, out, err, wall = launcher.run(
+        common.planfleet(repo, "resume", "p", *FLAGS), cwd=repo, timeout=120, extra=extra
+    )
+    walls.append(wall)
+    _check_exit(problems, "resume", code, out, err, wall)
+    state, problem = common.load_state(repo)
+    if problem or state is None:
+        problems.append(problem or "no state after the resume")
+    return state
 
 
 def _write_scenario(path: Path, behaviours: list[str]) -> None:
-    tasks = {f"a{i}": {"behaviour": b, "files": {f"out/a{i}.txt": f"agent {i}\n"}}
-             for i, b in enumerate(behaviours)}
+    tasks = {
+        f"a{i}": {"behaviour": b, "files": {f"out/a{i}.txt": f"agent {i}\n"}}
+        for i, b in enumerate(behaviours)
+    }
     path.write_text(json.dumps({"tasks": tasks}))
 
 
-def _check_exit(problems: list[str], what: str, code: int | None, out: str, err: str,
-                wall: float) -> None:
+def _check_exit(
+    problems: list[str], what: str, code: int | None, out: str, err: str, wall: float
+) -> None:
     if code is None:
         problems.append(f"{what} did not end within 120 s")
     elif code not in (0, 1):
@@ -132,16 +184,19 @@ def _check_exit(problems: list[str], what: str, code: int | None, out: str, err:
         problems.append(f"{what} took {wall:.1f} s, over the bound {TIMEOUT_S + OVERHEAD_S:g} s")
 
 
-def _check_paused(problems: list[str], state: dict[str, Any], limited: list[str],
-                  behaviours: list[str]) -> None:
+def _check_paused(
+    problems: list[str], state: dict[str, Any], limited: list[str], behaviours: list[str]
+) -> None:
     """A usage limit pauses the run; no task loses an attempt to it or to the pause."""
     if state["status"] != "paused":
         problems.append(f"a usage limit should pause the run, status is {state['status']}")
     for tid in limited:
         rec = state["tasks"][tid]
         if rec["status"] != "pending" or rec["attempts"] != 0:
-            problems.append(f"{tid} (usage limit) is {rec['status']} with {rec['attempts']} "
-                            "attempts; expected pending with 0")
+            problems.append(
+                f"{tid} (usage limit) is {rec['status']} with {rec['attempts']} "
+                "attempts; expected pending with 0"
+            )
     for i, b in enumerate(behaviours):
         rec = state["tasks"][f"a{i}"]
         if b != "usage_limit" and rec["status"] == "pending" and rec["attempts"] != 0:
@@ -150,11 +205,15 @@ def _check_paused(problems: list[str], state: dict[str, Any], limited: list[str]
             problems.append(f"a{i} still in_progress after the paused run ended")
 
 
-def _check_outcomes(problems: list[str], repo: Path, state: dict[str, Any],
-                    behaviours: list[str]) -> None:
+def _check_outcomes(
+    problems: list[str], repo: Path, state: dict[str, Any], behaviours: list[str]
+) -> None:
     """Every agent's outcome is classified as its behaviour demands."""
-    files = set(common.git(repo, "ls-tree", "-r", "--name-only",
-                           "refs/heads/planfleet/p/integration", check=False).split())
+    files = set(
+        common.git(
+            repo, "ls-tree", "-r", "--name-only", "refs/heads/planfleet/p/integration", check=False
+        ).split()
+    )
     for i, b in enumerate(behaviours):
         tid = f"a{i}"
         rec = state["tasks"][tid]
@@ -166,8 +225,10 @@ def _check_outcomes(problems: list[str], repo: Path, state: dict[str, Any],
                 problems.append(f"{tid} (succeed): out/{tid}.txt is not on the integration branch")
             continue
         if rec["status"] != "abandoned" or err not in EXPECTED[b]:
-            problems.append(f"{tid} ({b}) classified {rec['status']}/{err}, expected "
-                            f"abandoned/{'|'.join(sorted(EXPECTED[b]))}")
+            problems.append(
+                f"{tid} ({b}) classified {rec['status']}/{err}, expected "
+                f"abandoned/{'|'.join(sorted(EXPECTED[b]))}"
+            )
         if f"out/{tid}.txt" in files:
             problems.append(f"{tid} ({b}): its file reached the integration branch")
     expected_status = "completed" if all(b == "succeed" for b in behaviours) else "failed"
@@ -178,7 +239,7 @@ def _check_outcomes(problems: list[str], repo: Path, state: dict[str, Any],
 def _resume_keeps_limits(work: Path, template: Path, env: dict[str, str]) -> Trial:
     """After a usage-limit pause, ``planfleet resume p`` (the command the engine prints, plus
     the runner and consent) must keep the run's limits: the hanging agent gets the run's one
-    attempt of TIMEOUT_S, not the defaults (5 attempts, 600 s, no budget cap)."""
+    attempt of TIMEOUT_S, not the defaults (5 attempts of 600 s, no budget cap)."""
     folder = work / "resume-keeps-limits"
     folder.mkdir()
     repo = common.copy_repo(template, folder / "repo")
@@ -190,30 +251,65 @@ def _resume_keeps_limits(work: Path, template: Path, env: dict[str, str]) -> Tri
     problems: list[str] = []
     wall = 0.0
     try:
-        code, out, err, _ = launcher.run(common.planfleet(repo, "run", "plans/p.plan.yaml",
-                                                          *FLAGS), cwd=repo, timeout=120,
-                                         extra=extra)
+        code, out, err, _ = launcher.run(
+            common.planfleet(repo, "run", "plans/p.plan.yaml", *FLAGS),
+            cwd=repo,
+            timeout=120,
+            extra=extra,
+        )
         _check_exit(problems, "run", code, out, err, 0.0)
         behaviours[0] = "succeed"
         _write_scenario(scenario, behaviours)
-        bound = TIMEOUT_S + OVERHEAD_S
-        code, out, err, wall = launcher.run(
+        started = time.monotonic()
+        p = launcher.start(
             common.planfleet(repo, "resume", "p", "--runner", "claude", "--yes", "--json"),
-            cwd=repo, timeout=bound + 5, extra=extra)
-        state, problem = common.load_state(repo)
-        if problem or state is None:
-            problems.append(problem or "no state")
-        if code is None:
-            problems.append(f"`planfleet resume p` did not end within {bound + 5:g} s: the run's "
-                            "--timeout/--max-attempts were not kept")
-        elif state is not None:
-            rec = state["tasks"]["a1"]
-            if rec["attempts"] != 1 or wall > bound:
-                problems.append(
-                    f"`planfleet resume p` forgot the run's limits: the hanging agent a1 got "
-                    f"{rec['attempts']} attempts (run: --max-attempts 1) and the resume took "
-                    f"{wall:.1f} s (bound {bound:g} s)")
+            cwd=repo,
+            log=folder / "resume.log",
+            extra=extra,
+        )
+        verdict = _watch_hanger(repo, p, "a1")
+        wall = time.monotonic() - started
+        if verdict:
+            problems.append(
+                f"`planfleet resume p` forgot the run's limits (--max-attempts 1 "
+                f"--timeout {TIMEOUT_S:g}): {verdict}"
+            )
+        _, problem = common.load_state(repo)
+        if problem:
+            problems.append(problem)
     finally:
         left = launcher.close()
     problems += [f"leftover tagged process: {p.describe()}" for p in left]
     return Trial("resume keeps the run's limits", not problems, problems, round(wall, 1))
+
+
+def _watch_hanger(repo: Path, p: Any, tid: str) -> str:
+    """Follow the hanging task through a resume; return what broke the run's limits, or ""."""
+    path = repo / ".planfleet" / "state" / "p.json"
+    seen_running: float | None = None
+    deadline = time.monotonic() + TIMEOUT_S + OVERHEAD_S
+    while p.poll() is None:
+        try:
+            rec = json.loads(path.read_text())["tasks"][tid]
+        except (OSError, ValueError, KeyError):
+            rec = {}
+        now = time.monotonic()
+        verdict = ""
+        if rec.get("attempts", 0) > 1:
+            verdict = f"{tid} was given attempt {rec['attempts']}"
+        elif rec.get("status") == "in_progress":
+            seen_running = seen_running or now
+            if now - seen_running > TIMEOUT_S + 8:
+                verdict = f"{tid} still ran {now - seen_running:.0f} s after it started"
+        if not verdict and now > deadline:
+            verdict = f"the resume ran longer than {TIMEOUT_S + OVERHEAD_S:g} s"
+        if verdict:
+            p.send_signal(signal.SIGTERM)  # the engine pauses and stops its agents
+            try:
+                p.wait(timeout=procs.TERM_GRACE_S)
+            except Exception:
+                p.kill()
+                p.wait()
+            return verdict
+        time.sleep(0.1)
+    return ""

@@ -110,7 +110,12 @@ def git(repo: Path, *args: str, check: bool = True, stdin: str | None = None) ->
     env = {k: v for k, v in os.environ.items() if k not in DROP}
     env.update(GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1", **IDENTITY)
     res = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False,
+        ["git", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
         input=stdin,
     )
     if check and res.returncode != 0:
@@ -143,6 +148,22 @@ def copy_repo(template: Path, dest: Path) -> Path:
 def planfleet(repo: Path, *args: str) -> list[str]:
     """Return the argv of ``planfleet -C repo ARGS`` with this Python."""
     return [sys.executable, "-m", "planfleet", "-C", str(repo), *args]
+
+
+def shell_run(repo: Path, *, resume: bool, parallel: int, attempts: int = 5) -> list[str]:
+    """Return the argv of a shell-runner ``run plans/p.plan.yaml`` (or ``resume p``)."""
+    verb = ["resume", "p"] if resume else ["run", "plans/p.plan.yaml"]
+    return planfleet(
+        repo,
+        *verb,
+        "--runner",
+        "shell",
+        "--json",
+        "--max-parallel",
+        str(parallel),
+        "--max-attempts",
+        str(attempts),
+    )
 
 
 def integration_tree(repo: Path, plan: str = "p") -> str | None:
@@ -214,7 +235,9 @@ def stale_worktrees(repo: Path, plan: str = "p") -> list[str]:
         found.append(str(path))
     root = repo / ".planfleet" / "worktrees" / plan
     if root.is_dir():
-        found += [f"unregistered folder {p}" for p in root.iterdir() if p.resolve() not in registered]
+        found += [
+            f"unregistered folder {p}" for p in root.iterdir() if p.resolve() not in registered
+        ]
     return found
 
 

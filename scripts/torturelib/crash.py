@@ -39,8 +39,9 @@ class Snapshot:
     revision: int = -1
 
 
-def run_scenario(work: Path, env: dict[str, str], *, trials: int, max_kills: int, seed: int,
-                 workers: int = 2) -> ScenarioResult:
+def run_scenario(
+    work: Path, env: dict[str, str], *, trials: int, max_kills: int, seed: int, workers: int = 2
+) -> ScenarioResult:
     """Run ``trials`` crash trials (``workers`` at a time) and return the scenario result."""
     result = ScenarioResult("crash-and-resume", "seconds to completion")
     rng = random.Random(seed)
@@ -68,25 +69,21 @@ def _reference(work: Path, template: Path, env: dict[str, str]) -> tuple[str, fl
     launcher = procs.Launcher(env, uuid.uuid4().hex)
     try:
         code, out, err, seconds = launcher.run(
-            _run_args(repo), cwd=repo, timeout=RUN_TIMEOUT_S, extra={"T": str(marks)}
+            common.shell_run(repo, resume=False, parallel=PARALLEL),
+            cwd=repo,
+            timeout=RUN_TIMEOUT_S,
+            extra={"T": str(marks)},
         )
     finally:
         launcher.close()
     tree = common.integration_tree(repo)
     if code != 0 or tree is None:
-        return Trial("reference", False, [f"the uninterrupted run failed (exit {code}): "
-                                          f"{(err or out)[-400:]}"])
+        return Trial(
+            "reference",
+            False,
+            [f"the uninterrupted run failed (exit {code}): {(err or out)[-400:]}"],
+        )
     return tree, seconds
-
-
-def _run_args(repo: Path) -> list[str]:
-    return common.planfleet(repo, "run", "plans/p.plan.yaml", "--runner", "shell", "--json",
-                            "--max-parallel", str(PARALLEL))
-
-
-def _resume_args(repo: Path) -> list[str]:
-    return common.planfleet(repo, "resume", "p", "--runner", "shell", "--json",
-                            "--max-parallel", str(PARALLEL))
 
 
 def _trial(setup: Setup, number: int, seed: int) -> Trial:
@@ -109,10 +106,12 @@ def _trial(setup: Setup, number: int, seed: int) -> Trial:
             kill = kills < setup.max_kills and (kills == 0 or rng.random() < 0.5)
             first = not (repo / ".planfleet" / "state" / "p.json").exists()
             label = "run" if first else "resume"
-            argv = _run_args(repo) if first else _resume_args(repo)
+            argv = common.shell_run(repo, resume=not first, parallel=PARALLEL)
             log = folder / f"engine-{segment}.log"
             if kill:
-                at = rng.uniform(0.0, setup.reference_s * 1.1)
+                # The first engine dies before the uninterrupted run's time would be up;
+                # a resume (less work left) may finish before its kill comes.
+                at = rng.uniform(0.0, setup.reference_s * (0.95 if kills == 0 else 1.1))
                 code = _run_killed(launcher, argv, repo, log, at, {"T": str(marks)})
                 if code is None:
                     kills += 1
@@ -124,8 +123,7 @@ def _trial(setup: Setup, number: int, seed: int) -> Trial:
                 )
                 log.write_text(out + err)
             if code != 0:
-                problems.append(f"{label} after {kills} kill(s) exited {code}: "
-                                f"{_tail(log)}")
+                problems.append(f"{label} after {kills} kill(s) exited {code}: {_tail(log)}")
             break
         else:
             problems.append("no engine ran to the end")
@@ -137,12 +135,23 @@ def _trial(setup: Setup, number: int, seed: int) -> Trial:
         left = launcher.close()
     for info in left:
         problems.append(f"leftover tagged process: {info.describe()}")
-    return Trial(name, not problems, problems, round(elapsed, 1),
-                 f"{kills} kill(s), {_count(marks)} task runs")
+    return Trial(
+        name,
+        not problems,
+        problems,
+        round(elapsed, 1),
+        f"{kills} kill(s), {_count(marks)} task runs",
+    )
 
 
-def _run_killed(launcher: procs.Launcher, argv: list[str], repo: Path, log: Path, at: float,
-                extra: dict[str, str]) -> int | None:
+def _run_killed(
+    launcher: procs.Launcher,
+    argv: list[str],
+    repo: Path,
+    log: Path,
+    at: float,
+    extra: dict[str, str],
+) -> int | None:
     """Start the engine, SIGKILL it after ``at`` seconds; None if killed, else its exit code."""
     p = launcher.start(argv, cwd=repo, log=log, extra=extra)
     deadline = time.monotonic() + at
@@ -172,8 +181,9 @@ def _after_kill(repo: Path, marks: Path, kills: int, problems: list[str]) -> Sna
     return snap
 
 
-def _final_checks(setup: Setup, repo: Path, marks: Path, snapshots: list[Snapshot],
-                  problems: list[str]) -> None:
+def _final_checks(
+    setup: Setup, repo: Path, marks: Path, snapshots: list[Snapshot], problems: list[str]
+) -> None:
     state, problem = common.load_state(repo)
     if problem or state is None:
         problems.append(problem or "no state file at the end")
@@ -182,8 +192,9 @@ def _final_checks(setup: Setup, repo: Path, marks: Path, snapshots: list[Snapsho
         problems.append(f"run status {state['status']} at the end")
     tree = common.integration_tree(repo)
     if tree != setup.reference_tree:
-        problems.append(f"integration tree {tree} differs from the uninterrupted run's "
-                        f"{setup.reference_tree}")
+        problems.append(
+            f"integration tree {tree} differs from the uninterrupted run's {setup.reference_tree}"
+        )
     final_runs = _runs(marks)
     integration = "refs/heads/planfleet/p/integration"
     revisions = [s.revision for s in snapshots if s.revision >= 0]
@@ -192,11 +203,15 @@ def _final_checks(setup: Setup, repo: Path, marks: Path, snapshots: list[Snapsho
     for i, snap in enumerate(snapshots, 1):
         for tid, commit in snap.verified.items():
             if final_runs.get(tid, 0) != snap.runs.get(tid, 0):
-                problems.append(f"{tid} was verified at kill {i} but ran again "
-                                f"({snap.runs.get(tid, 0)} -> {final_runs.get(tid, 0)} runs)")
+                problems.append(
+                    f"{tid} was verified at kill {i} but ran again "
+                    f"({snap.runs.get(tid, 0)} -> {final_runs.get(tid, 0)} runs)"
+                )
             if commit and not common.is_ancestor(repo, commit, integration):
-                problems.append(f"commit {commit[:10]} of {tid} (verified at kill {i}) is not "
-                                "on the integration branch")
+                problems.append(
+                    f"commit {commit[:10]} of {tid} (verified at kill {i}) is not "
+                    "on the integration branch"
+                )
         if snap.integration and not common.is_ancestor(repo, snap.integration, integration):
             problems.append(f"integration commit {snap.integration[:10]} of kill {i} was lost")
     for tid, rec in state["tasks"].items():

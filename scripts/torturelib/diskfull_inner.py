@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from torturelib import common, diskgit  # noqa: E402
+from torturelib import common, diskgit_support, procs
 
 
 def _run(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        return None, out.decode(errors="replace"), err.decode(errors="replace")
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    # The processes carry the trial's tag already; the harness outside finds any leftover.
+    launcher = procs.Launcher(dict(os.environ), os.environ.get(procs.TAG_VAR, "diskfull"))
+    code, out, err, _ = launcher.run(argv, cwd=Path.cwd(), timeout=timeout)
+    return code, out, err
 
 
 def main(spec_path: str) -> int:
@@ -37,8 +31,9 @@ def main(spec_path: str) -> int:
     repo = Path(spec["repo"])
     mount = repo / ".planfleet"
     mount.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={spec['size_kb']}k", "tmpfs",
-                    str(mount)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={spec['size_kb']}k", "tmpfs", str(mount)], check=True
+    )
     run = _run(spec["run"], spec["timeout"])
     after_run: list[str] = []
     _, problem = common.load_state(repo)
@@ -48,7 +43,7 @@ def main(spec_path: str) -> int:
     has_state = (mount / "state" / "p.json").exists()
     resume = _run(spec["resume"] if has_state else spec["run"], spec["timeout"])
     final: list[str] = []
-    diskgit.final(final, repo, json.loads(spec["reference"]))
+    diskgit_support.final(final, repo, json.loads(spec["reference"]))
     print(json.dumps({"run": run, "after_run": after_run, "resume": resume, "final": final}))
     return 0
 

@@ -24,8 +24,10 @@ ROOT = os.geteuid() == 0
 @functools.cache
 def namespace_prefix() -> list[str] | None:
     """Return the argv prefix that runs a command in a private mount namespace, or None."""
-    for prefix in (["unshare", "-m", "--propagation", "private"] if ROOT else [],
-                   ["unshare", "-r", "-m", "--propagation", "private"]):
+    for prefix in (
+        ["unshare", "-m", "--propagation", "private"] if ROOT else [],
+        ["unshare", "-r", "-m", "--propagation", "private"],
+    ):
         if not prefix:
             continue
         try:
@@ -41,8 +43,11 @@ def readonly_mechanism() -> str | None:
     """Return how a folder is made read-only here: 'chmod', 'bind-mount', or None."""
     if not ROOT:
         return "chmod"
-    return "bind-mount" if namespace_prefix() == ["unshare", "-m", "--propagation", "private"] \
+    return (
+        "bind-mount"
+        if namespace_prefix() == ["unshare", "-m", "--propagation", "private"]
         else None
+    )
 
 
 def diskfull_mechanism() -> str:
@@ -59,7 +64,9 @@ def make_readonly(folder: Path, *, pid: int | None = None) -> None:
     argv = ["sh", "-c", script]
     if pid is not None:
         argv = ["nsenter", "-t", str(pid), "-m", "--", *argv]
-    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+    if res.returncode != 0:
+        raise RuntimeError(f"making {folder} read-only failed: {res.stderr.strip()}")
 
 
 def readonly_wrapper(folder: Path, argv: list[str]) -> list[str]:
@@ -67,8 +74,9 @@ def readonly_wrapper(folder: Path, argv: list[str]) -> list[str]:
     if readonly_mechanism() == "chmod":
         make_readonly(folder)
         return argv
-    script = (f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' "
-              '&& exec "$@"')
+    script = (
+        f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && exec \"$@\""
+    )
     return [*(namespace_prefix() or []), "sh", "-c", script, "sh", *argv]
 
 

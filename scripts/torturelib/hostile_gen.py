@@ -28,7 +28,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "gsd": ("gsd/tidepool", ".planning"),
     "superpowers": ("superpowers", "docs/plans/2026-03-02-rate-limiter.md"),
 }
-CATEGORIES = {  # category -> weight
+CATEGORIES: dict[str, float] = {  # category -> weight
     "mutation": 44,
     "hostile-id": 14,
     "hostile-native": 8,
@@ -37,7 +37,7 @@ CATEGORIES = {  # category -> weight
     "yaml-bomb": 5,
     "symlink": 6,
     "xml-bomb": 3,
-    "huge": 2,
+    "huge": 0.6,  # a few suffice, and each costs seconds
     "special": 4,
 }
 SPECIAL = "special"  # cases that must run in a separate process (they may block or blow up)
@@ -178,8 +178,9 @@ def _hostile_native(ctx: Context, rng: random.Random, case: Case) -> None:
 
     secret_path = str(ctx.outside / "secret.md")
     spec = rng.choice([secret_path, "../" * 8 + secret_path.lstrip("/"), "docs/importer.md"])
-    cmd = json.dumps(rng.choice([f"touch {ctx.canary}", f"echo $(touch {ctx.canary})",
-                                 "rm -rf ~", "echo ok"]))
+    cmd = json.dumps(
+        rng.choice([f"touch {ctx.canary}", f"echo $(touch {ctx.canary})", "rm -rf ~", "echo ok"])
+    )
     text = f"""planfleet: 1
 name: {pick("hostile")}
 title: {pick("Hostile plan")}
@@ -210,8 +211,17 @@ phases:
 
 def _invalid_utf8(ctx: Context, rng: random.Random, case: Case) -> None:
     rel, data = _target(ctx, rng, case)
-    junk = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80",
-            b"\xc0\xaf", b"\x80", b"\xe2\x82", b"\x00"]
+    junk = [
+        b"\xff",
+        b"\xfe\xff",
+        b"\xc3\x28",
+        b"\xed\xa0\x80",
+        b"\xf8\x88\x80\x80\x80",
+        b"\xc0\xaf",
+        b"\x80",
+        b"\xe2\x82",
+        b"\x00",
+    ]
     out = bytearray(data)
     for _ in range(rng.randint(1, 5)):
         at = rng.randrange(len(out) + 1)
@@ -241,8 +251,9 @@ def _deep(ctx: Context, rng: random.Random, case: Case) -> None:
         case.note = f"execute-state.json nested {n} deep"
         return
     elif kind == "xml":
-        body = (b'<?xml version="1.0"?>\n<task id="L1-009">' + b"<a>" * n + b"</a>" * n
-                + b"</task>\n")
+        body = (
+            b'<?xml version="1.0"?>\n<task id="L1-009">' + b"<a>" * n + b"</a>" * n + b"</task>\n"
+        )
         case.fmt, case.plan = "xml-tasks", "billing"
         case.writes["billing/1-foundation/L1-009-deep.xml"] = body
         case.note = f"XML nested {n} deep"
@@ -278,7 +289,9 @@ def _yaml_bomb(ctx: Context, rng: random.Random, case: Case) -> None:
         case.writes[case.plan] = f"planfleet: 1\nname: bomb\n{bomb}phases: []\n".encode()
     elif where == "native-md":
         case.fmt, case.plan = "planfleet-md", "docs/bomb.plan.md"
-        case.writes[case.plan] = f"# Bomb\n\n```yaml\nplanfleet: 1\nname: bomb\n{bomb}```\n".encode()
+        case.writes[case.plan] = (
+            f"# Bomb\n\n```yaml\nplanfleet: 1\nname: bomb\n{bomb}```\n".encode()
+        )
     elif where == "gsd":
         case.fmt, case.plan = "gsd", ".planning"
         rel = ".planning/phases/01-foundation/01-01-PLAN.md"
@@ -286,7 +299,9 @@ def _yaml_bomb(ctx: Context, rng: random.Random, case: Case) -> None:
     else:
         case.fmt, case.plan = "maxvision", ".maxvision"
         rel = ".maxvision/phase-1/plans/plan-001-subscriber-table.md"
-        case.writes[rel] = f"---\nstatus: pending\n{bomb}---\n".encode() + ctx.files["maxvision"][rel]
+        case.writes[rel] = (
+            f"---\nstatus: pending\n{bomb}---\n".encode() + ctx.files["maxvision"][rel]
+        )
     case.note = f"YAML bomb ({where}, {levels} levels)"
 
 
@@ -294,8 +309,8 @@ def _xml_bomb(ctx: Context, rng: random.Random, case: Case) -> None:
     kind = rng.choice(["laughs", "external", "quadratic", "parameter"])
     secret = (ctx.outside / "secret.md").as_uri()
     dtd = {
-        "laughs": '<!ENTITY l0 "lol">' + "".join(
-            f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)),
+        "laughs": '<!ENTITY l0 "lol">'
+        + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)),
         "external": f'<!ENTITY x SYSTEM "{secret}">',
         "quadratic": '<!ENTITY q "' + "q" * 50_000 + '">',
         "parameter": f'<!ENTITY % p SYSTEM "{secret}"> %p;',
@@ -310,10 +325,10 @@ def _xml_bomb(ctx: Context, rng: random.Random, case: Case) -> None:
 
 
 def _huge(ctx: Context, rng: random.Random, case: Case) -> None:
-    size = rng.randint(1, 6) * 1_000_000
+    size = rng.choice([1, 2, 4, 8]) * 1_000_000
     kind = rng.choice(["repeat", "line", "tasks"])
     if kind == "tasks":
-        n = size // 120
+        n = size // 400  # 2,500 to 20,000 tasks (reading costs about 0.4 ms a task)
         body = "planfleet: 1\nname: huge\nphases:\n  - id: one\n    tasks:\n" + "".join(
             f"      - {{id: t{i}, title: task {i}, files: {{create: [f{i}.txt]}}}}\n"
             for i in range(n)

@@ -44,19 +44,19 @@ def make_repos(root: Path) -> dict[str, Path]:
     return {fmt: made[fixture] for fmt, (fixture, _) in FORMATS.items()}
 
 
-def make_outside(outside: Path, *, canary: str, secret: str) -> None:
+def make_outside(outside: Path, *, canary: str, marker: str) -> None:
     """Plant the bait outside every repository: a secret, a foreign plan, a plan folder."""
     outside.mkdir(parents=True, exist_ok=True)
-    (outside / "secret.md").write_text(f"# not yours\n\n{secret}\n" * 20)
+    (outside / "secret.md").write_text(f"# not yours\n\n{marker}\n" * 20)
     (outside / "foreign.plan.yaml").write_text(FOREIGN_PLAN.format(canary=canary))
     spec = outside / "spec-plan"
     if not spec.exists():
         shutil.copytree(FIXTURES / "spec/shortener/.spec/plans/url-shortener", spec)
         for f in spec.rglob("*.md"):
-            f.write_text(f.read_text() + f"\n{secret}\n")
+            f.write_text(f.read_text() + f"\n{marker}\n")
 
 
-def make_context(repos: dict[str, Path], *, outside: Path, canary: str, secret: str) -> Context:
+def make_context(repos: dict[str, Path], *, outside: Path, canary: str, marker: str) -> Context:
     """Return the generation context: pristine files and the words each plan uses."""
     from planfleet import formats
 
@@ -73,7 +73,7 @@ def make_context(repos: dict[str, Path], *, outside: Path, canary: str, secret: 
         for t in plan.tasks:
             found |= {t.id, *t.depends_on, *t.files_create, *t.files_modify}
         words[fmt] = sorted(w for w in found if len(w) >= 3)
-    return Context(files, words, canary, outside, secret)
+    return Context(files, words, canary, outside, marker)
 
 
 @dataclass
@@ -165,8 +165,9 @@ def validate_in_process(repo: Path, plan: str) -> tuple[int | None, str, str, st
     return code, out.getvalue(), err.getvalue(), escaped
 
 
-def judge(case: Case, ctx: Context, code: int | None, out: str, err: str,
-          escaped: str | None = None) -> list[str]:
+def judge(
+    case: Case, ctx: Context, code: int | None, out: str, err: str, escaped: str | None = None
+) -> list[str]:
     """Return what is wrong with how the command treated the case (empty: fine)."""
     problems = []
     if escaped:
@@ -214,8 +215,11 @@ def accepted_problems(repo: Path, case: Case, ctx: Context) -> list[str]:
     except PlanfleetError as exc:
         return [f"validate accepted the plan but loading it fails: {exc.message}"]
     problems = []
-    for kind, value in [("plan name", plan.name), *(("phase id", p.id) for p in plan.phases),
-                        *(("task id", t.id) for t in plan.tasks)]:
+    for kind, value in [
+        ("plan name", plan.name),
+        *(("phase id", p.id) for p in plan.phases),
+        *(("task id", t.id) for t in plan.tasks),
+    ]:
         problem = id_problem(value)
         if problem:
             problems.append(f"accepted unsafe {kind} {value!r}: {problem}")

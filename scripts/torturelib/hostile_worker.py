@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from torturelib import common, hostile_gen, hostile_run  # noqa: E402
+from torturelib import common, hostile_gen, hostile_run
 
 CHECK_EVERY = 250  # cases between checks that the repositories hold only what we put back
 
@@ -25,8 +25,9 @@ def main(argv: list[str]) -> int:
     root, seed, start, stop = Path(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
     bait = json.loads((root / "bait.json").read_text())
     repos = hostile_run.make_repos(root / "repos")
-    ctx = hostile_run.make_context(repos, outside=Path(bait["outside"]), canary=bait["canary"],
-                                   secret=bait["secret"])
+    ctx = hostile_run.make_context(
+        repos, outside=Path(bait["outside"]), canary=bait["canary"], marker=bait["secret"]
+    )
     for i in range(start, stop):
         case = hostile_gen.generate(ctx, seed, i)
         if case.category == hostile_gen.SPECIAL:
@@ -42,9 +43,17 @@ def main(argv: list[str]) -> int:
                 problems += hostile_run.accepted_problems(repo, case, ctx)
         finally:
             applied.restore()
-        _emit({"case": i, "category": case.category, "fmt": case.fmt, "what": case.describe(),
-               "code": code, "seconds": round(time.monotonic() - began, 3),
-               "problems": problems})
+        _emit(
+            {
+                "case": i,
+                "category": case.category,
+                "fmt": case.fmt,
+                "what": case.describe(),
+                "code": code,
+                "seconds": round(time.monotonic() - began, 3),
+                "problems": problems,
+            }
+        )
         if (i - start) % CHECK_EVERY == CHECK_EVERY - 1 or i == stop - 1:
             _emit({"check": i, "problems": dirty(repos)})
     return 0
@@ -56,8 +65,9 @@ def dirty(repos: dict[str, Path]) -> list[str]:
     found = []
     for repo in sorted(set(repos.values())):
         status = common.git(repo, "status", "--porcelain", "--ignored", "-uall")
-        found += [f"{repo.name}: {line}" for line in status.splitlines()
-                  if ".planfleet/" not in line]
+        found += [
+            f"{repo.name}: {line}" for line in status.splitlines() if ".planfleet/" not in line
+        ]
     return found
 
 

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 TAG_VAR = "PLANFLEET_TORTURE_TAG"
 # Every process a Launcher started (we wait for these ourselves; never reap them blindly).
 _OWNED: set[int] = set()
+_OPEN: list[Launcher] = []  # launchers not closed yet (close_all on an abort)
 TERM_GRACE_S = 15.0  # after SIGTERM, how long an engine may take to stop its agents
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
@@ -123,6 +125,44 @@ def zombie_children(exclude: set[int]) -> list[ProcInfo]:
     return found
 
 
+class ZombieWatch:
+    """Samples, while a block runs, zombies whose parent is a live process of the trial.
+
+    A zombie is a child its parent has not waited for. One that lasts longer than ``grace_s``
+    while that parent lives is a leak (the engine never reaps it). Children of a killed
+    process re-parented to us are not counted: their parent is gone, not negligent.
+    """
+
+    def __init__(self, tag: str, *, grace_s: float = 2.0) -> None:
+        self.tag, self.grace_s = tag, grace_s
+        self.first_seen: dict[int, float] = {}
+        self.leaks: dict[int, ProcInfo] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> ZombieWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        parents = {p.pid for p in tagged(self.tag)}
+        while not self._stop.wait(0.2):
+            parents = {p.pid for p in tagged(self.tag)}
+            now = time.monotonic()
+            for pid in _pids():
+                st = _stat(pid)
+                if st is None or st[0] != "Z" or st[1] not in parents:
+                    continue
+                since = self.first_seen.setdefault(pid, now)
+                info = _info(pid)
+                if now - since > self.grace_s and info is not None:
+                    self.leaks[pid] = info
+
+
 def reap(exclude: set[int]) -> int:
     """Reap our zombie children that no Popen object owns; return how many."""
     count = 0
@@ -186,6 +226,7 @@ class Launcher:
         self.env = {**env, TAG_VAR: tag}
         self.tag = tag
         self.popens: list[subprocess.Popen[bytes]] = []
+        _OPEN.append(self)
 
     def _own(self, p: subprocess.Popen[bytes]) -> None:
         self.popens.append(p)
@@ -234,8 +275,14 @@ class Launcher:
     ) -> tuple[int | None, str, str, float]:
         """Run ``argv`` to the end; return (code or None on timeout, stdout, stderr, seconds)."""
         started = time.monotonic()
-        p = self.spawn(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       extra=extra, memory_mb=memory_mb)
+        p = self.spawn(
+            argv,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            extra=extra,
+            memory_mb=memory_mb,
+        )
         try:
             out, err = p.communicate(timeout=timeout)
             code: int | None = p.returncode
@@ -270,4 +317,12 @@ class Launcher:
         while tagged(self.tag) and time.monotonic() < deadline:
             time.sleep(0.05)
         reap(owned())
+        if self in _OPEN:
+            _OPEN.remove(self)
         return left
+
+
+def close_all() -> None:
+    """Close every launcher still open (the harness is being stopped)."""
+    for launcher in list(_OPEN):
+        launcher.close()

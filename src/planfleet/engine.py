@@ -37,7 +37,7 @@ from planfleet import (
 )
 from planfleet.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.enginerecord import Recorder
-from planfleet.enginesetup import load_or_take_baseline, prepare_state
+from planfleet.enginesetup import load_or_take_baseline, prepare_state, recheck_verified
 from planfleet.errors import PlanfleetError
 from planfleet.phasegate import GateOutcome, run_gate
 from planfleet.runners import Runner, get_runner
@@ -149,6 +149,8 @@ class Engine:
             self.baseline = load_or_take_baseline(
                 self.repo, self.plan, integ, timeout_s=self.opts.timeout_s
             )
+            # Verified work a previous engine queued but did not merge goes first.
+            self.recorder.merge_queue()
             with (
                 self._signals(),
                 ThreadPoolExecutor(
@@ -187,6 +189,8 @@ class Engine:
                 self._publish(state)
             if not self.running and not self.gates:
                 if self.pause_reason is not None or not self._work_left():
+                    if self.pause_reason is None and self._lost_merges():
+                        continue  # someone moved the integration branch: redo what it lost
                     return
                 if self.no_more:
                     return
@@ -205,6 +209,14 @@ class Engine:
                     del self.gates[gid]
                     self._record_gate(gid, gfut.result())
             self._heartbeat()
+
+    def _lost_merges(self) -> list[str]:
+        """Demote merged tasks whose commit left the integration branch; return them."""
+        ref = git.branch_ref(worktrees.integration_branch(self.plan.name))
+        with self.store.transaction() as state:
+            return recheck_verified(
+                state, self.repo, self.plan.name, worktrees.resolve_commit(self.repo, ref)
+            )
 
     def _drain(self) -> None:
         """Wait for every worker (after a stop) and record what they return."""
@@ -367,11 +379,16 @@ class Engine:
                 )
 
     def _work_left(self) -> bool:
+        """Return True if anything can still start or merge (merging what is queued now)."""
         state = self.store.load()
+        tasks = state["tasks"]
+        if any(tasks[e["task"]]["status"] == "verified" for e in state["merge_queue"]):
+            self.recorder.merge_queue()
+            return True
         left = scheduler.unfinished(state)
         if self.scope is not None:
             left = [n for n in left if n in self.scope]
-        return any(self.sched.startable(state, n) for n in left) or bool(state["merge_queue"])
+        return any(self.sched.startable(state, n) for n in left)
 
     # -- recording outcomes -----------------------------------------------------------------
 

@@ -116,6 +116,11 @@ def _recover(state: State, repo: Path, plan: str, integration: str) -> None:
         if record["status"] == "in_progress" and record["worktree"]:
             stop_leftovers(record["worktree"])
     requeue_orphans(state)
+    recheck_verified(state, repo, plan, integration)
+
+
+def recheck_verified(state: State, repo: Path, plan: str, integration: str) -> list[str]:
+    """Check verified tasks against git (see above); return the ones demoted to redo."""
     integ_ref = git.branch_ref(worktrees.integration_branch(plan))
     found: dict[str, str] = {}
     for tid, record in state["tasks"].items():
@@ -133,6 +138,7 @@ def _recover(state: State, repo: Path, plan: str, integration: str) -> None:
         elif not merged:
             enqueue(state, tid)
     demote_untrusted(state, found)
+    return sorted(found)
 
 
 def stop_leftovers(worktree: str | Path | None) -> None:

@@ -39,7 +39,7 @@ def head(path: Path) -> str:
 
 def dirty(path: Path) -> list[str]:
     """Return the checkout's uncommitted paths (caches of tests and tools excluded)."""
-    return verify._uncommitted(path)
+    return verify.uncommitted_files(path)
 
 
 def registered(repo: Path, path: Path) -> bool:

@@ -55,7 +55,7 @@ _SCHEMAS = {
 }
 _AGENTS = {
     "implement": "task-executor",
-    "test": "verifier",
+    "test": "tester",  # writes and runs tests, commits them: not the read-only verifier
     "review": "reviewer",
     "fix": "fixer",
     "commit": None,

@@ -159,6 +159,16 @@ def stop_group(
     return proc.poll()
 
 
+def wait_for(
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float
+) -> int | None:
+    """Wait up to ``timeout`` seconds for ``proc`` to exit; return its code, or None."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Send ``sig`` to process group ``pgid``; return False if it no longer exists."""
     try:

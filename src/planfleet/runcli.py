@@ -35,14 +35,14 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-parallel",
-        type=_positive_int,
+        type=positive_int,
         default=3,
         metavar="N",
         help="agents at once (default 3; above 10 needs --accept-cost)",
     )
     p.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         metavar="N",
         help="attempts per task before it is abandoned (default 5; a plan's own max_attempts wins)",
@@ -58,26 +58,26 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--budget-usd",
-        type=_positive_float,
+        type=positive_float,
         metavar="X",
         help="stop starting tasks before spent + running caps would cross X",
     )
     p.add_argument(
         "--task-budget-usd",
-        type=_positive_float,
+        type=positive_float,
         metavar="X",
         help="spending cap per attempt, passed to the agent (--max-budget-usd)",
     )
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         metavar="S",
         help="seconds per attempt (default 600; a task's own timeout wins)",
     )
     p.add_argument(
         "--stall",
-        type=_positive_float,
+        type=positive_float,
         default=300.0,
         metavar="S",
         help="seconds without agent output that count as a stall (default 300)",
@@ -113,7 +113,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -123,7 +123,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:

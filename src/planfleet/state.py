@@ -118,7 +118,10 @@ class StateStore:
         state["updated_at"] = now_iso()
         if blocks is None:
             blocks = self._codec.blocks(state, file=str(self.path))
-        fsutil.atomic_write(self.path, self._codec.assemble(state, blocks))
+        try:
+            fsutil.atomic_write(self.path, self._codec.assemble(state, blocks))
+        except OSError as exc:
+            raise self._unwritable(exc) from None
 
     def _read(self) -> str:
         try:
@@ -142,11 +145,16 @@ class StateStore:
             self._lock.acquire(timeout=self.lock_timeout, poll_interval=POLL_INTERVAL_S)
         except filelock.Timeout:
             raise self._locked_error() from None
+        except OSError as exc:
+            raise self._unwritable(exc) from None
         self._depth += 1
         try:
-            self._write_holder()
-            # Under the lock no other writer can be mid-write: any temp file is a crash's.
-            fsutil.remove_temp_files(self.path)
+            try:
+                self._write_holder()
+                # Under the lock no other writer can be mid-write: any temp file is a crash's.
+                fsutil.remove_temp_files(self.path)
+            except OSError as exc:
+                raise self._unwritable(exc) from None
             yield
         finally:
             self._depth -= 1
@@ -169,6 +177,17 @@ class StateStore:
             os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
+
+    def _unwritable(self, exc: OSError) -> RefusedError:
+        # A read-only folder, a full disk, a file size limit: the environment's fault, and
+        # the state file is untouched (atomic write), so resume works once it is fixed.
+        return RefusedError(
+            f"cannot write the state of plan {self.plan!r}: {exc.strerror or exc} "
+            f"({exc.filename or self.path})",
+            reason="state_unwritable",
+            next_step=f"make {self.path.parent} writable or free disk space, then "
+            f"`planfleet resume {self.plan}` (the state file is unchanged)",
+        )
 
     def _locked_error(self) -> StateLockedError:
         holder = read_holder(self.holder_path)

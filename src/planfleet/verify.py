@@ -116,7 +116,7 @@ def verify_attempt(
     timeout_s: float,
 ) -> Verification:
     """Run every gate on the task branch and worktree; return the verdict and its evidence."""
-    dirty = _uncommitted(worktree)  # before any command of ours can add files
+    dirty = uncommitted_files(worktree)  # before any command of ours can add files
     head = git.rev_parse(git.branch_ref(branch), cwd=repo)
     commits = git.count_commits(base_commit, head, cwd=repo) if head else 0
     changes = git.diff_changes(base_commit, head, cwd=repo) if head and commits else []
@@ -165,7 +165,7 @@ def _command_gates(
     return gates
 
 
-def _uncommitted(worktree: Path) -> list[str]:
+def uncommitted_files(worktree: Path) -> list[str]:
     """Return the worktree's uncommitted paths, caches left by tests and tools excluded."""
     return sorted(
         p

@@ -47,7 +47,7 @@ def add_phase_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-parallel",
-        type=runcli._positive_int,
+        type=runcli.positive_int,
         default=3,
         metavar="N",
         help="task agents at once in the implement step (default 3)",
@@ -55,21 +55,21 @@ def add_phase_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model for the agents: sonnet, opus, haiku or a model id")
     p.add_argument(
         "--timeout",
-        type=runcli._positive_float,
+        type=runcli.positive_float,
         default=1200.0,
         metavar="S",
         help="seconds per agent (default 1200)",
     )
     p.add_argument(
         "--stall",
-        type=runcli._positive_float,
+        type=runcli.positive_float,
         default=300.0,
         metavar="S",
         help="seconds without agent output that count as a stall (default 300)",
     )
     p.add_argument(
         "--task-budget-usd",
-        type=runcli._positive_float,
+        type=runcli.positive_float,
         metavar="X",
         help="spending cap per agent run (--max-budget-usd)",
     )

@@ -33,7 +33,7 @@ from planfleet.formats.markdown import (
     unix_newlines,
 )
 from planfleet.formats.yamlutil import Path_, line_of, read_frontmatter
-from planfleet.fsutil import read_text
+from planfleet.fsutil import is_within, read_text
 from planfleet.ids import MAX_ID_LENGTH, slugify
 from planfleet.model import Plan
 
@@ -147,6 +147,17 @@ class MaxvisionReader:
                 depends_on=(prev,) if prev else (),
             )
             for file in files:
+                # A link out of the repository and the plan folder would feed an agent
+                # someone else's file.
+                if not (is_within(file, repo) or is_within(file, path)):
+                    b.diag(
+                        "error",
+                        f"plan file {file.name} links outside the repository",
+                        file=file,
+                        field="plan",
+                        hint="keep plan files inside the repository",
+                    )
+                    continue
                 _task(b, pid, file, ids, outside)
             prev = pid
         if not b.phases:

@@ -52,7 +52,7 @@ from planfleet.formats.planmd import (
 )
 from planfleet.formats.spec_index import IndexEntry as IndexEntry
 from planfleet.formats.spec_index import read_index
-from planfleet.fsutil import read_text
+from planfleet.fsutil import is_within, read_text
 from planfleet.model import Plan
 
 MIN_IMPLEMENTATION_BYTES = 100
@@ -237,6 +237,16 @@ def _implementation(
             line=line,
             field="implementation",
             hint=hint,
+        )
+        return (), ""
+    # A link out of the repository and the plan folder would feed an agent someone else's file.
+    if not (is_within(path, b.repo) or is_within(path, root)):
+        b.diag(
+            "error",
+            f"implementation file {shown} links outside the repository",
+            file=path,
+            field="implementation",
+            hint="keep implementation files inside the repository",
         )
         return (), ""
     try:

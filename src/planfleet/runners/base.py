@@ -133,7 +133,9 @@ def supervise(
             duration = time.monotonic() - start
             return Supervised("not_started", None, duration, message=exc.message)
     try:
-        ending = _watch(child.poll, log_path, start, timeout_s, stall_s, stop)
+        ending = _watch(
+            lambda seconds: proc.wait_for(child, seconds), log_path, start, timeout_s, stall_s, stop
+        )
     finally:
         # Also reached when the process exited: its leftover children go with the group.
         code = proc.stop_group(child)
@@ -156,7 +158,7 @@ def _stdin(text: str | None) -> IO[bytes]:
 
 
 def _watch(
-    poll: Callable[[], int | None],
+    wait: Callable[[float], int | None],
     log_path: Path,
     start: float,
     timeout_s: float,
@@ -166,7 +168,9 @@ def _watch(
     last_size = _size(log_path)
     last_growth = start
     while True:
-        if poll() is not None:
+        # Waiting on the process (not sleeping) notices its exit at once: most commands of
+        # a mechanical task take milliseconds.
+        if wait(POLL_S) is not None:
             return "exited"
         if stop.is_set():
             return "stopped"
@@ -178,7 +182,6 @@ def _watch(
             last_size, last_growth = size, now
         elif now - last_growth > stall_s and not math.isinf(stall_s):
             return "stall"
-        stop.wait(POLL_S)
 
 
 def _size(path: Path) -> int:
