@@ -159,9 +159,7 @@ def stop_group(
     return proc.poll()
 
 
-def wait_for(
-    proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float
-) -> int | None:
+def wait_for(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float) -> int | None:
     """Wait up to ``timeout`` seconds for ``proc`` to exit; return its code, or None."""
     try:
         return proc.wait(timeout=timeout)
