@@ -10,8 +10,10 @@ Scenarios (trials in the short form / the long form):
                     crashes, runs over budget, hits a usage limit or lies (3 / 20)
   hostile-input     generated hostile plan files in all 8 formats through `plan validate`,
                     and a sample through `run --dry-run` (~300 / 10,000 files)
-  disk-and-git      read-only state folder, disk full, stale index.lock, a worktree deleted
-                    by hand, the integration branch moved by someone else (1 / 3 each)
+  disk-and-git      read-only state folder (at start, mid-run), disk full, stale index.lock
+                    (checkout, worktree), a worktree (or its .git link) deleted by hand,
+                    the integration branch moved forward or rewound by someone else
+                    (9 sub-cases: 1 / 3 each)
 
 Prints one table (scenario, trials, passed, failed, worst case) and writes the same figures
 as JSON with --json-out. Exit 0 when every trial passed, 1 otherwise, 2 for bad usage.

@@ -53,7 +53,7 @@ def test_hostile_input(tmp_path: Path) -> None:
 
 def test_disk_and_git_faults(tmp_path: Path) -> None:
     result = _short("disk-and-git", tmp_path)
-    assert len(result.trials) == 8
+    assert len(result.trials) == 9
 
 
 # -- the report -------------------------------------------------------------------------------

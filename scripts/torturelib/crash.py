@@ -27,6 +27,7 @@ class Setup:
     reference_tree: str
     reference_s: float
     max_kills: int
+    main: str  # the user's branch: the engine must never move it
 
 
 @dataclass
@@ -55,7 +56,8 @@ def run_scenario(
         return result
     tree, seconds = ref
     result.notes.append(f"uninterrupted run: {seconds:.1f} s; tree {tree[:12]}")
-    setup = Setup(template, work, env, tree, seconds, max_kills)
+    main = common.git(template, "rev-parse", "main").strip()
+    setup = Setup(template, work, env, tree, seconds, max_kills, main)
     seeds = [rng.randrange(2**32) for _ in range(trials)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         result.trials = list(pool.map(lambda a: _trial(setup, *a), enumerate(seeds, 1)))
@@ -190,6 +192,8 @@ def _final_checks(
         return
     if state["status"] != "completed":
         problems.append(f"run status {state['status']} at the end")
+    if common.git(repo, "rev-parse", "main").strip() != setup.main:
+        problems.append("the user's branch main moved")
     tree = common.integration_tree(repo)
     if tree != setup.reference_tree:
         problems.append(

@@ -43,7 +43,8 @@ def main(spec_path: str) -> int:
     has_state = (mount / "state" / "p.json").exists()
     resume = _run(spec["resume"] if has_state else spec["run"], spec["timeout"])
     final: list[str] = []
-    diskgit_support.final(final, repo, json.loads(spec["reference"]))
+    setup = diskgit_support.Setup(repo, repo, {}, json.loads(spec["reference"]), spec["main"])
+    diskgit_support.final(final, repo, setup)
     print(json.dumps({"run": run, "after_run": after_run, "resume": resume, "final": final}))
     return 0
 

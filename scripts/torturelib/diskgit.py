@@ -1,6 +1,7 @@
 """Scenario 4, disk and git faults: a read-only state folder (before and during a run), a
-full disk, a stale ``index.lock`` (main checkout, task worktree), a task worktree deleted by
-hand mid-run, the integration branch moved by someone else mid-run (forward, and rewound).
+full disk, a stale ``index.lock`` (main checkout, task worktree), a task worktree (or just
+its ``.git`` link) deleted by hand mid-run, the integration branch moved by someone else
+mid-run (forward, and rewound).
 
 Each must end in a clear error (exit 2/3 with a message) or a correct recovery, and the
 state must load after it. Where the fault can be removed (permissions, space), a resume
@@ -64,7 +65,9 @@ def run_scenario(
             Trial("reference", False, [f"uninterrupted run exit {code}: {(err or out)[-300:]}"])
         )
         return result
-    setup = Setup(template, work, env, tree_files(ref))
+    setup = Setup(
+        template, work, env, tree_files(ref), common.git(template, "rev-parse", "main").strip()
+    )
     ro, full = faults.readonly_mechanism(), faults.diskfull_mechanism()
     result.notes.append(
         f"read-only by {ro or 'nothing (root without mount namespaces)'}; disk full by {full}"

@@ -45,7 +45,7 @@ def readonly_start(ctx: Ctx, problems: list[str]) -> str:
         run_argv(ctx.repo) if not (state_dir / "p.json").exists() else resume_argv(ctx.repo)
     )
     ending(problems, "run once the folder is writable", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
+    final(problems, ctx.repo, ctx.setup)
     return f"{mech}; exit {code}"
 
 
@@ -82,7 +82,7 @@ def readonly_midrun(ctx: Ctx, problems: list[str]) -> str:
     if code != 0:
         code, out, err = ctx.run(resume_argv(ctx.repo))
         ending(problems, "resume once writable", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
+    final(problems, ctx.repo, ctx.setup)
     return f"{mech}; fault {'injected' if hit else 'missed (run ended first)'}"
 
 
@@ -97,6 +97,7 @@ def disk_full(ctx: Ctx, problems: list[str]) -> str:
             "resume": resume_argv(ctx.repo),
             "timeout": RUN_TIMEOUT_S,
             "reference": json.dumps(ctx.setup.reference),
+            "main": ctx.setup.main,
         }
         (ctx.folder / "inner.json").write_text(json.dumps(spec))
         code, out, err = ctx.run(
@@ -127,7 +128,7 @@ def disk_full(ctx: Ctx, problems: list[str]) -> str:
         else run_argv(ctx.repo)
     )
     ending(problems, "run without the limit", code2, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
+    final(problems, ctx.repo, ctx.setup)
     return f"RLIMIT_FSIZE {limit} B; run exit {code}"
 
 
@@ -144,7 +145,7 @@ def index_lock_main(ctx: Ctx, problems: list[str]) -> str:
     if code != 0:
         code, out, err = ctx.run(resume_argv(ctx.repo))
         ending(problems, "resume without the lock", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
+    final(problems, ctx.repo, ctx.setup)
     return f"exit {code}"
 
 
@@ -181,33 +182,40 @@ def index_lock_worktree(ctx: Ctx, problems: list[str]) -> str:
     if code != 0:
         code, out, err = ctx.run(resume_argv(ctx.repo))
         ending(problems, "second resume", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
+    final(problems, ctx.repo, ctx.setup)
     return f"lock planted in {', '.join(planted) or 'nothing'}{'' if hit else ' (missed)'}"
 
 
-def worktree_deleted(ctx: Ctx, problems: list[str]) -> str:
-    """A task's worktree folder is deleted by hand while its task runs."""
+def worktree_deleted(ctx: Ctx, problems: list[str], *, only_git: bool) -> str:
+    """A task's worktree is deleted by hand while its task runs: the whole folder, or only
+    its ``.git`` link (what an interrupted ``rm -rf`` can leave)."""
     p = ctx.start(run_argv(ctx.repo))
-    victims: list[str] = []
+    victims: list[Path] = []
 
     def busy(s: dict[str, Any]) -> bool:
         victims[:] = [
-            r["worktree"]
+            Path(r["worktree"])
             for r in s["tasks"].values()
-            if r["status"] == "in_progress" and r.get("worktree") and Path(r["worktree"]).is_dir()
+            if r["status"] == "in_progress"
+            and r.get("worktree")
+            and (Path(r["worktree"]) / ".git").is_file()
         ]
         return bool(victims)
 
-    if wait_for(ctx, p, lambda s: merged(ctx.rng.randint(0, 3))(s) and busy(s)):
-        shutil.rmtree(victims[0], ignore_errors=True)
+    after = merged(ctx.rng.randint(0, 3))
+    if wait_for(ctx, p, lambda s: after(s) and busy(s)):
+        if only_git:
+            (victims[0] / ".git").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(victims[0], ignore_errors=True)
     code, out, err = ctx.wait(p)
     ending(problems, "run after a worktree was deleted", code, out, err)
     state_loads(problems, ctx, "after the run")
     if code != 0:
         code, out, err = ctx.run(resume_argv(ctx.repo))
         ending(problems, "resume", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference)
-    return f"deleted {Path(victims[0]).name if victims else 'nothing (missed)'}; exit {code}"
+    final(problems, ctx.repo, ctx.setup)
+    return f"deleted {victims[0].name if victims else 'nothing (missed)'}; exit {code}"
 
 
 def _move_integration(ctx: Ctx, *, rewind: bool) -> str:
@@ -245,7 +253,7 @@ def integration_moved(ctx: Ctx, problems: list[str], *, rewind: bool) -> str:
     if code != 0:
         code, out, err = ctx.run(resume_argv(ctx.repo))
         ending(problems, "resume", code, out, err, allowed=(0,))
-    final(problems, ctx.repo, ctx.setup.reference, extra={} if rewind else {"someone.txt": ""})
+    final(problems, ctx.repo, ctx.setup, extra={} if rewind else {"someone.txt": ""})
     return f"{'rewound' if rewind else 'moved forward'}{'' if hit else ' (missed)'}; exit {code}"
 
 
@@ -255,7 +263,8 @@ SUBCASES: dict[str, Callable[[Ctx, list[str]], str]] = {
     "disk-full": disk_full,
     "stale-index-lock-checkout": index_lock_main,
     "stale-index-lock-worktree": index_lock_worktree,
-    "worktree-deleted-mid-run": worktree_deleted,
+    "worktree-deleted-mid-run": lambda c, p: worktree_deleted(c, p, only_git=False),
+    "worktree-git-link-deleted-mid-run": lambda c, p: worktree_deleted(c, p, only_git=True),
     "integration-moved-forward": lambda c, p: integration_moved(c, p, rewind=False),
     "integration-rewound": lambda c, p: integration_moved(c, p, rewind=True),
 }

@@ -23,6 +23,7 @@ class Setup:
     work: Path
     env: dict[str, str]
     reference: dict[str, str]  # path -> blob id of the uninterrupted run's integration tree
+    main: str  # the user's branch: no sub-case may move it
 
 
 def run_argv(repo: Path) -> list[str]:
@@ -97,14 +98,14 @@ def _why(out: str, err: str) -> str:
 
 
 def final(
-    problems: list[str],
-    repo: Path,
-    reference: dict[str, str],
-    *,
-    extra: dict[str, str] | None = None,
+    problems: list[str], repo: Path, setup: Setup, *, extra: dict[str, str] | None = None
 ) -> None:
     """The end of a sub-case: the run completed with the reference's files (plus ``extra``
-    paths that must exist), state valid, no lock or stale worktree."""
+    paths that must exist), the user's branch untouched, state valid, no lock or stale
+    worktree."""
+    main = common.git(repo, "rev-parse", "refs/heads/main").strip()
+    if main != setup.main:
+        problems.append(f"the user's branch main moved: {setup.main[:10]} -> {main[:10]}")
     state, problem = common.load_state(repo)
     if problem or state is None:
         problems.append(problem or "no state file at the end")
@@ -112,7 +113,7 @@ def final(
     if state["status"] != "completed":
         problems.append(f"run status {state['status']} at the end")
     files = tree_files(repo)
-    for path, blob in reference.items():
+    for path, blob in setup.reference.items():
         if files.get(path) != blob:
             problems.append(f"integration branch: {path} {'differs' if path in files else 'lost'}")
     for path in extra or {}:

@@ -60,7 +60,14 @@ def make_readonly(folder: Path, *, pid: int | None = None) -> None:
     if readonly_mechanism() == "chmod":
         folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
         return
-    script = f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}'"
+    # Remounting read-only is refused (EBUSY) while a file on it is open for writing, as
+    # the state lock is for the instant of a transaction: try again until it is not.
+    script = (
+        f"mountpoint -q '{folder}' || mount --bind '{folder}' '{folder}' || exit 1; "
+        "for i in $(seq 100); do "
+        f"mount -o remount,bind,ro '{folder}' 2>/dev/null && exit 0; sleep 0.02; done; "
+        f"mount -o remount,bind,ro '{folder}'"
+    )
     argv = ["sh", "-c", script]
     if pid is not None:
         argv = ["nsenter", "-t", str(pid), "-m", "--", *argv]

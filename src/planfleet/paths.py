@@ -9,6 +9,7 @@ from planfleet import fsutil, git
 from planfleet.ids import check_id
 
 DIR_NAME = ".planfleet"
+GIT_GUARD = "gitdir: no-repository-here\n"  # see ensure_planfleet_dir
 EXCLUDE_LINE = f"/{DIR_NAME}/"
 
 README_TEXT = """\
@@ -37,6 +38,9 @@ This folder is written by planfleet while it runs a plan. It is listed in
   (post-merge checks), `_spare-<n>` (clean worktrees kept for reuse during a run) and
   short-lived checkouts for baselines and phase gates.
 
+- `.git` - not a repository: it stops git that runs in a damaged task worktree from
+  finding your repository around it.
+
 Deleting this whole folder forgets every run; your branches and commits stay in git.
 """
 
@@ -56,6 +60,11 @@ def ensure_planfleet_dir(repo: Path) -> Path:
         current = readme.read_text(encoding="utf-8")
     if current != README_TEXT:
         fsutil.atomic_write(readme, README_TEXT)
+    # A stop sign for git: in a task worktree whose own `.git` link was deleted, git would
+    # climb up to the user's repository (and commit on the user's branch); here it stops.
+    guard = root / ".git"
+    if not guard.exists():
+        fsutil.atomic_write(guard, GIT_GUARD)
     ensure_excluded(repo)
     return root
 

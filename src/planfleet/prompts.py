@@ -132,7 +132,7 @@ def _read_spec(repo: Path, rel: str, cap: int) -> tuple[str, str]:
     path = repo / rel
     if Path(rel).is_absolute() or not fsutil.is_within(path, repo):
         return "", "outside the repository: not included"
-    if not path.is_file():
+    if not fsutil.is_file(path):
         return "", "not found in the repository"
     if cap <= 0:
         return "", "not included: the prompt's size limit was reached"

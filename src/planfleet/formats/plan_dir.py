@@ -61,7 +61,7 @@ from planfleet.formats.planmd import (
     task_heading,
 )
 from planfleet.formats.progress_md import PROGRESS_FILE, apply_progress
-from planfleet.fsutil import is_within, read_text
+from planfleet.fsutil import is_file, is_within, read_text
 from planfleet.model import Plan
 
 PLAN_FILES = ("task_plan.md", "manifest.md")
@@ -265,7 +265,7 @@ def _spec(ctx: _Ctx, spec: str, line: int) -> tuple[str, str] | None:
     b = ctx.b
     for base in (ctx.root, ctx.repo):
         candidate = base / spec
-        if not _is_file(candidate):
+        if not is_file(candidate):
             continue
         if not is_within(candidate, ctx.repo):  # a plan may not feed an agent files from outside
             b.diag(
@@ -296,14 +296,6 @@ def _spec(ctx: _Ctx, spec: str, line: int) -> tuple[str, str] | None:
 def _acceptance(facts: Facts) -> tuple[str, ...]:
     items = facts.items(("acceptance", "acceptance criteria"), split_inline=False)
     return tuple(i.text for i in items if i.text)
-
-
-def _is_file(path: Path) -> bool:
-    """Return True if ``path`` is a file; a name the OS refuses (too long, ...) is not one."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def _confidence(b: PlanBuilder, facts: Facts) -> str | None:

@@ -49,7 +49,7 @@ from planfleet.formats.markdown import (
     sections,
     strip_code,
 )
-from planfleet.fsutil import read_text
+from planfleet.fsutil import is_file, read_text
 from planfleet.ids import slugify
 from planfleet.model import Plan
 
@@ -201,7 +201,7 @@ def _task_fields(
     for item in _files_list(body):
         _file_item(b, item, create, modify, tests)
     for t in tests:  # a test file that exists, or an earlier task creates, is modified
-        (modify if t in created_before or (repo / t).exists() else create).append(t)
+        (modify if t in created_before or is_file(repo / t) else create).append(t)
     created_before.update(create)
     steps = [m for ln in outside_fences(body) if (m := _STEP.match(ln.text))]
     marks = [m.group("mark") for m in steps if m.group("mark") is not None]
