@@ -285,3 +285,16 @@ def test_a_spare_takes_up_the_branch_an_earlier_attempt_left(repo: Path) -> None
     assert (again.path / "b.txt").read_text() == "earlier attempt\n"
     assert worktrees.recorded_base(again.path) == start
     assert git(again.path, "status", "--porcelain") == ""
+
+
+def test_a_folder_git_lost_is_saved_on_a_rescue_branch_then_removed(repo: Path) -> None:
+    wt = worktrees.create_worktree(repo, "p", "lost")
+    (wt.path / "work.txt").write_text("unsaved work\n")
+    (wt.path / ".git").unlink()  # git no longer knows the folder
+    git(repo, "worktree", "prune")
+    branch = worktree_pool.set_aside(repo, "p", "lost")
+    assert branch is not None
+    assert branch.startswith("planfleet/p/rescue/lost-")
+    assert git(repo, "show", f"{branch}:work.txt") == "unsaved work\n"
+    assert not wt.path.exists()
+    assert worktree_pool.set_aside(repo, "p", "lost") is None

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from planfleet import git, model, paths, prompts, verify, worktrees
-from planfleet.errors import PlanfleetError
+from planfleet import git, guards, model, paths, prompts, verify, worktree_pool, worktrees
+from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 
 Verdict = Literal["verified", "failed", "limit", "stopped"]
@@ -86,7 +86,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
     task = spec.task
     out = Outcome(task.id, spec.attempt, "failed")
     try:
-        wt = worktrees.create_worktree(spec.repo, spec.plan.name, task.id)
+        wt = _worktree(spec)
         out.worktree, out.branch = str(wt.path), wt.branch
         base = worktrees.recorded_base(wt.path) or git.out("rev-parse", "HEAD", cwd=wt.path)
         out.base_commit = base
@@ -126,6 +126,28 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
         out.feedback = f"The attempt could not start: {exc.message}"
     out.duration_s = time.monotonic() - started
     return out
+
+
+def _worktree(spec: AttemptSpec) -> worktrees.Worktree:
+    """Create or reuse the task's worktree, recovering from what a crash or a person left.
+
+    A folder git no longer knows (its `.git` link deleted) is set aside with its files; a
+    task branch left from an earlier attempt that lacks the current integration commit
+    (its worktree was deleted by hand) has its work saved on a rescue branch first. Then
+    the attempt starts from a fresh worktree.
+    """
+    repo, plan, task = spec.repo, spec.plan.name, spec.task.id
+    for _ in range(2):
+        try:
+            return worktrees.create_worktree(repo, plan, task)
+        except RefusedError as exc:
+            if exc.reason == "path_occupied":
+                worktree_pool.set_aside(repo, plan, task)
+            elif exc.reason == "stale_branch":
+                guards.remove(repo, plan, task)
+            else:
+                raise
+    return worktrees.create_worktree(repo, plan, task)
 
 
 def _session_spend(spec: AttemptSpec) -> float:

@@ -37,7 +37,12 @@ from planfleet import (
 )
 from planfleet.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.enginerecord import Recorder
-from planfleet.enginesetup import load_or_take_baseline, prepare_state, recheck_verified
+from planfleet.enginesetup import (
+    load_or_take_baseline,
+    prepare_state,
+    recheck_verified,
+    refuse_foreign_commands,
+)
 from planfleet.errors import PlanfleetError
 from planfleet.phasegate import GateOutcome, run_gate
 from planfleet.runners import Runner, get_runner
@@ -144,6 +149,7 @@ class Engine:
         with runinfo.engine_lock(
             self.repo, self.plan.name, detached=self.opts.detached, log=self.opts.log
         ):
+            refuse_foreign_commands(self.plan, self.repo)  # before any branch is made
             integ = worktrees.ensure_integration(self.repo, self.plan.name, self.opts.base)
             prepare_state(self.store, self.plan, self.repo, integ, self.scope)
             self.baseline = load_or_take_baseline(
@@ -259,6 +265,8 @@ class Engine:
             ):
                 with contextlib.suppress(PlanfleetError):
                     guards.remove(self.repo, self.plan.name, tid)
+                    # a folder git no longer knows: its files go to a rescue branch
+                    worktree_pool.set_aside(self.repo, self.plan.name, tid)
         # Spares and the merge worktree only speed up work within a run.
         with contextlib.suppress(PlanfleetError):
             worktree_pool.drain(self.repo, self.plan.name)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from planfleet import attempt, formats, graph, model, preflight, prompts, report
+from planfleet import attempt, formats, fsutil, graph, model, paths, preflight, prompts, report
 from planfleet.engine import Engine, Listener, RunOptions, RunResult
 from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
@@ -23,12 +24,57 @@ MAX_PARALLEL_WITHOUT_CONSENT = 10
 CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 
 
+# The flags that shape a run, with their defaults. A run keeps the values it started with
+# in runs/<plan>/options.json; `resume` takes them from there unless given again.
+RUN_DEFAULTS: dict[str, Any] = {
+    "runner": "auto",
+    "max_parallel": 3,
+    "max_attempts": 5,
+    "model": None,
+    "escalate_model": None,
+    "fail_fast": False,
+    "budget_usd": None,
+    "task_budget_usd": None,
+    "timeout": 600.0,
+    "stall": 300.0,
+    "no_post_merge_check": False,
+    "permission_mode": "acceptEdits",
+    "allowed_tools": None,
+    "agent_command": None,
+}
+OPTIONS_FILE = "options.json"
+
+
+def fill_run_flags(ns: argparse.Namespace, saved: dict[str, Any] | None = None) -> None:
+    """Give every run flag not on the command line its saved value, else its default."""
+    for key, default in RUN_DEFAULTS.items():
+        if getattr(ns, key, None) is None:
+            setattr(ns, key, (saved or {}).get(key, default))
+    ns.runner = choose_runner(ns.runner)
+
+
+def saved_run_flags(repo: Path, plan: str) -> dict[str, Any]:
+    """Return the run flags the plan's run started with ({} if none were saved)."""
+    try:
+        data = json.loads((paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if k in RUN_DEFAULTS} if isinstance(data, dict) else {}
+
+
+def save_run_flags(ns: argparse.Namespace, repo: Path, plan: str) -> None:
+    """Keep the effective run flags for a later `resume`."""
+    folder = paths.runs_dir(repo, plan)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {key: getattr(ns, key) for key in RUN_DEFAULTS}
+    fsutil.atomic_write(folder / OPTIONS_FILE, json.dumps(values, indent=1) + "\n")
+
+
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Add the flags that shape a run (shared by run, resume and batch)."""
     p.add_argument(
         "--runner",
         choices=("auto", *RUNNERS),
-        default="auto",
         help="who does each task: claude (claude -p), shell (the task's own `commands`), "
         "command (your agent CLI template). auto: claude when it is installed and logged "
         "in, else shell",
@@ -36,14 +82,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-parallel",
         type=positive_int,
-        default=3,
         metavar="N",
         help="agents at once (default 3; above 10 needs --accept-cost)",
     )
     p.add_argument(
         "--max-attempts",
         type=positive_int,
-        default=5,
         metavar="N",
         help="attempts per task before it is abandoned (default 5; a plan's own max_attempts wins)",
     )
@@ -54,6 +98,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-fast",
         action="store_true",
+        default=None,
         help="after a task is abandoned, start nothing new (running tasks finish)",
     )
     p.add_argument(
@@ -71,25 +116,23 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout",
         type=positive_float,
-        default=600.0,
         metavar="S",
         help="seconds per attempt (default 600; a task's own timeout wins)",
     )
     p.add_argument(
         "--stall",
         type=positive_float,
-        default=300.0,
         metavar="S",
         help="seconds without agent output that count as a stall (default 300)",
     )
     p.add_argument(
         "--no-post-merge-check",
         action="store_true",
+        default=None,
         help="do not re-run a task's verify commands on the merged result",
     )
     p.add_argument(
         "--permission-mode",
-        default="acceptEdits",
         help="claude permission mode (default acceptEdits; never bypass by default)",
     )
     p.add_argument(
@@ -181,7 +224,8 @@ def _safe(arg: str) -> bool:
 
 def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
     """Return the engine options the flags ask for; UsageError/RefusedError when unsafe."""
-    runner = choose_runner(ns.runner)
+    fill_run_flags(ns)
+    runner = ns.runner
     if ns.max_parallel > MAX_PARALLEL_WITHOUT_CONSENT and not ns.accept_cost:
         raise RefusedError(
             f"--max-parallel {ns.max_parallel} runs up to {ns.max_parallel} paid agents at once "

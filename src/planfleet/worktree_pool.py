@@ -14,6 +14,8 @@ so that a process that died in between leaves a worktree the next create finishe
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -207,3 +209,45 @@ def drain(repo: Path, plan: str) -> list[Path]:
             next_step="`git worktree unlock` them, then run this again",
         )
     return removed
+
+
+def set_aside(repo: Path, plan: str, task: str) -> str | None:
+    """Save, then remove, a task folder that is no longer a git worktree.
+
+    (Its `.git` link was deleted, say.) Its files are committed with a temporary index on
+    top of the task branch (or the integration branch) and the commit is kept on a rescue
+    branch; then the folder goes, so the task can start from a fresh worktree. Return the
+    rescue branch, or None when the folder held nothing that was not already committed.
+    """
+    path = worktrees.task_worktree(repo, plan, task)
+    if not path.exists():
+        return None
+    refs = (worktrees.task_branch(plan, task), worktrees.integration_branch(plan))
+    head = next(
+        (c for c in (git.rev_parse(git.branch_ref(r), cwd=repo) for r in refs) if c), None
+    ) or worktrees.resolve_commit(repo, "HEAD")
+    saved = None
+    with tempfile.TemporaryDirectory(prefix="planfleet-aside-") as tmp:
+        env = {
+            "GIT_DIR": str(git.git_dir(repo)),
+            "GIT_WORK_TREE": str(path),
+            "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+        }
+        git.git("read-tree", head, cwd=repo, env=env)
+        git.git("add", "-A", cwd=repo, env=env)
+        tree = git.git("write-tree", cwd=repo, env=env).stdout.strip()
+    if tree != git.out("rev-parse", f"{head}^{{tree}}", cwd=repo):
+        commit = git.git(
+            "commit-tree",
+            tree,
+            "-p",
+            head,
+            "-m",
+            f"planfleet: files of {task} set aside",
+            cwd=repo,
+            identity=True,
+        ).stdout.strip()
+        saved = worktrees.rescue_branch(plan, task)
+        git.git("update-ref", git.branch_ref(saved), commit, git.ZERO_OID, cwd=repo)
+    shutil.rmtree(path)
+    return saved

@@ -47,10 +47,14 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
     """Shared by run and resume: check, confirm, then run here or detached."""
     repo = git.require_repo(ns.repo)
     plan = runcli.load_plan(repo, ns.plan, getattr(ns, "format", None))
+    store = StateStore.for_plan(repo, plan.name)
+    # A resumed run keeps the limits it started with unless they are given again.
+    runcli.fill_run_flags(
+        ns, runcli.saved_run_flags(repo, plan.name) if resume and store.exists() else None
+    )
     opts = runcli.options_from(ns, plan)
     if getattr(ns, "dry_run", False):
         return runcli.dry_run(out, repo, plan, opts)
-    store = StateStore.for_plan(repo, plan.name)
     if store.exists() and not resume:
         state = store.load()
         done = sum(1 for r in state["tasks"].values() if r["status"] in ("verified", "skipped"))
@@ -68,6 +72,7 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
             next_step=f"start it with `planfleet run {ns.plan}`",
         )
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
+    runcli.save_run_flags(ns, repo, plan.name)
     if ns.detach:
         return detach.launch(out, repo, plan.name, sys.argv[1:])
     return runcli.execute(out, repo, plan, opts, command)
