@@ -166,11 +166,19 @@ CONFLICT_PLAN = """\
           - id: left
             title: left
             files: {create: [left.txt]}
-            commands: ["echo left > left.txt", "echo from-left > same.txt"]
+            commands:
+              # wait until right has its worktree (made from the integration before this merge)
+              - while [ ! -f "$T/right-started" ]; do sleep 0.05; done
+              - echo left > left.txt
+              - echo from-left > same.txt
           - id: right
             title: right
             files: {create: [right.txt]}
-            commands: ["sleep 0.3", "echo right > right.txt", "echo from-right > same.txt"]
+            commands:
+              - touch "$T/right-started"
+              - sleep 0.5
+              - echo right > right.txt
+              - echo from-right > same.txt
 """
 
 
@@ -178,7 +186,9 @@ def test_a_merge_conflict_sends_the_task_back_and_it_succeeds_from_the_new_integ
     tmp_path: Path,
 ) -> None:
     repo = plan_repo(tmp_path, CONFLICT_PLAN, {"same.txt": "base\n"})
-    res = cli(repo, "run", "plans/p.plan.yaml", "--runner", "shell")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    res = cli(repo, "run", "plans/p.plan.yaml", "--runner", "shell", env={"T": str(marks)})
     assert res.returncode == 0, res.stdout + res.stderr
     st = state_of(repo)
     events = [e["event"] for e in st["events"]]

@@ -347,14 +347,7 @@ def _merge(ctx: _Phase) -> None:
             continue
         c.changed = True
         with ctx.store.transaction() as state:
-            stateops.record_merge(
-                state,
-                tid,
-                ok=res.ok,
-                status=res.status,
-                detail=res.detail(),
-                feedback=res.feedback(),
-            )
+            stateops.record_merge(state, tid, **res.outcome())
         if res.ok:
             c.result = "merged" if res.status == "merged" else "already_merged"
             c.message = f"merged into {worktrees.integration_branch(ctx.plan.name)}"

@@ -132,14 +132,7 @@ class Recorder:
 
     def _record_merge(self, tid: str, res: merge.MergeResult) -> None:
         with self.store.transaction() as state:
-            record = stateops.record_merge(
-                state,
-                tid,
-                ok=res.ok,
-                status=res.status,
-                detail=res.detail(),
-                feedback=res.feedback(),
-            )
+            record = stateops.record_merge(state, tid, **res.outcome())
             if not res.ok and not scheduler.attempts_left(record, self.max_attempts):
                 stateops.abandon(state, tid, f"could not be merged: {res.status}")
         if res.ok:

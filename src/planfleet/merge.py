@@ -63,6 +63,15 @@ class MergeResult:
     def ok(self) -> bool:
         return self.status in ("merged", "already_merged", "planned")
 
+    def outcome(self) -> dict[str, Any]:
+        """Return what the run state records of this merge (``stateops.record_merge``)."""
+        return {
+            "ok": self.ok,
+            "status": self.status,
+            "detail": self.detail(),
+            "feedback": self.feedback(),
+        }
+
     def detail(self) -> str:
         """Return the timeline detail of this merge: integration before -> after."""
         return f"{(self.before or '')[:10]} -> {(self.after or '')[:10]}"
