@@ -56,6 +56,7 @@ from planfleet.statemodel import (
 )
 
 POLL_S = 0.1
+REFRESH_S = 2.0  # re-read the state this often even when none of our workers finished
 HEARTBEAT_S = 60.0
 PROJECTION_EVERY_S = 2.0
 
@@ -141,6 +142,7 @@ class Engine:
         self._last_projection = 0.0
         self._last_heartbeat = time.monotonic()
         self._events_seen = 0
+        self._changed = True  # something happened since the last dispatch pass
 
     # -- the life of a run ------------------------------------------------------------------
 
@@ -185,9 +187,15 @@ class Engine:
         )
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
+        last_pass = 0.0
         while True:
             self._handle_requests()
-            if self.pause_reason is None:
+            # Something can become ready only when an outcome was recorded (or the state was
+            # changed from outside, e.g. `planfleet state reset`): no need to re-read and
+            # re-validate the state file on every poll.
+            due = self._changed or time.monotonic() - last_pass > REFRESH_S
+            if self.pause_reason is None and due:
+                self._changed, last_pass = False, time.monotonic()
                 with self.store.transaction() as state:
                     self._block_doomed(state)
                     self._dispatch(state, pool)
@@ -196,6 +204,7 @@ class Engine:
             if not self.running and not self.gates:
                 if self.pause_reason is not None or not self._work_left():
                     if self.pause_reason is None and self._lost_merges():
+                        self._changed = True
                         continue  # someone moved the integration branch: redo what it lost
                     return
                 if self.no_more:
@@ -210,9 +219,11 @@ class Engine:
                     del self.running[tid]
                     self.caps.pop(tid, None)
                     self._record(fut.result())
+                    self._changed = True
             for gid, gfut in list(self.gates.items()):
                 if gfut.done():
                     del self.gates[gid]
+                    self._changed = True
                     self._record_gate(gid, gfut.result())
             self._heartbeat()
 
@@ -294,7 +305,7 @@ class Engine:
         for tid in self.sched.pick(state, self.running.keys()):
             if self.scope is not None and tid not in self.scope:
                 continue
-            cap = self._cap_for(state, tid)
+            cap = float(self.opts.task_budget_usd or 0.0)  # what this attempt may spend
             if not self._affordable(state, cap):
                 break
             resume = _resumable(state["tasks"][tid])  # read before the claim clears the error
@@ -335,9 +346,6 @@ class Engine:
             baseline=self.baseline,
             options=self.opts.runner_options,
         )
-
-    def _cap_for(self, state: State, tid: str) -> float:
-        return float(self.opts.task_budget_usd or 0.0)
 
     def _affordable(self, state: State, cap: float) -> bool:
         budget = self.opts.budget_usd
@@ -418,6 +426,7 @@ class Engine:
         found = runinfo.pending_requests(self.repo, self.plan.name)
         if not found:
             return
+        self._changed = True
         if runinfo.PAUSE in found:
             self._pause("stopped by planfleet stop")
         for name in found - {runinfo.PAUSE}:

@@ -12,12 +12,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from planfleet import attempt, formats, fsutil, graph, model, paths, preflight, prompts, report
+from planfleet import (
+    attempt,
+    formats,
+    fsutil,
+    graph,
+    model,
+    paths,
+    preflight,
+    prompts,
+    report,
+    worktrees,
+)
 from planfleet.engine import Engine, Listener, RunOptions, RunResult
 from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out, table
-from planfleet.runners import RUNNERS, get_runner
+from planfleet.runners import RUNNERS, AgentRequest, get_runner
 from planfleet.state import StateStore
 
 MAX_PARALLEL_WITHOUT_CONSENT = 10
@@ -300,7 +311,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
                 "phase": t.phase,
                 "depends_on": list(g.deps.get(t.id, ())),
                 "prompt_chars": len(prompt),
-                "agent_commands": runner.describe(_fake_request(repo, plan, t, prompt, opts)),
+                "agent_commands": runner.describe(_dry_request(repo, plan, t, prompt, opts)),
                 "engine_checks": attempt.engine_checks(plan, t),
                 "verify": list(t.verify),
                 "timeout_s": t.timeout_s or opts.timeout_s,
@@ -357,12 +368,10 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     return ExitCode.OK
 
 
-def _fake_request(
+def _dry_request(
     repo: Path, plan: model.Plan, t: model.Task, prompt: str, opts: RunOptions
-) -> Any:
-    from planfleet import paths, worktrees
-    from planfleet.runners import AgentRequest
-
+) -> AgentRequest:
+    """Return the request the first attempt of ``t`` would get (for --dry-run's commands)."""
     return AgentRequest(
         repo=repo,
         plan=plan,
