@@ -70,6 +70,19 @@ def git(
     )
 
 
+def answer(*args: str, cwd: Path, input_text: str | None = None) -> proc.Result:
+    """Run a git command whose exit code 1 is an answer (no match, conflict), not a failure.
+
+    Raises CommandError for any other non-zero exit code.
+    """
+    result = git(*args, cwd=cwd, check=False, input_text=input_text)
+    if result.returncode not in (0, 1):
+        raise CommandError(
+            list(result.argv), result.returncode, result.stdout, result.stderr, str(cwd)
+        )
+    return result
+
+
 def out(*args: str, cwd: Path) -> str:
     """Return the stripped stdout of a git command that must succeed."""
     return git(*args, cwd=cwd).stdout.strip()
@@ -162,12 +175,7 @@ def branch_ref(branch: str) -> str:
 
 def is_ancestor(ancestor: str, descendant: str, *, cwd: Path) -> bool:
     """Return True if commit ``ancestor`` is reachable from ``descendant``."""
-    result = git("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd, check=False)
-    if result.returncode not in (0, 1):
-        raise CommandError(
-            list(result.argv), result.returncode, result.stdout, result.stderr, str(cwd)
-        )
-    return result.returncode == 0
+    return answer("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd).ok
 
 
 def branch_name_problem(name: str, *, cwd: Path) -> str | None:
