@@ -307,7 +307,7 @@ def _undeclared_deletions(repo: Path, old: str, tree: str, declared: Sequence[st
         "diff-tree",
         "-r",
         "-z",
-        "--no-renames",
+        *git.diff_options(renames=False),
         "--name-only",
         "--diff-filter=D",
         old,
