@@ -434,7 +434,12 @@ def finish(
 
     def human() -> None:
         out.line("")
-        out.line(report.render_final(rows))
+        if out.is_tty:
+            from rich.console import Console
+
+            Console(file=out.stream).print(report.rich_final(rows))
+        else:
+            out.line(report.render_final(rows))
         out.line(
             f"\n{result.plan}: {result.status} ({result.reason}) in "
             f"{report.fmt_s(result.elapsed_s)}, cost ${result.cost_usd:.2f}"
