@@ -8,9 +8,10 @@ import pytest
 
 from conftest import git, make_repo
 from planfleet import git as pgit
-from planfleet import landing, merge, model, verify, verify_diff, worktrees
+from planfleet import landing, merge, verify, verify_diff, worktrees
 from planfleet.errors import RefusedError
 from planfleet.merge import MergeItem
+from test_verify import check, start, task_of
 
 
 @pytest.fixture
@@ -60,28 +61,16 @@ SKIPPED = (
 
 def test_the_skip_marker_gate_sees_an_added_marker(tmp_path: Path, user_config: Path) -> None:
     repo = make_repo(tmp_path / "r", {"tests/test_x.py": TEST_FILE})
-    wt = worktrees.create_worktree(repo, "p", "t")
+    wt = start(repo, "t")
     assert wt.base is not None
     _commit(wt.path, {"tests/test_x.py": SKIPPED})
     found = verify_diff.added_skip_markers(repo, wt.base, wt.branch)
-    # Two hunks one line apart: joined, the second marker's line number would be wrong.
+    # Two hunks four lines apart: joined, the second marker's line number would be wrong.
     assert [(m.path, m.line, m.kind) for m in found] == [
         ("tests/test_x.py", 2, "pytest.mark.skip"),
         ("tests/test_x.py", 7, "pytest.mark.skip"),
     ]
-    task = model.Task(id="t", title="t", phase="p1", source=model.Source("plan.yaml"))
-    plan = model.Plan("p", "demo", "planfleet", "plan.yaml", (), (task,))
-    v = verify.verify_attempt(
-        repo,
-        plan,
-        task,
-        worktree=wt.path,
-        branch=wt.branch,
-        base_commit=wt.base,
-        baseline=None,
-        claims=None,
-        timeout_s=60,
-    )
+    v = check(repo, task_of("t"), wt)
     assert v.error is not None
     assert v.error["type"] == "tests_skipped"
     assert "tests/test_x.py:2: pytest.mark.skip" in v.error["message"]
