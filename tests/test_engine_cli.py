@@ -77,7 +77,7 @@ def test_verify_runs_the_gates_on_demand_and_logs_show_the_attempt(tmp_path: Pat
     assert logs.returncode == 0, logs.stderr
     assert json.loads(logs.stdout)["data"]["path"].endswith("a.1.log")
     missing = cli(repo, "logs", "p", "b")
-    assert missing.returncode == 2
+    assert missing.returncode == 3  # b has not run yet: refused, with a next step
     assert "no log for task 'b'" in missing.stderr
 
 

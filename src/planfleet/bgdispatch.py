@@ -34,7 +34,6 @@ SKIPPED_STATUSES = {"done": "completed", "blocked": "blocked", "skipped": "skipp
 # A previous session of a plan in one of these states still owns it: not dispatched again.
 LIVE_STATES = frozenset({"working", "blocked", "done"})
 CLAUDE_WORKTREES = ".claude/worktrees/"  # where Claude Code isolates a bg session's edits
-PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "manual", "dontAsk", "plan")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SHORT_ID = re.compile(r"\bbackgrounded\s*·\s*([a-f0-9]{8})\b")

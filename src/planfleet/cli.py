@@ -10,7 +10,7 @@ import platform
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -41,11 +41,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 EPILOG = """\
-exit codes:
+exit codes (the same in every command):
   0    success
-  1    the run finished, but some tasks failed or were abandoned
-  2    bad usage or bad input (the message names the file, line and field)
-  3    refused by preflight or a guard (the message says why and what to do)
+  1    the work was done and some of it failed: tasks failed or were abandoned,
+       a gate of `verify` or a merge of `merge` failed
+  2    bad usage or bad input: the message names the file, line and field; a
+       plan, task or attempt that does not exist is bad input too
+  3    refused by preflight or a guard: the message says why and what to do
+       (errors[].reason and next_step); so is a command that needs what has not
+       happened yet: a plan with no run (reason no_state), a task with no
+       branch (no_branch), a task with no log (no_log)
   4    internal error (a short message and the path of a log with the traceback)
   130  interrupted
 
@@ -116,9 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = "--json" in args
     out = Out(json_mode=json_mode)
-    command = " ".join(a for a in args[:2] if not a.startswith("-")) or "planfleet"
+    command = "planfleet"
     try:
         parser = build_parser(_command_word(args))
+        command = _command_name(parser, args)  # an argparse error names it, not the arguments
         ns = parser.parse_args(args)
         handler = getattr(ns, "handler", None)
         if handler is None:
@@ -149,20 +155,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERNAL
 
 
-def _command_word(args: Sequence[str]) -> str | None:
-    """Return the subcommand named in ``args`` when it is a known one and help is not asked."""
-    if "-h" in args or "--help" in args:
-        return None
+def _words(args: Sequence[str]) -> Iterator[str]:
+    """Yield the arguments that are not options (nor the folder of ``-C``/``--repo``)."""
     skip = False
     for arg in args:
         if skip:
             skip = False
-        elif arg == "-C":
+        elif arg in ("-C", "--repo"):
             skip = True
         elif not arg.startswith("-"):
-            module = arg.replace("-", "_")  # `phase-runner` lives in commands/phase_runner.py
-            return module if module in COMMAND_MODULES else None
+            yield arg
+
+
+def _command_word(args: Sequence[str]) -> str | None:
+    """Return the subcommand named in ``args`` when it is a known one and help is not asked."""
+    if "-h" in args or "--help" in args:
+        return None
+    for arg in _words(args):
+        module = arg.replace("-", "_")  # `phase-runner` lives in commands/phase_runner.py
+        return module if module in COMMAND_MODULES else None
     return None
+
+
+def _command_name(parser: argparse.ArgumentParser, args: Sequence[str]) -> str:
+    """Return the (sub)command ``args`` name, e.g. ``run`` or ``state show``."""
+    names: list[str] = []
+    values = iter(args)
+    for arg in values:
+        if arg.startswith("-"):
+            action = parser._option_string_actions.get(arg)
+            if action is not None and action.nargs != 0:
+                next(values, None)  # the option's value is not a command
+            continue
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or arg not in subs[0].choices:
+            break
+        names.append(arg)
+        parser = subs[0].choices[arg]
+    return " ".join(names) or "planfleet"
 
 
 def report_error(out: Out, command: str, exc: PlanfleetError) -> int:

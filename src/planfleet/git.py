@@ -70,6 +70,19 @@ def git(
     )
 
 
+def answer(*args: str, cwd: Path, input_text: str | None = None) -> proc.Result:
+    """Run a git command whose exit code 1 is an answer (no match, conflict), not a failure.
+
+    Raises CommandError for any other non-zero exit code.
+    """
+    result = git(*args, cwd=cwd, check=False, input_text=input_text)
+    if result.returncode not in (0, 1):
+        raise CommandError(
+            list(result.argv), result.returncode, result.stdout, result.stderr, str(cwd)
+        )
+    return result
+
+
 def out(*args: str, cwd: Path) -> str:
     """Return the stripped stdout of a git command that must succeed."""
     return git(*args, cwd=cwd).stdout.strip()
@@ -102,9 +115,13 @@ def require_repo(start: Path | None) -> Path:
 
 def status_porcelain(cwd: Path, *, untracked: bool = True) -> list[str]:
     """Return the paths with uncommitted changes (``git status --porcelain -z``)."""
-    args = ["status", "--porcelain=v1", "-z"]
-    if not untracked:
-        args.append("--untracked-files=no")
+    # The untracked mode always given: ``status.showUntrackedFiles=no`` must not hide files.
+    args = [
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=" + ("normal" if untracked else "no"),
+    ]
     raw = git(*args, cwd=cwd).stdout
     paths: list[str] = []
     entries = raw.split("\0")
@@ -162,12 +179,7 @@ def branch_ref(branch: str) -> str:
 
 def is_ancestor(ancestor: str, descendant: str, *, cwd: Path) -> bool:
     """Return True if commit ``ancestor`` is reachable from ``descendant``."""
-    result = git("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd, check=False)
-    if result.returncode not in (0, 1):
-        raise CommandError(
-            list(result.argv), result.returncode, result.stdout, result.stderr, str(cwd)
-        )
-    return result.returncode == 0
+    return answer("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd).ok
 
 
 def branch_name_problem(name: str, *, cwd: Path) -> str | None:
@@ -280,10 +292,30 @@ class Change:
     old_path: str | None = None
 
 
+def diff_options(*, renames: bool = True) -> tuple[str, ...]:
+    """Return the options every diff planfleet parses runs with.
+
+    They make its text the same whatever the user's git config says: a/ and b/ prefixes
+    (``diff.noprefix``, ``diff.mnemonicPrefix``), no colour, no external or textconv
+    driver, paths from the root in path order (``diff.relative``, ``diff.orderFile``),
+    hunks never joined (``diff.interHunkContext``), and renames as asked (``diff.renames``).
+    """
+    return (
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+        "--no-relative",
+        "-O/dev/null",
+        "--inter-hunk-context=0",
+        "-M" if renames else "--no-renames",
+    )
+
+
 def diff_changes(base: str, head: str, *, cwd: Path, renames: bool = True) -> list[Change]:
     """Return the files changed from ``base`` to ``head``, in git's (path) order."""
-    args = ["diff", "--name-status", "-z", "--no-ext-diff", "--no-textconv"]
-    args.append("-M" if renames else "--no-renames")
+    args = ["diff", "--name-status", "-z", *diff_options(renames=renames)]
     fields = git(*args, base, head, "--", cwd=cwd).stdout.split("\0")
     changes: list[Change] = []
     i = 0

@@ -100,7 +100,8 @@ def _require_untouched(checkout: Path, before: str | None, new: str, dry_run: bo
     if before is None or (dry_run and new == "<commit>"):
         clash = sorted(dirty)
     else:
-        changed = set(git.out("diff", "--name-only", "-z", before, new, cwd=checkout).split("\0"))
+        # Without renames: a file renamed away is a change to its old path too.
+        changed = {c.path for c in git.diff_changes(before, new, cwd=checkout, renames=False)}
         clash = sorted(set(dirty) & changed)
     if clash:
         raise RefusedError(

@@ -248,11 +248,7 @@ def _run(step: git.Step, **values: str) -> proc.Result:
 
 def write_tree(repo: Path, step: git.Step, res: MergeResult) -> str | None:
     """Return the merged tree id; on conflict fill ``res`` and return None."""
-    result = git.git(*step.args, cwd=repo, check=False)
-    if result.returncode not in (0, 1):
-        raise CommandError(
-            list(result.argv), result.returncode, result.stdout, result.stderr, str(repo)
-        )
+    result = git.answer(*step.args, cwd=repo)
     fields = result.stdout.split("\0")
     tree = fields[0]
     if result.returncode == 0:
@@ -311,7 +307,7 @@ def _undeclared_deletions(repo: Path, old: str, tree: str, declared: Sequence[st
         "diff-tree",
         "-r",
         "-z",
-        "--no-renames",
+        *git.diff_options(renames=False),
         "--name-only",
         "--diff-filter=D",
         old,

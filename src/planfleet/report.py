@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from planfleet.output import table
-from planfleet.statemodel import State, ordered_ids, parse_iso
+from planfleet.statemodel import SATISFIED, State, ordered_ids, parse_iso
+
+if TYPE_CHECKING:  # rich is imported only when a terminal view is shown
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
 MARKS = {
     "verified": "✓",
@@ -102,16 +106,36 @@ def _mark(tid: str, record: dict[str, Any]) -> str:
     return mark
 
 
-class LiveReporter:
-    """A rich live table on a terminal: one row per task, refreshed as the run goes."""
+FINISHED = frozenset(MARKS) - {"pending", "in_progress"}
+FAILED = frozenset({"failed", "timeout", "abandoned"})
 
-    def __init__(self, stream: TextIO, title: str) -> None:
+
+class LiveReporter:
+    """On a terminal: a progress bar, then the running and the latest finished tasks that fit."""
+
+    def __init__(self, stream: TextIO, title: str, *, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.state: State | None = None
-        self.title = title
-        self.live = Live(self, console=Console(file=stream), refresh_per_second=4, transient=False)
+        self.console = console or Console(file=stream)
+        self.progress = Progress(
+            TextColumn("{task.description}", style="bold", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}", markup=False),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.bar = self.progress.add_task(title, total=None, counts="")
+        self.live = Live(self, console=self.console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveReporter:
         self.live.__enter__()
@@ -122,18 +146,47 @@ class LiveReporter:
 
     def __call__(self, state: State, events: Sequence[dict[str, Any]]) -> None:
         self.state = state
+        tasks = [r for r in state["tasks"].values() if r["kind"] == "task"]
+        statuses = Counter(str(r["status"]) for r in tasks)
+        failed = sum(statuses[s] for s in FAILED)
+        counts = [f"{statuses['in_progress']} running", f"{failed} failed"]
+        if statuses["blocked"]:
+            counts.append(f"{statuses['blocked']} blocked")
+        counts.append(f"${state['totals']['cost_usd']:.2f}")
+        self.progress.update(
+            self.bar,
+            completed=sum(statuses[s] for s in SATISFIED),
+            total=len(tasks),
+            counts=" · ".join(counts),
+        )
 
-    def __rich__(self) -> Any:
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.table import Table
+        from rich.text import Text
 
-        t = Table(title=self.title, expand=False)
+        yield self.progress
+        if self.state is None:
+            return
+        # What fits below the bar: a header, the rows, a line for what is left out, and one
+        # line spare, so that the live region never scrolls (rich would cut it with "...").
+        room = options.size.height - 4
+        if room < 1:
+            return
+        tasks = self.state["tasks"]
+        ids = ordered_ids(self.state)
+        running = [n for n in ids if tasks[n]["status"] == "in_progress"]
+        finished = sorted(
+            (n for n in ids if tasks[n]["status"] in FINISHED),
+            key=lambda n: str(tasks[n]["updated_at"]),
+            reverse=True,
+        )
+        shown = running[:room] + finished[: max(0, room - len(running))]
+        t = Table(box=None, pad_edge=False, header_style="bold")
         for col in ("task", "phase", "state", "attempt", "elapsed", "cost"):
             t.add_column(col)
-        if self.state is None:
-            return t
-        for tid in ordered_ids(self.state):
-            r = self.state["tasks"][tid]
-            t.add_row(
+        for tid in shown:
+            r = tasks[tid]
+            cells = (
                 tid,
                 r["phase"],
                 f"{MARKS.get(r['status'], '')} {status_word(r)}",
@@ -141,7 +194,19 @@ class LiveReporter:
                 fmt_s(duration_s(r)),
                 f"${r['cost_usd']:.2f}",
             )
-        return t
+            t.add_row(*(Text(str(c)) for c in cells))
+        yield t
+        on_screen = min(len(running), room)
+        hidden = {
+            "more running": len(running) - on_screen,
+            "pending": sum(
+                1 for r in tasks.values() if r["kind"] == "task" and r["status"] == "pending"
+            ),
+            "finished earlier": len(finished) - (len(shown) - on_screen),
+        }
+        text = ", ".join(f"{n} {what}" for what, n in hidden.items() if n)
+        if text:
+            yield Text(f"… {text}", style="dim")
 
 
 def final_rows(state: State, owners: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
@@ -186,30 +251,34 @@ def _verification(path: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def render_final(rows: Sequence[dict[str, Any]]) -> str:
-    """Return the final report as a plain table plus files and test lines."""
+FINAL_HEADERS = ("task", "phase", "owner", "status", "duration", "attempts", "cost", "tests")
+
+
+def final_cells(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Return the final report's table, one list of cells per task (FINAL_HEADERS)."""
 
     def tests(v: Any) -> str:
         if not isinstance(v, dict):
             return "-"
         return f"{v.get('passed', '?')}✓/{v.get('failed', '?')}✗"
 
-    body = table(
+    return [
         [
-            [
-                r["task"],
-                r["phase"],
-                r["owner"] or "-",
-                r["status"] + ("" if r["merged"] or r["kind"] == "gate" else " (not merged)"),
-                fmt_s(r["duration_s"]),
-                str(r["attempts"]),
-                f"${r['cost_usd']:.2f}",
-                tests(r["tests_before"]) + " → " + tests(r["tests_after"]),
-            ]
-            for r in rows
-        ],
-        ["task", "phase", "owner", "status", "duration", "attempts", "cost", "tests"],
-    )
+            r["task"],
+            r["phase"],
+            r["owner"] or "-",
+            r["status"] + ("" if r["merged"] or r["kind"] == "gate" else " (not merged)"),
+            fmt_s(r["duration_s"]),
+            str(r["attempts"]),
+            f"${r['cost_usd']:.2f}",
+            tests(r["tests_before"]) + " → " + tests(r["tests_after"]),
+        ]
+        for r in rows
+    ]
+
+
+def final_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Return the lines under the final table: files, regressions and errors per task."""
     extra = []
     for r in rows:
         created, modified = r["files_created"], r["files_modified"]
@@ -223,4 +292,28 @@ def render_final(rows: Sequence[dict[str, Any]]) -> str:
         if r["error"] and r["status"] != "verified":
             e = r["error"]
             extra.append(f"  {r['task']}: {e['type']} at {e['step']}: {e['message'][:200]}")
+    return extra
+
+
+def render_final(rows: Sequence[dict[str, Any]]) -> str:
+    """Return the final report as a plain table plus files and test lines."""
+    body = table(final_cells(rows), FINAL_HEADERS)
+    extra = final_notes(rows)
     return body + ("\n" + "\n".join(extra) if extra else "")
+
+
+def rich_final(rows: Sequence[dict[str, Any]]) -> RenderableType:
+    """Return the final report for a terminal: the same table and lines, drawn by rich."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(header_style="bold")
+    for col in FINAL_HEADERS:
+        t.add_column(col)
+    for row, cells in zip(rows, final_cells(rows), strict=True):
+        style = (
+            "green" if row["status"] in SATISFIED else "red" if row["status"] in FAILED else None
+        )
+        t.add_row(*(Text(c) for c in cells), style=style)
+    return Group(t, *(Text(line) for line in final_notes(rows)))

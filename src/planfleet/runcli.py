@@ -29,6 +29,7 @@ from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out, table
 from planfleet.runners import RUNNERS, AgentRequest, get_runner
+from planfleet.runners.claude import PERMISSION_MODES
 from planfleet.state import StateStore
 
 MAX_PARALLEL_WITHOUT_CONSENT = 10
@@ -102,7 +103,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="attempts per task before it is abandoned (default 5; a plan's own max_attempts wins)",
     )
-    p.add_argument("--model", help="model for the agents (claude runner)")
+    p.add_argument("--model", metavar="MODEL", help="model for the agents (claude runner)")
     p.add_argument(
         "--escalate-model", metavar="MODEL", help="a stronger model for a task's last two attempts"
     )
@@ -115,13 +116,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget-usd",
         type=positive_float,
-        metavar="X",
-        help="stop starting tasks before spent + running caps would cross X",
+        metavar="USD",
+        help="stop starting tasks before spent + running caps would cross this",
     )
     p.add_argument(
         "--task-budget-usd",
         type=positive_float,
-        metavar="X",
+        metavar="USD",
         help="spending cap per attempt, passed to the agent (--max-budget-usd)",
     )
     p.add_argument(
@@ -144,6 +145,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--permission-mode",
+        choices=PERMISSION_MODES,
         help="claude permission mode (default acceptEdits; never bypass by default)",
     )
     p.add_argument(
@@ -434,7 +436,12 @@ def finish(
 
     def human() -> None:
         out.line("")
-        out.line(report.render_final(rows))
+        if out.is_tty:
+            from rich.console import Console
+
+            Console(file=out.stream).print(report.rich_final(rows))
+        else:
+            out.line(report.render_final(rows))
         out.line(
             f"\n{result.plan}: {result.status} ({result.reason}) in "
             f"{report.fmt_s(result.elapsed_s)}, cost ${result.cost_usd:.2f}"

@@ -214,3 +214,13 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def no_run(plan: str, next_step: str | None = None) -> RefusedError:
+    """Return the refusal (exit 3, reason ``no_state``) for a plan that has no run yet."""
+    return RefusedError(
+        f"plan {plan!r} has no run in this repository",
+        reason="no_state",
+        next_step=next_step
+        or f"start one with `planfleet run {plan}`; `planfleet status` lists the runs",
+    )

@@ -119,8 +119,7 @@ def added_skip_markers(repo: Path, base: str, head: str) -> list[SkipMarker]:
     A marker line the diff also removes in the same file (moved or re-indented) is not new.
     """
     diff = git.git(
-        *("-c", "core.quotepath=off", "diff", "-U0", "--no-color", "--no-ext-diff"),
-        *("--no-textconv", "-M", base, head, "--"),
+        *("-c", "core.quotepath=off", "diff", "-U0", *git.diff_options(), base, head, "--"),
         cwd=repo,
     ).stdout
     found: list[SkipMarker] = []

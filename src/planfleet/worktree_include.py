@@ -1,14 +1,15 @@
 """``.worktreeinclude``: gitignored files (``.env``, ...) copied into each new worktree.
 
-One gitignore-style pattern per line. A pattern without ``/`` matches a name anywhere; one
-with ``/`` is anchored at the repository root. Only paths git ignores, inside the repository
-(symbolic links not followed out of it), outside ``.git`` and ``.planfleet``, are copied.
+The file is gitignore syntax (negation, anchoring, ``**``, directories), matched by git
+itself. As in Claude Code, a path is copied only when it matches the file *and* git ignores
+it: an untracked file that ``.gitignore`` does not ignore stays out, and tracked files are
+already in the worktree. Nothing inside ``.git`` or ``.planfleet`` is copied, nor a path
+that leads out of the repository through a symbolic link.
 """
 
 from __future__ import annotations
 
 import shutil
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from planfleet import fsutil, git, paths
@@ -16,59 +17,54 @@ from planfleet import fsutil, git, paths
 FILE_NAME = ".worktreeinclude"
 
 
-def patterns(repo: Path) -> list[str]:
-    """Return the patterns of the repository's ``.worktreeinclude`` (none if absent)."""
-    try:
-        text = (repo / FILE_NAME).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    out = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith(("#", "!")) and "\0" not in line:
-            out.append(line.rstrip("/"))
-    return [p for p in out if p and p not in ("/", ".")]
-
-
 def sources(repo: Path) -> list[str]:
-    """Return the repository-relative paths (files or folders) to copy, sorted."""
-    pats = patterns(repo)
-    if not pats:
+    """Return the repository-relative paths (files or whole folders) to copy, sorted."""
+    include = repo / FILE_NAME
+    if not include.is_file():
         return []
+    # --directory: a folder the include file matches as a whole is one entry, not its files.
+    listed = [p for p in _matching(repo, include, "--directory") if _allowed(repo, p)]
+    ignored = _ignored(repo, [p.rstrip("/") for p in listed])
     found: set[str] = set()
-    anchored = [p.lstrip("/") for p in pats if "/" in p]
-    loose = [p for p in pats if "/" not in p]
-    if loose:
-        listing = git.git(
-            "ls-files",
-            "-z",
-            "--others",
-            "--ignored",
-            "--exclude-standard",
-            "--directory",
-            cwd=repo,
-        ).stdout
-        for entry in filter(None, listing.split("\0")):
-            name = entry.rstrip("/")
-            if any(fnmatchcase(PurePosixPath(name).name, p) for p in loose):
-                found.add(name)
-    candidates = {
-        m.relative_to(repo).as_posix() for p in anchored for m in repo.glob(p) if m != repo
-    }
-    if candidates:
-        ignored = git.git(
-            "check-ignore",
-            "-z",
-            "--stdin",
-            cwd=repo,
-            check=False,
-            input_text="\0".join(sorted(candidates)) + "\0",
-        ).stdout
-        found.update(filter(None, ignored.split("\0")))
-    return sorted(p for p in found if _allowed(repo, p))
+    for entry in listed:
+        name = entry.rstrip("/")
+        if name in ignored:  # a file, or a folder that git ignores as a whole
+            found.add(name)
+        elif entry.endswith("/"):  # a matched folder that git ignores only in part
+            inner = [p for p in _matching(repo, include, "--", entry) if _allowed(repo, p)]
+            found.update(_ignored(repo, inner))
+    return sorted(found)
+
+
+def _matching(repo: Path, include: Path, *extra: str) -> list[str]:
+    """Return the untracked paths that the include file's patterns match."""
+    # The include file's patterns alone: with the standard excludes in the same call git
+    # would list their union (every gitignored file); ``_ignored`` applies those after.
+    listing = git.git(
+        "--literal-pathspecs",
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        f"--exclude-from={include}",
+        *extra,
+        cwd=repo,
+    ).stdout
+    return [p for p in listing.split("\0") if p]
+
+
+def _ignored(repo: Path, rels: list[str]) -> set[str]:
+    """Return those of ``rels`` that git ignores (.gitignore, info/exclude, excludesFile)."""
+    if not rels:
+        return set()
+    result = git.answer(
+        "check-ignore", "-z", "--stdin", cwd=repo, input_text="\0".join(rels) + "\0"
+    )
+    return set(filter(None, result.stdout.split("\0")))
 
 
 def _allowed(repo: Path, rel: str) -> bool:
+    rel = rel.rstrip("/")
     first = PurePosixPath(rel).parts[0] if rel else ""
     if first in (".git", paths.DIR_NAME):
         return False

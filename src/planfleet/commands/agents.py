@@ -21,7 +21,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "planfleet's run state (task). Blocked sessions are listed with what they wait for. "
         "`logs`, `attach` and `stop` pass through to claude.",
     )
-    p.add_argument("--phase", type=int, metavar="N", help="only the sessions of phase N's dispatch")
+    p.add_argument("--phase", type=int, metavar="PHASE", help="only the sessions of this phase")
     p.set_defaults(handler=_list, command_name="agents")
     psub = p.add_subparsers(dest="agents_command", metavar="SUBCOMMAND", parser_class=type(p))
     # A subcommand's own defaults would overwrite `agents --json logs ID`'s --json, so its
@@ -42,7 +42,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     sp = psub.add_parser("stop", parents=[parent], help=stop_help, description=stop_help)
     sp.add_argument("session", metavar="ID", nargs="*", help="session ids to stop")
     sp.add_argument("--all", action="store_true", help="every session the dispatches recorded")
-    sp.add_argument("--phase", type=int, metavar="N", help="with --all: only phase N's dispatch")
+    sp.add_argument("--phase", type=int, metavar="PHASE", help="with --all: only this phase's")
     sp.set_defaults(handler=stop_handler, command_name="agents stop")
     collect_help = "verify, record and merge the work of sessions that are done"
     sp = psub.add_parser(
@@ -60,9 +60,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--phase",
         type=int,
-        metavar="N",
+        metavar="PHASE",
         default=argparse.SUPPRESS,
-        help="only the sessions of phase N's dispatch",
+        help="only the sessions of this phase",
     )
     sp.add_argument(
         "--send-feedback",

@@ -30,18 +30,20 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "merge_queue_ready, should_stop, stop_reason.",
     )
     p.add_argument(
-        "--tasks-path", required=True, type=Path, metavar="P", help="tasks directory or plan"
+        "--tasks-path", required=True, type=Path, metavar="PATH", help="tasks directory or plan"
     )
-    p.add_argument("--task-ids", required=True, metavar="A,B", help="comma-separated task ids")
-    p.add_argument("--project-path", type=Path, metavar="R", help="the repository (default: here)")
+    p.add_argument("--task-ids", required=True, metavar="IDS", help="comma-separated task ids")
+    p.add_argument(
+        "--project-path", type=Path, metavar="DIR", help="the repository (default: here)"
+    )
     p.add_argument(
         "--worktree-dir",
         type=Path,
-        metavar="W",
+        metavar="DIR",
         help="accepted for compatibility; worktrees live in .planfleet/worktrees",
     )
     p.add_argument("--batch-number", type=int, default=1, metavar="N")
-    p.add_argument("--layer", default="batch", metavar="L")
+    p.add_argument("--layer", default="batch", metavar="NAME")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
     runcli.add_run_flags(p)
     p.set_defaults(handler=_handler, command_name="batch", phase=None, tasks=None)

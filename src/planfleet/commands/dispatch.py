@@ -11,6 +11,7 @@ from typing import Any
 from planfleet import bgagents, bgdispatch, git, preflight
 from planfleet.errors import ExitCode
 from planfleet.output import Out
+from planfleet.runners.claude import PERMISSION_MODES
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -26,26 +27,26 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "Refusals exit 3 with a reason (missing, too_old, dirty, no_phase, cost, "
         "not_confirmed) and a next step.",
     )
-    p.add_argument("--phase", type=int, required=True, metavar="N", help="the phase number")
+    p.add_argument("--phase", type=int, required=True, metavar="PHASE", help="the phase number")
     p.add_argument(
         "--limit",
         type=int,
         default=bgdispatch.DEFAULT_LIMIT,
-        metavar="K",
-        help=f"at most K sessions (default {bgdispatch.DEFAULT_LIMIT}; more than "
+        metavar="N",
+        help=f"at most N sessions (default {bgdispatch.DEFAULT_LIMIT}; more than "
         f"{bgdispatch.MAX_LIMIT_WITHOUT_ACCEPT} needs --accept-cost)",
     )
     p.add_argument(
         "--accept-cost",
         action="store_true",
-        help="allow a --limit above 10 (K sessions cost about K times one)",
+        help="allow a --limit above 10 (N sessions cost about N times one)",
     )
     p.add_argument("--yes", "-y", action="store_true", help="dispatch without asking")
     p.add_argument("--dry-run", action="store_true", help="print the dispatch plan only")
-    p.add_argument("--model", metavar="M", help="model of every session (claude --model)")
+    p.add_argument("--model", metavar="MODEL", help="model of every session (claude --model)")
     p.add_argument(
         "--permission-mode",
-        choices=bgdispatch.PERMISSION_MODES,
+        choices=PERMISSION_MODES,
         help="permission mode of every session (claude --permission-mode)",
     )
     p.add_argument(

@@ -21,7 +21,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "then only fast-forwarded (a needed merge commit is made first, off the checkout). "
         "Refused on conflicts.",
     )
-    p.add_argument("plan", help="plan name")
+    p.add_argument("plan", metavar="PLAN", help="plan name")
     p.add_argument("--into", metavar="BRANCH", help="target branch (default: the current one)")
     p.add_argument("--dry-run", action="store_true", help="print the git commands, run none")
     p.set_defaults(handler=_handler, command_name="land")

@@ -12,9 +12,10 @@ from typing import Any
 from planfleet import git, paths
 from planfleet.commands import agents
 from planfleet.commands.stop import SESSION_ID
-from planfleet.errors import ExitCode, InputError
+from planfleet.errors import ExitCode, InputError, PlanfleetError, RefusedError
 from planfleet.ids import check_id
 from planfleet.output import Out
+from planfleet.state import StateStore, no_run
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -56,8 +57,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     if ns.engine:
         path = paths.runs_dir(repo, plan) / "engine.log"
         if not path.exists():
-            raise InputError(
-                f"plan {plan!r} has no engine log", hint="only --detach runs write one"
+            raise _no_log(
+                repo, plan, f"plan {plan!r} has no engine log", "only --detach runs write one"
             )
     else:
         if not ns.task:
@@ -65,9 +66,12 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         task = check_id(ns.task, what="task id")
         logs = attempt_logs(repo, plan, task)
         if not logs:
-            raise InputError(
+            raise _no_log(
+                repo,
+                plan,
                 f"no log for task {task!r} of plan {plan!r} yet",
-                hint=f"`planfleet status {plan}` shows which tasks have run",
+                f"`planfleet status {plan}` shows which tasks have run",
+                task,
             )
         chosen = [p for n, p in logs if ns.attempt is None or n == ns.attempt]
         if not chosen:
@@ -89,6 +93,18 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     if ns.follow and not out.json_mode:
         _follow(path, len(text.encode()), ns.raw)
     return ExitCode.OK
+
+
+def _no_log(
+    repo: Path, plan: str, message: str, next_step: str, task: str | None = None
+) -> PlanfleetError:
+    """Return why there is no log: no run (3), a task the run does not have (2), none yet (3)."""
+    store = StateStore.for_plan(repo, plan)
+    if not store.exists():
+        return no_run(plan)
+    if task is not None and task not in store.load()["tasks"]:
+        return InputError(f"no task {task!r} in plan {plan!r}", field="TASK")
+    return RefusedError(message, reason="no_log", next_step=next_step)
 
 
 def readable(text: str) -> list[str]:

@@ -21,8 +21,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "your checkout. A conflict, a deletion of undeclared files or a failed --check leaves "
         "the integration branch exactly as it was. Exit 1 when a merge failed.",
     )
-    p.add_argument("plan", help="plan name")
-    p.add_argument("--tasks", required=True, metavar="A,B", help="task ids, in merge order")
+    p.add_argument("plan", metavar="PLAN", help="plan name")
+    p.add_argument("--tasks", required=True, metavar="IDS", help="task ids, in merge order")
     p.add_argument(
         "--strategy",
         choices=merge.STRATEGIES,

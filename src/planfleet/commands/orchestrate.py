@@ -37,7 +37,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="forget the recorded stages (kept as pipeline.json.bak) and start over",
     )
-    p.add_argument("--phase", metavar="N", help="execute only this phase")
+    p.add_argument("--phase", metavar="PHASE", help="execute only this phase")
     add_phase_flags(p)
     p.set_defaults(handler=_handler, command_name="orchestrate")
 

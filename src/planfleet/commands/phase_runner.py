@@ -11,6 +11,7 @@ from planfleet.output import Out, table
 from planfleet.phaserunner import STEP_CHOICES, PhaseOptions, PhaseOutcome, PhaseRunner
 from planfleet.pipelineplan import execution_view
 from planfleet.pipelinestate import PipelineStore, PlanDir, find_phase, resolve_plan_dir
+from planfleet.runners.claude import PERMISSION_MODES
 
 
 def add_phase_flags(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,9 @@ def add_phase_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="task agents at once in the implement step (default 3)",
     )
-    p.add_argument("--model", help="model for the agents: sonnet, opus, haiku or a model id")
+    p.add_argument(
+        "--model", metavar="MODEL", help="model for the agents: sonnet, opus, haiku or a model id"
+    )
     p.add_argument(
         "--timeout",
         type=runcli.positive_float,
@@ -70,12 +73,13 @@ def add_phase_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task-budget-usd",
         type=runcli.positive_float,
-        metavar="X",
+        metavar="USD",
         help="spending cap per agent run (--max-budget-usd)",
     )
     p.add_argument(
         "--permission-mode",
         default="acceptEdits",
+        choices=PERMISSION_MODES,
         help="claude permission mode (default acceptEdits; never bypass by default)",
     )
 
@@ -113,12 +117,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "checks agree) decides whether the next may run. Done steps are skipped; the "
         "failed or interrupted one runs again. Exit 1 when a gate fails.",
     )
-    p.add_argument("--phase", required=True, metavar="N", help="the phase id or number")
+    p.add_argument("--phase", required=True, metavar="PHASE", help="the phase id or number")
     p.add_argument("--plan-dir", required=True, metavar="DIR", help="the plan directory")
     p.add_argument(
         "--step",
         choices=STEP_CHOICES,
-        help="run only this step (again); fix means the three passes",
+        metavar="STEP",
+        help=f"run only this step (again): {', '.join(STEP_CHOICES)}; fix means the three passes",
     )
     p.add_argument("--dry-run", action="store_true", help="show the steps; start nothing")
     add_phase_flags(p)

@@ -35,7 +35,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="List every plan found in the repository (any format), "
         "most recently updated first, with its progress.",
     )
-    ls.add_argument("dir", nargs="?", type=Path, help="folder to search (default: the repository)")
+    ls.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="folder to search (default: the repository)",
+    )
     ls.set_defaults(handler=_list, command_name="plan list")
 
     show = psub.add_parser(
@@ -46,7 +52,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "complexity estimate, execution groups, the critical path, owners, "
         "blast radius and what will be verified.",
     )
-    show.add_argument("plan", help="plan file or folder, or a plan name from `plan list`")
+    show.add_argument(
+        "plan", metavar="PLAN", help="plan file or folder, or a plan name from `plan list`"
+    )
     show.set_defaults(handler=_show, command_name="plan show")
 
     val = psub.add_parser(
@@ -56,7 +64,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="Check a plan. Exit 2 when it has errors (or warnings "
         "with --strict), 0 otherwise.",
     )
-    val.add_argument("plan", help="plan file or folder, or a plan name")
+    val.add_argument("plan", metavar="PLAN", help="plan file or folder, or a plan name")
     val.add_argument("--strict", action="store_true", help="treat warnings as errors")
     val.set_defaults(handler=_validate, command_name="plan validate")
 

@@ -20,7 +20,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "git repository, a clean working tree, the plan present, and optionally that your "
         "test, build and lint commands pass. Exit 3 with a reason and a next step when not.",
     )
-    p.add_argument("--plan", type=Path, help="plan file or folder that must exist")
+    p.add_argument("--plan", type=Path, metavar="PLAN", help="plan file or folder that must exist")
     p.add_argument(
         "--background",
         action="store_true",
@@ -32,7 +32,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--test-cmd", metavar="CMD", help="a test command that must pass")
     p.add_argument("--build-cmd", metavar="CMD", help="a build command that must pass")
     p.add_argument("--lint-cmd", metavar="CMD", help="a lint command that must pass")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per command (default 600)")
+    p.add_argument(
+        "--timeout", type=float, default=600, metavar="S", help="seconds per command (default 600)"
+    )
     p.set_defaults(handler=_handler, command_name="preflight")
 
 

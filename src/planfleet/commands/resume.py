@@ -21,7 +21,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("plan", metavar="PLAN", help="plan name, file or folder")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
-    p.add_argument("--phase", metavar="IDS", help="only these phases (ids or numbers)")
+    p.add_argument("--phase", metavar="PHASE", help="only these phases (ids or numbers)")
     p.add_argument("--tasks", metavar="IDS", help="only these tasks (comma separated)")
     runcli.add_run_flags(p)
     p.set_defaults(handler=_handler, command_name="resume", dry_run=False)

@@ -9,7 +9,7 @@ from typing import Any
 from planfleet import detach, git, runcli
 from planfleet.errors import RefusedError
 from planfleet.output import Out
-from planfleet.state import StateStore
+from planfleet.state import StateStore, no_run
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("plan", metavar="PLAN", help="plan file, folder or name")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
     p.add_argument(
-        "--phase", metavar="IDS", help="only these phases (ids or numbers, comma separated)"
+        "--phase", metavar="PHASE", help="only these phases (ids or numbers, comma separated)"
     )
     p.add_argument("--tasks", metavar="IDS", help="only these tasks (comma separated)")
     p.add_argument(
@@ -66,11 +66,7 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
             f"`planfleet state init {plan.name} --from {plan.path} --force`",
         )
     if not store.exists() and resume and command == "resume":
-        raise RefusedError(
-            f"plan {plan.name!r} has no run to resume",
-            reason="no_run",
-            next_step=f"start it with `planfleet run {ns.plan}`",
-        )
+        raise no_run(plan.name, f"start it with `planfleet run {ns.plan}`")
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
     runcli.save_run_flags(ns, repo, plan.name)
     if ns.detach:

@@ -71,18 +71,24 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "exit 3 if someone else holds it",
         _claim,
     )
-    claim.add_argument("--owner", help="who works on it (default: user@host:pid)")
-    claim.add_argument("--pid", type=int, help="the worker's process id, if it is a process")
+    claim.add_argument("--owner", metavar="OWNER", help="who works on it (default: user@host:pid)")
+    claim.add_argument(
+        "--pid", type=int, metavar="PID", help="the worker's process id, if it is a process"
+    )
     _lease(claim)
 
     beat = add("heartbeat", "renew the lease of a task in progress", _heartbeat)
-    beat.add_argument("--owner", help="refuse unless the task is held by this owner")
+    beat.add_argument(
+        "--owner", metavar="OWNER", help="refuse unless the task is held by this owner"
+    )
     _lease(beat)
 
     done = add("complete", "record a task as verified at a commit", _complete)
     done.add_argument("--commit", required=True, metavar="SHA", help="the task's commit")
     done.add_argument("--verification", metavar="REF", help="where the verification record is")
-    done.add_argument("--owner", help="refuse unless the task is held by this owner")
+    done.add_argument(
+        "--owner", metavar="OWNER", help="refuse unless the task is held by this owner"
+    )
     done.add_argument("--cost", type=float, metavar="USD", help="what the attempt cost")
 
     fail = add("fail", "record a failed attempt (type 'timeout' records a timeout)", _fail)
@@ -90,26 +96,28 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--type",
         dest="error_type",
         required=True,
-        metavar="T",
+        metavar="TYPE",
         help="what failed, e.g. test_failure, missing_file, timeout, crash",
     )
-    fail.add_argument("--step", required=True, metavar="S", help="the step that failed")
-    fail.add_argument("--message", required=True, metavar="M", help="what happened")
-    fail.add_argument("--feedback", metavar="F", help="what the next attempt must fix")
-    fail.add_argument("--owner", help="refuse unless the task is held by this owner")
+    fail.add_argument("--step", required=True, metavar="STEP", help="the step that failed")
+    fail.add_argument("--message", required=True, metavar="TEXT", help="what happened")
+    fail.add_argument("--feedback", metavar="TEXT", help="what the next attempt must fix")
+    fail.add_argument(
+        "--owner", metavar="OWNER", help="refuse unless the task is held by this owner"
+    )
     fail.add_argument("--cost", type=float, metavar="USD", help="what the attempt cost")
 
     reset = add("reset", "put a task back to pending (attempts and worktree kept)", _reset)
     reset.add_argument("--hard", action="store_true", help="also forget attempts and results")
-    reset.add_argument("--reason", help="why (kept as the task's note)")
+    reset.add_argument("--reason", metavar="TEXT", help="why (kept as the task's note)")
 
 
 def _lease(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lease",
         type=float,
-        metavar="SECONDS",
-        help=f"how long the claim holds without a heartbeat "
+        metavar="S",
+        help=f"seconds the claim holds without a heartbeat "
         f"(default {statemodel.DEFAULT_LEASE_S:g})",
     )
 

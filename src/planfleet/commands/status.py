@@ -11,7 +11,7 @@ from planfleet import git, paths, report, runinfo, scheduler, staterecover
 from planfleet.errors import ExitCode, InputError
 from planfleet.ids import check_id
 from planfleet.output import Out, table
-from planfleet.state import StateStore
+from planfleet.state import StateStore, no_run
 from planfleet.statemodel import State, ordered_ids
 
 
@@ -66,10 +66,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     plan = check_id(ns.plan, what="plan name")
     store = StateStore.for_plan(repo, plan)
     if not store.exists():
-        raise InputError(
-            f"plan {plan!r} has no run in this repository",
-            hint=f"start one with `planfleet run {plan}`; `planfleet status` lists the runs",
-        )
+        raise no_run(plan)
     state = store.load()
     data = summary(repo, plan, state)
     rows = report.final_rows(state)

@@ -13,7 +13,7 @@ from planfleet.enginesetup import stop_leftovers
 from planfleet.errors import ExitCode, InputError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out
-from planfleet.state import StateStore
+from planfleet.state import StateStore, no_run
 from planfleet.statemodel import set_run_status
 
 SESSION_ID = re.compile(r"^[0-9a-f]{8}$")
@@ -37,13 +37,15 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "plan", nargs="?", metavar="PLAN", help="a plan run's name (or a background session id)"
     )
-    p.add_argument("--task", metavar="ID", help="stop only this task")
+    p.add_argument("--task", metavar="TASK", help="stop only this task")
     p.add_argument(
         "--all",
         action="store_true",
         help="stop every background session of a dispatch (`planfleet dispatch`)",
     )
-    p.add_argument("--phase", type=int, metavar="N", help="with --all: only this phase's sessions")
+    p.add_argument(
+        "--phase", type=int, metavar="PHASE", help="with --all: only this phase's sessions"
+    )
     p.add_argument(
         "--wait",
         type=float,
@@ -65,7 +67,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     plan = check_id(ns.plan, what="plan name")
     store = StateStore.for_plan(repo, plan)
     if not store.exists():
-        raise InputError(f"plan {plan!r} has no run to stop", hint="`planfleet status` lists runs")
+        raise no_run(plan)
     running = runinfo.is_running(repo, plan)
     data: dict[str, Any] = {"plan": plan, "engine_was_running": running}
     if ns.task:

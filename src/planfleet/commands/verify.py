@@ -10,7 +10,7 @@ from typing import Any
 
 from planfleet import git, runcli, verify, worktrees
 from planfleet.enginesetup import load_or_take_baseline
-from planfleet.errors import ExitCode, InputError
+from planfleet.errors import ExitCode, InputError, RefusedError
 from planfleet.ids import check_id
 from planfleet.output import Out
 from planfleet.scratch import scratch_worktree
@@ -59,9 +59,10 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     branch = worktrees.task_branch(plan.name, task.id)
     head = git.rev_parse(git.branch_ref(branch), cwd=repo)
     if head is None:
-        raise InputError(
+        raise RefusedError(
             f"task {task.id!r} has no branch {branch}",
-            hint=f"run it first: `planfleet run {plan.name} --tasks {task.id}`",
+            reason="no_branch",
+            next_step=f"run it first: `planfleet run {plan.name} --tasks {task.id}`",
         )
     integ = worktrees.ensure_integration(repo, plan.name)
     store = StateStore.for_plan(repo, plan.name)

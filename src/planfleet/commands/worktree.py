@@ -31,7 +31,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="Create (or reuse) one worktree per task. New ones start at "
         "the integration branch (made from HEAD if missing) unless --base.",
     )
-    c.add_argument("plan", help="plan name")
+    c.add_argument("plan", metavar="PLAN", help="plan name")
     c.add_argument("tasks", nargs="+", metavar="TASK", help="task ids")
     c.add_argument("--base", metavar="REV", help="commit or branch new worktrees start from")
     c.add_argument("--allow-dirty", action="store_true", help="accept uncommitted changes")
@@ -40,12 +40,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         default=None,
+        metavar="N",
         help="parallel checkouts (default: the number of CPUs)",
     )
     c.set_defaults(handler=_create, command_name="worktree create")
 
     ls = wsub.add_parser("list", parents=[parent], help="planfleet's worktrees and their health")
-    ls.add_argument("plan", nargs="?", help="only this plan")
+    ls.add_argument("plan", nargs="?", metavar="PLAN", help="only this plan")
     ls.add_argument("--all", action="store_true", help="also worktrees planfleet did not make")
     ls.set_defaults(handler=_list, command_name="worktree list")
 
@@ -54,8 +55,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         ("rescue", "save a task's uncommitted and unmerged work"),
     ):
         r = wsub.add_parser(name, parents=[parent, dry], help=helptext, description=helptext)
-        r.add_argument("plan", help="plan name")
-        r.add_argument("task", help="task id")
+        r.add_argument("plan", metavar="PLAN", help="plan name")
+        r.add_argument("task", metavar="TASK", help="task id")
         if name == "remove":
             r.add_argument("--keep-branch", action="store_true", help="keep the task branch")
         r.set_defaults(

@@ -21,7 +21,17 @@ from planfleet.errors import UsageError
 from planfleet.runners import AgentRequest, AgentResult, base, claude_stream
 from planfleet.schemas import load as load_schema
 
-PERMISSION_MODES = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+# `claude --permission-mode` choices of Claude Code 2.1.328 (its `--help`), and `default`,
+# which it accepts too (an older name of manual).
+PERMISSION_MODES = (
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "manual",
+    "dontAsk",
+    "plan",
+    "default",
+)
 DEFAULT_PERMISSION_MODE = "acceptEdits"
 DEFAULT_AGENT = "planfleet:task-executor"
 # Edits, reads and exactly the git calls a task needs; the task's own checks are added.
