@@ -119,7 +119,7 @@ def test_stop_of_a_task_without_an_engine_holds_it_until_resume(tmp_path: Path) 
     assert cli(repo, "state", "init", "p", "--from", "plans/p.plan.yaml").returncode == 0
     res = cli(repo, "stop", "p", "--task", "b", "--json")
     assert res.returncode == 0, res.stderr
-    assert state_of(repo)["tasks"]["b"]["status"] == "blocked"
+    assert state_of(repo)["tasks"]["b"]["status"] == "held"
     done = cli(repo, "resume", "p", "--runner", "shell")
     assert done.returncode == 0, done.stdout + done.stderr
     assert state_of(repo)["tasks"]["b"]["status"] == "verified"

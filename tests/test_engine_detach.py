@@ -17,14 +17,14 @@ SLOW_PLAN = """\
 """
 
 
-def _slow_plan(n: int) -> str:
+def _slow_plan(n: int, wait: str = "sleep 0.6") -> str:
     text = SLOW_PLAN
     for i in range(n):
         dep = f"\n            depends_on: [s{i - 1}]" if i else ""
         text += (
             f"          - id: s{i}\n            title: slow {i}{dep}\n"
             f"            files: {{create: [s{i}.txt]}}\n"
-            f'            commands: ["sleep 0.6", "echo {i} > s{i}.txt"]\n'
+            f"            commands: ['{wait}', 'echo {i} > s{i}.txt']\n"
         )
     return text
 
@@ -40,9 +40,12 @@ def _wait_engine_gone(repo: Path, timeout: float = 60) -> dict:
 
 
 def test_detach_stop_resume(tmp_path: Path) -> None:
-    repo = plan_repo(tmp_path, _slow_plan(5))
+    # Each task waits for a marker file: the run cannot end before the stop, however slow
+    # the machine.
+    repo = plan_repo(tmp_path, _slow_plan(5, 'while [ ! -e "$T/go" ]; do sleep 0.05; done'))
+    env = {"T": str(tmp_path)}
     started = time.monotonic()
-    res = cli(repo, "run", "plans/p.plan.yaml", "--runner", "shell", "--detach", "--json")
+    res = cli(repo, "run", "plans/p.plan.yaml", "--runner", "shell", "--detach", "--json", env=env)
     assert res.returncode == 0, res.stderr
     assert time.monotonic() - started < 15
     info = json.loads(res.stdout)["data"]
@@ -54,14 +57,18 @@ def test_detach_stop_resume(tmp_path: Path) -> None:
     second = cli(repo, "resume", "p", "--runner", "shell", "--json")
     assert second.returncode == 3
     assert json.loads(second.stdout)["errors"][0]["reason"] == "engine_running"
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while state_of(repo)["tasks"]["s0"]["status"] != "in_progress":
+        assert time.monotonic() < deadline, "s0 did not start"
+        time.sleep(0.05)
     stop = cli(repo, "stop", "p", "--json")
     assert stop.returncode == 0, stop.stderr
     st = state_of(repo)
     assert st["status"] == "paused"
     assert not any(r["status"] == "in_progress" for r in st["tasks"].values())
     assert processes_under(repo) == []
-    resumed = cli(repo, "resume", "p", "--runner", "shell", "--detach")
+    (tmp_path / "go").touch()
+    resumed = cli(repo, "resume", "p", "--runner", "shell", "--detach", env=env)
     assert resumed.returncode == 0, resumed.stderr
     final = _wait_engine_gone(repo)
     assert final["status"] == "completed"

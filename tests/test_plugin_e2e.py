@@ -180,12 +180,12 @@ def run_group(
     return proc.returncode, out, err
 
 
-def engine(repo: Path, *args: str) -> dict[str, Any]:
-    """Run bin/planfleet in ``repo`` and return its JSON envelope."""
+def engine(repo: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run bin/planfleet in ``repo`` (``env`` added) and return its JSON envelope."""
     proc = subprocess.run(
         [str(ROOT / "bin" / "planfleet"), *args, "--json"],
         cwd=repo,
-        env=dict(os.environ, PLANFLEET_PYTHON=sys.executable),
+        env=dict(os.environ, PLANFLEET_PYTHON=sys.executable, **(env or {})),
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import make_repo
-from planfleet import model, prompts
+from planfleet import attempt, model, prompts
 from planfleet.formats import load_plan
 from runners_support import make_plan, make_task
 
@@ -55,7 +55,7 @@ def test_prompt_holds_the_task_slice_and_nothing_of_other_tasks(tmp_path: Path) 
         repo=repo,
         attempt=1,
         feedback=None,
-        checks=["pytest -q tests/test_cart.py"],
+        checks=attempt.engine_checks(plan, plan.task("cart")),
     )
     for expected in (
         "# Task cart: Shopping cart",
@@ -67,11 +67,15 @@ def test_prompt_holds_the_task_slice_and_nothing_of_other_tasks(tmp_path: Path) 
         "- `shop/cart.py`",
         "- `shop/__init__.py`",
         "- attrs>=23",
-        "- `pytest -q tests/test_cart.py` passes",
+        "- command passes: `pytest -q tests/test_cart.py`",
+        "- file exists and is not empty: `shop/cart.py`",
+        "- a change to a file the task does not list is reported",
         "Commit all your work on\n  this branch",
-        "Do not touch\n  other tasks' files.",
+        "Do not touch other\n  tasks' files.",
     ):
         assert expected in text, expected
+    assert "` passes" not in text  # the checks are shown in words, each once
+    assert text.count("a commit on your branch with a non-empty diff") == 1
     assert "SECRET-OTHER-TASK-TEXT" not in text
     assert "OTHER-ACCEPTANCE" not in text
     assert "shop/checkout.py" not in text

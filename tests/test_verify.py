@@ -184,8 +184,8 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     assert v.error is None
     assert v.feedback is None
     assert [g.name for g in v.gates] == [
-        "uncommitted", "commit", "artifacts", "dependencies", "verify", "tests",
-        "deleted_tests", "skip_markers", "claims",
+        "uncommitted", "commit", "declared_files", "artifacts", "dependencies", "verify",
+        "tests", "deleted_tests", "skip_markers", "claims",
     ]  # fmt: skip
     assert v.commit == pgit.rev_parse(pgit.branch_ref(wt.branch), cwd=env.repo)
     assert v.files_created == ["mul.py", "tests/test_mul.py"]
@@ -210,7 +210,7 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     assert record["ok"] is True
     assert record["attempt"] == 1
     assert record["task"] == "good"
-    assert record["gates"][5]["evidence"]["command"].startswith(PYTEST)
+    assert record["gates"][6]["evidence"]["command"].startswith(PYTEST)
     assert [p.name for p in path.parent.iterdir()] == ["good.1.json"]  # no temp file left
     v.ok = False
     verify.save_record(env.repo, PLAN, "good", 1, v)  # replaced whole

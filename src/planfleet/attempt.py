@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from planfleet import git, guards, model, paths, prompts, verify, worktree_pool, worktrees
+from planfleet import (
+    attemptsave,
+    git,
+    guards,
+    model,
+    paths,
+    prompts,
+    verify,
+    worktree_pool,
+    worktrees,
+)
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 
@@ -39,6 +49,8 @@ class AttemptSpec:
     budget_usd: float | None = None
     baseline: verify.Baseline | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    retry_of: int | None = None  # the failed attempt this one retries (its branch is reset)
+    strict_files: bool = False  # changes outside the task's declared files fail the attempt
 
 
 @dataclass
@@ -57,25 +69,29 @@ class Outcome:
     error: dict[str, str] | None = None  # {type, step, message} when not verified
     feedback: str | None = None
     duration_s: float = 0.0
+    kept_branch: str | None = None  # where a failed attempt's work was kept
 
     @property
     def cost_usd(self) -> float:
         return self.agent.cost_usd if self.agent else 0.0
 
 
-def engine_checks(plan: model.Plan, task: model.Task) -> list[str]:
+def engine_checks(plan: model.Plan, task: model.Task, *, strict: bool = False) -> list[str]:
     """Return, in words, what the engine will check after the attempt (shown to the agent)."""
     checks = []
     if task.kind == "design":
         checks.append("the design artifacts listed below exist and are not empty")
     else:
         checks.append("a commit on your branch with a non-empty diff")
-    checks += [f"file exists and is not empty: {f}" for f in task.files_create]
-    checks += [f"dependency declared in the manifest: {d}" for d in task.add_dependencies]
-    checks += [f"command passes: {c}" for c in task.verify]
+    if task.writes:
+        what = "fails the attempt" if strict or plan.strict_files else "is reported"
+        checks.append(f"a change to a file the task does not list {what}")
+    checks += [f"file exists and is not empty: `{f}`" for f in task.files_create]
+    checks += [f"dependency declared in the manifest: `{d}`" for d in task.add_dependencies]
+    checks += [f"command passes: `{c}`" for c in task.verify]
     test = plan.meta.get("test_command")
     if test:
-        checks.append(f"tests pass with no new failures: {test}")
+        checks.append(f"tests pass with no new failures: `{test}`")
     checks.append("no test deleted or newly skipped")
     return checks
 
@@ -90,6 +106,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
         out.worktree, out.branch = str(wt.path), wt.branch
         base = worktrees.recorded_base(wt.path) or git.out("rev-parse", "HEAD", cwd=wt.path)
         out.base_commit = base
+        retry = _start_clean(spec, wt.path, base)
         request = AgentRequest(
             repo=spec.repo,
             plan=spec.plan,
@@ -105,7 +122,8 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
                 repo=spec.repo,
                 attempt=spec.attempt,
                 feedback=spec.feedback,
-                checks=engine_checks(spec.plan, task),
+                checks=engine_checks(spec.plan, task, strict=spec.strict_files),
+                retry=retry,
             ),
             log_path=paths.attempt_log(spec.repo, spec.plan.name, task.id, spec.attempt),
             timeout_s=spec.timeout_s,
@@ -120,12 +138,47 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         out.agent = runner.run(request, stop)
         _judge(spec, out, wt.path, wt.branch, base)
+        if out.verdict == "failed":
+            _keep_failed(spec, out, wt.path, base)
     except PlanfleetError as exc:
         out.verdict = "failed"
         out.error = {"type": "crash", "step": "setup", "message": exc.message}
         out.feedback = f"The attempt could not start: {exc.message}"
     out.duration_s = time.monotonic() - started
     return out
+
+
+def _start_clean(spec: AttemptSpec, worktree: Path, base: str) -> prompts.Retry | None:
+    """Before a retry: keep what the failed attempt left, then reset the branch to ``base``."""
+    if spec.retry_of is None:
+        return None
+    repo, plan, task = spec.repo, spec.plan.name, spec.task.id
+    saved = attemptsave.keep(repo, plan, task, spec.retry_of, worktree, base)
+    attemptsave.start_clean(worktree, base)
+    return prompts.Retry(
+        previous=spec.retry_of,
+        base=base,
+        kept=saved.branch if saved else None,
+        resumed=spec.resume_session is not None,
+    )
+
+
+def _keep_failed(spec: AttemptSpec, out: Outcome, worktree: Path, base: str) -> None:
+    """Keep a failed attempt's work on its attempt branch at once, and say so in the feedback."""
+    try:
+        saved = attemptsave.keep(
+            spec.repo, spec.plan.name, spec.task.id, spec.attempt, worktree, base
+        )
+    except PlanfleetError:
+        return  # still in the worktree: the retry tries again before it resets anything
+    if saved is None:
+        return
+    out.kept_branch = saved.branch
+    note = (
+        f"The work of attempt {spec.attempt} is kept on branch {saved.branch}; the next attempt "
+        f"starts from a clean branch at the base commit {base[:12]}."
+    )
+    out.feedback = f"{out.feedback}\n\n{note}" if out.feedback else note
 
 
 def _worktree(spec: AttemptSpec) -> worktrees.Worktree:
@@ -209,6 +262,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         baseline=spec.baseline,
         claims=agent.claims,
         timeout_s=spec.timeout_s,
+        strict_files=spec.strict_files,
     )
     out.verification = v
     out.record = str(verify.save_record(spec.repo, spec.plan.name, spec.task.id, spec.attempt, v))

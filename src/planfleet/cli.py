@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worktree",
     "merge",
     "land",
+    "clean",
     "checkpoint",
     "dispatch",
     "agents",

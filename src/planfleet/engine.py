@@ -49,6 +49,7 @@ from planfleet.runners import Runner, get_runner
 from planfleet.scratch import remove_checkout
 from planfleet.state import StateStore
 from planfleet.statemodel import (
+    HOLDABLE,
     State,
     add_event,
     now_iso,
@@ -79,6 +80,7 @@ class RunOptions:
     timeout_s: float = 600.0
     stall_s: float = 300.0
     post_merge_check: bool = True
+    strict_files: bool = False  # undeclared changes fail an attempt (else: reported)
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False
     log: Path | None = None
@@ -121,6 +123,7 @@ class Engine:
         self.runner: Runner = get_runner(opts.runner, opts.runner_options)
         self.stop_all = threading.Event()  # set: every running attempt stops now
         self.task_stops: dict[str, threading.Event] = {}
+        self.to_hold: set[str] = set()  # running tasks `stop --task` asked to hold
         self.running: dict[str, Future[Outcome]] = {}
         self.gates: dict[str, Future[GateOutcome]] = {}
         self.caps: dict[str, float] = {}  # budget reserved by each running attempt
@@ -250,6 +253,11 @@ class Engine:
             left = scheduler.unfinished(state)
             abandoned = [n for n in state["order"] if state["tasks"][n]["status"] == "abandoned"]
             blocked = [n for n in state["order"] if state["tasks"][n]["status"] == "blocked"]
+            held = [
+                n
+                for n in state["order"]
+                if state["tasks"][n]["status"] == "held" and (self.scope is None or n in self.scope)
+            ]
             if self.pause_reason is not None:
                 status, reason = "paused", self.pause_reason
             elif not left and not abandoned and not blocked:
@@ -259,6 +267,8 @@ class Engine:
                 reason = f"{len(abandoned)} abandoned, {len(blocked)} blocked"
                 if abandoned:
                     reason = "abandoned: " + ", ".join(abandoned) + f" ({reason})"
+            elif held:
+                status, reason = "paused", f"held by planfleet stop --task: {', '.join(held)}"
             elif self.no_more:
                 status, reason = "paused", self.no_more_reason
             else:
@@ -308,10 +318,13 @@ class Engine:
             cap = float(self.opts.task_budget_usd or 0.0)  # what this attempt may spend
             if not self._affordable(state, cap):
                 break
-            resume = _resumable(state["tasks"][tid])  # read before the claim clears the error
+            before = state["tasks"][tid]  # read before the claim clears the error
+            resume = _resumable(before)
+            # the last counted attempt failed: its branch goes back to the base first
+            retry_of = int(before["attempts"]) if before["error"] and before["attempts"] else None
             record = stateops.claim(state, tid, owner=f"engine:{self.plan.name}")
             stateops.attach_process(state, tid, os.getpid())
-            spec = self._spec(tid, record, resume)
+            spec = self._spec(tid, record, resume, retry_of)
             stop = self.task_stops[tid] = threading.Event()
             self.caps[tid] = cap
             self.running[tid] = pool.submit(self._attempt, spec, stop)
@@ -325,7 +338,9 @@ class Engine:
         merged = _Either(stop, self.stop_all)
         return run_attempt(spec, self.runner, merged)
 
-    def _spec(self, tid: str, record: dict[str, Any], resume: str | None) -> AttemptSpec:
+    def _spec(
+        self, tid: str, record: dict[str, Any], resume: str | None, retry_of: int | None
+    ) -> AttemptSpec:
         task = self.plan.task(tid)
         limit = int(record["max_attempts"] or task.max_attempts or self.opts.max_attempts)
         model_name = self.opts.model
@@ -345,6 +360,8 @@ class Engine:
             budget_usd=self.opts.task_budget_usd,
             baseline=self.baseline,
             options=self.opts.runner_options,
+            retry_of=retry_of,
+            strict_files=self.opts.strict_files,
         )
 
     def _affordable(self, state: State, cap: float) -> bool:
@@ -410,7 +427,9 @@ class Engine:
 
     def _record(self, out: Outcome) -> None:
         self.task_stops.pop(out.task, None)
-        self.recorder.attempt(out)
+        hold = out.task in self.to_hold
+        self.to_hold.discard(out.task)
+        self.recorder.attempt(out, hold=hold)
 
     def _record_gate(self, gid: str, out: GateOutcome) -> None:
         self.recorder.gate(gid, out)
@@ -431,10 +450,15 @@ class Engine:
             self._pause("stopped by planfleet stop")
         for name in found - {runinfo.PAUSE}:
             tid = name.removeprefix("stop-")
-            if tid in self.task_stops:
-                self.task_stops[tid].set()
-                with self.store.transaction() as state:
+            with self.store.transaction() as state:
+                record = state["tasks"].get(tid)
+                if tid in self.task_stops:
+                    # its attempt ends as "stopped" and is then held (Recorder.attempt)
+                    self.task_stops[tid].set()
+                    self.to_hold.add(tid)
                     add_event(state, "stop_requested", tid, "planfleet stop --task")
+                elif record is not None and record["status"] in HOLDABLE:
+                    stateops.hold(state, tid, runinfo.HELD_NOTE)
         runinfo.clear_requests(self.repo, self.plan.name, found)
 
     @contextlib.contextmanager

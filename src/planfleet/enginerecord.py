@@ -12,12 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from planfleet import guards, merge, model, scheduler, stateops, worktree_pool
+from planfleet import guards, merge, model, runinfo, scheduler, stateops, worktree_pool
 from planfleet.attempt import Outcome
 from planfleet.errors import PlanfleetError
 from planfleet.phasegate import GateOutcome
 from planfleet.state import StateStore
-from planfleet.statemodel import State, add_cost, enqueue, merge_order, now_iso
+from planfleet.statemodel import (
+    HOLDABLE,
+    State,
+    add_cost,
+    add_event,
+    enqueue,
+    merge_order,
+    now_iso,
+)
 
 
 @dataclass
@@ -33,24 +41,33 @@ class Recorder:
     timeout_s: float
     pause: Callable[[str], None]
 
-    def attempt(self, out: Outcome) -> None:
-        """Record how an attempt ended; queue and merge it when it was verified."""
+    def attempt(self, out: Outcome, *, hold: bool = False) -> None:
+        """Record how an attempt ended; queue and merge it when it was verified.
+
+        ``hold``: `planfleet stop --task` asked for this task; unless it was verified
+        anyway, it is held (not counted, not retried) until the next resume.
+        """
         tid = out.task
         with self.store.transaction() as state:
             record = state["tasks"][tid]
             if out.agent and out.agent.session_id:
                 record["session_id"] = out.agent.session_id
             record.update(worktree=out.worktree, branch=out.branch, base_commit=out.base_commit)
-            if out.verdict == "stopped":
-                stateops.release(state, tid, "stopped: the run was paused")
+            if out.kept_branch:
+                add_event(state, "attempt_kept", tid, f"attempt {out.attempt} on {out.kept_branch}")
+            if out.verdict in ("stopped", "limit"):
+                # Not the task's fault: the attempt is not counted (and the task is held
+                # when that was asked for).
+                limit = out.error["message"] if out.error else None
+                if hold:
+                    stateops.hold(state, tid, runinfo.HELD_NOTE)
+                elif out.verdict == "stopped":
+                    stateops.release(state, tid, "stopped: the run was paused")
+                else:
+                    stateops.release(state, tid, f"paused by {limit or 'a limit'}")
                 _add_cost(state, tid, out.cost_usd)
-                return
-            if out.verdict == "limit":
-                stateops.release(
-                    state, tid, f"paused by {out.error['message'] if out.error else 'a limit'}"
-                )
-                _add_cost(state, tid, out.cost_usd)
-                self.pause(f"{out.error['message'] if out.error else 'usage limit'}: resume later")
+                if out.verdict == "limit":
+                    self.pause(f"{limit or 'usage limit'}: resume later")
                 return
             if out.verdict == "verified" and out.verification is not None:
                 stateops.complete(
@@ -75,6 +92,8 @@ class Recorder:
                 if out.record:
                     record["verification"] = out.record
                 self._maybe_abandon(state, tid)
+                if hold and record["status"] in HOLDABLE:
+                    stateops.hold(state, tid, runinfo.HELD_NOTE)
         if out.verdict == "verified":
             self.merge_queue()
 

@@ -55,11 +55,15 @@ def prepare_state(
         if state["status"] != "running":
             set_run_status(state, "running")
         for tid, record in state["tasks"].items():
-            # Held by `planfleet stop --task`, or blocked by a dependency that may have been
-            # reset since: a new run takes them up (the engine blocks again what still is).
+            # Blocked by a dependency that may have been reset since (or held by an older
+            # planfleet's `stop --task`): a new run takes them up (the engine blocks again
+            # what still is).
             note = record["note"] or ""
             if record["status"] == "blocked" and note.startswith(BLOCK_NOTES):
                 stateops.reset(state, tid, reason="resumed")
+            # Held by `planfleet stop --task`: this run takes it up if it is selected.
+            if record["status"] == "held" and (scope is None or tid in scope):
+                stateops.unhold(state, tid, "released by resume")
         if scope is not None:
             _check_scope(state, scope)
         add_event(state, "run_start", None, f"pid {os.getpid()}")

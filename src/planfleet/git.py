@@ -365,6 +365,14 @@ def count_commits(base: str, head: str, *, cwd: Path) -> int:
     return int(out("rev-list", "--count", f"{base}..{head}", cwd=cwd))
 
 
+def branches_under(prefix: str, *, cwd: Path) -> dict[str, str]:
+    """Return ``{branch name: commit}`` of the branches below ``prefix`` (ending in ``/``)."""
+    heads = "refs/heads/"
+    text = out("for-each-ref", "--format=%(refname) %(objectname)", heads + prefix, cwd=cwd)
+    pairs = (line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return {ref.removeprefix(heads): commit for ref, commit in pairs}
+
+
 def ref_commits(refs: list[str], *, cwd: Path) -> dict[str, str]:
     """Return ``{full ref name: object id}`` for those of ``refs`` that exist (one git call).
 

@@ -119,30 +119,39 @@ def rescue(repo: Path, plan: str, task: str, *, dry_run: bool = False) -> Rescue
 
 
 def _commit_uncommitted(path: Path, head: str, result: Rescue, dry_run: bool) -> str:
-    """Commit every uncommitted file of ``path`` on top of ``head``; return the commit id.
+    """Commit every uncommitted file of ``path`` on top of ``head``; return the commit id."""
+    message = f"planfleet: rescue of {result.plan}/{result.task} (uncommitted work)"
+    steps = _snapshot_steps(path, head, message)
+    result.commands.extend(s.render() for s in steps)
+    return "<commit>" if dry_run else snapshot(path, head, message)
 
-    A copy of the worktree's index is used, so its own index and files stay as they were.
-    """
+
+def _snapshot_steps(path: Path, head: str, message: str) -> list[git.Step]:
     adm = worktrees.admin_dir(path)
     if adm is None:
         raise RefusedError(f"{path} is not a git worktree", reason="not_a_worktree")
-    tmp = adm / "planfleet-rescue-index"
-    env = {"GIT_INDEX_FILE": str(tmp)}
-    message = f"planfleet: rescue of {result.plan}/{result.task} (uncommitted work)"
-    steps = [
+    env = {"GIT_INDEX_FILE": str(adm / "planfleet-rescue-index")}
+    return [
         git.Step(("add", "-A"), path, env),
         git.Step(("write-tree",), path, env),
         git.Step(("commit-tree", "<tree>", "-p", head, "-m", message), path, identity=True),
     ]
-    result.commands.extend(s.render() for s in steps)
-    if dry_run:
-        return "<commit>"
+
+
+def snapshot(path: Path, head: str, message: str) -> str:
+    """Commit every uncommitted file of worktree ``path`` on top of ``head``; return its id.
+
+    A copy of the worktree's index is used, so its own index and files stay as they were.
+    """
+    add, write, commit = _snapshot_steps(path, head, message)
+    tmp = Path(add.env["GIT_INDEX_FILE"])
+    index = tmp.with_name("index")
     try:
-        if (adm / "index").exists():
-            shutil.copyfile(adm / "index", tmp)
-        steps[0].run()
-        tree = steps[1].run().stdout.strip()
-        commit_args = tuple(tree if a == "<tree>" else a for a in steps[2].args)
+        if index.exists():
+            shutil.copyfile(index, tmp)
+        add.run()
+        tree = write.run().stdout.strip()
+        commit_args = tuple(tree if a == "<tree>" else a for a in commit.args)
         return git.Step(commit_args, path, identity=True).run().stdout.strip()
     finally:
         tmp.unlink(missing_ok=True)

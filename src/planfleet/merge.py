@@ -12,11 +12,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths, proc, worktrees
+from planfleet.declared import matches
 from planfleet.errors import CommandError, RefusedError, UsageError
 
 STRATEGIES = ("merge", "squash")
@@ -292,15 +292,6 @@ def _hunks(repo: Path, tree: str, path: str) -> list[str]:
     return hunks
 
 
-def declared_match(path: str, declared: Sequence[str]) -> bool:
-    """Return True if ``path`` is one of ``declared`` (exact, inside a folder, or a glob)."""
-    for d in declared:
-        d = d.strip().lstrip("./") if d.startswith("./") else d.strip()
-        if path == d or (d.endswith("/") and path.startswith(d)) or fnmatchcase(path, d):
-            return True
-    return False
-
-
 def _undeclared_deletions(repo: Path, old: str, tree: str, declared: Sequence[str]) -> list[str]:
     """Return the files the merge deletes that the task did not declare (renames count)."""
     raw = git.git(
@@ -314,7 +305,7 @@ def _undeclared_deletions(repo: Path, old: str, tree: str, declared: Sequence[st
         tree,
         cwd=repo,
     ).stdout
-    return [p for p in raw.split("\0") if p and not declared_match(p, declared)]
+    return [p for p in raw.split("\0") if p and not matches(p, declared)]
 
 
 def _gate_steps(repo: Path, plan: str, commit: str) -> tuple[git.Step | None, list[git.Step]]:

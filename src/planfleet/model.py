@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from planfleet.declared import declared_set
+
 TaskKind = Literal["design", "implementation"]
 TASK_KINDS: tuple[str, ...] = ("design", "implementation")
 
@@ -96,8 +98,12 @@ class Task:
 
     @property
     def writes(self) -> frozenset[str]:
-        """Return the declared write-set (files to create or modify)."""
-        return frozenset(self.files_create) | frozenset(self.files_modify)
+        """Return the declared write-set (files to create or modify), normalized.
+
+        The one declared set: the scheduler's write clashes, the gate on undeclared
+        changes and the merge's deletion guard all read it.
+        """
+        return declared_set((*self.files_create, *self.files_modify))
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,17 @@ class Plan:
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.level == "error")
+
+    @property
+    def shared_files(self) -> tuple[str, ...]:
+        """Return the paths or globs any task may change (``defaults.shared_files``)."""
+        found = self.meta.get("shared_files") or ()
+        return tuple(str(f) for f in found) if isinstance(found, (list, tuple)) else ()
+
+    @property
+    def strict_files(self) -> bool:
+        """Return True if changing an undeclared file fails an attempt (plan default)."""
+        return self.meta.get("strict_files") is True
 
     @property
     def warnings(self) -> tuple[Diagnostic, ...]:

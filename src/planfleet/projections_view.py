@@ -29,6 +29,7 @@ RECORDED: dict[str, str] = {
     "blocked": "blocked",
     "abandoned": "blocked",
     "skipped": "skipped",
+    "held": "pending",  # stopped by request: it runs again after the next resume
 }
 # What a recorded status becomes when a state is imported from the plan (stateinit):
 # "in progress" starts again, so it is the same as pending.

@@ -25,9 +25,21 @@ MARKS = {
     "in_progress": "▶",
     "skipped": "–",
     "pending": "·",
+    "held": "⏸",
 }
 CHANGES = frozenset(
-    {"dispatched", "verified", "failed", "timeout", "abandoned", "blocked", "merged", "released"}
+    {
+        "dispatched",
+        "verified",
+        "failed",
+        "timeout",
+        "abandoned",
+        "blocked",
+        "merged",
+        "released",
+        "held",
+        "unheld",
+    }
 )
 
 
@@ -232,6 +244,7 @@ def final_rows(state: State, owners: dict[str, str | None] | None = None) -> lis
                 "cost_usd": r["cost_usd"],
                 "files_created": rec.get("files_created", []),
                 "files_modified": rec.get("files_modified", []),
+                "undeclared": rec.get("undeclared", []),
                 "tests_before": tests.get("before"),
                 "tests_after": tests.get("after"),
                 "regressions": tests.get("new_failures", []),
@@ -249,6 +262,12 @@ def _verification(path: str | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def undeclared_line(paths: Sequence[str], shown: int = 10) -> str:
+    """Return the report's words for changed files a task did not declare."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return "changed files it does not declare: " + ", ".join(paths[:shown]) + more
 
 
 FINAL_HEADERS = ("task", "phase", "owner", "status", "duration", "attempts", "cost", "tests")
@@ -287,6 +306,8 @@ def final_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
                 f"  {r['task']}: created {', '.join(created) or '-'}; "
                 f"modified {', '.join(modified) or '-'}"
             )
+        if r["undeclared"]:
+            extra.append(f"  {r['task']}: {undeclared_line(r['undeclared'])}")
         if r["regressions"]:
             extra.append(f"  {r['task']}: REGRESSIONS {', '.join(map(str, r['regressions']))}")
         if r["error"] and r["status"] != "verified":

@@ -50,6 +50,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "timeout": 600.0,
     "stall": 300.0,
     "no_post_merge_check": False,
+    "strict_files": False,
     "permission_mode": "acceptEdits",
     "allowed_tools": None,
     "agent_command": None,
@@ -142,6 +143,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="do not re-run a task's verify commands on the merged result",
+    )
+    p.add_argument(
+        "--strict-files",
+        action="store_true",
+        default=None,
+        help="fail an attempt that changes files its task does not declare (undeclared_change; "
+        "default: report them); the plan's defaults.shared_files are always allowed",
     )
     p.add_argument(
         "--permission-mode",
@@ -288,6 +296,7 @@ def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
         timeout_s=ns.timeout,
         stall_s=ns.stall,
         post_merge_check=not ns.no_post_merge_check,
+        strict_files=bool(ns.strict_files),
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
     )
 
@@ -304,9 +313,8 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     for t in plan.tasks:
         if (opts.tasks or opts.phases) and t.id not in opts.tasks and t.phase not in opts.phases:
             continue
-        prompt = prompts.build_prompt(
-            plan, t, repo=repo, attempt=1, feedback=None, checks=attempt.engine_checks(plan, t)
-        )
+        checks = attempt.engine_checks(plan, t, strict=opts.strict_files)
+        prompt = prompts.build_prompt(plan, t, repo=repo, attempt=1, feedback=None, checks=checks)
         rows.append(
             {
                 "task": t.id,
@@ -314,7 +322,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
                 "depends_on": list(g.deps.get(t.id, ())),
                 "prompt_chars": len(prompt),
                 "agent_commands": runner.describe(_dry_request(repo, plan, t, prompt, opts)),
-                "engine_checks": attempt.engine_checks(plan, t),
+                "engine_checks": checks,
                 "verify": list(t.verify),
                 "timeout_s": t.timeout_s or opts.timeout_s,
             }

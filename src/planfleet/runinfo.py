@@ -31,6 +31,8 @@ LOCK_NAME = "engine.lock"
 INFO_NAME = "engine.json"
 REQUESTS = "requests"
 PAUSE = "pause"
+# Why a task is held: the words of the event, the note and `status` after `stop --task`.
+HELD_NOTE = "stopped by request (planfleet stop --task)"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A task may start the moment every one of its dependencies is *merged* (not merely verified:
 it must see their code) and a slot is free. Among the ready tasks the one with the longest
 remaining weighted path to the end of the plan goes first, so the critical path never waits
-behind short side branches. Two tasks whose declared write-sets overlap never run at once.
+behind short side branches. Two tasks whose declared write-sets overlap never run at once
+(the same declared sets the gates check a diff against: ``model.Task.writes``).
 
 ``policy="waves"`` is the barrier scheduler the reference workflows use (every task of a
 topological level must finish before the next level starts); it exists so the benchmark can
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from planfleet import graph, model
+from planfleet.declared import overlaps
 from planfleet.statemodel import CLAIMABLE, State, TaskRecord, ordered_ids
 
 Policy = Literal["dag", "waves"]
@@ -48,7 +50,7 @@ class Scheduler:
 
     nodes: dict[str, graph.Node]
     priority: dict[str, float]  # remaining weighted path to the end, per node
-    writes: dict[str, frozenset[str]]
+    writes: dict[str, frozenset[str]]  # each task's declared set (model.Task.writes)
     max_parallel: int = 3
     max_attempts: int = 5
     policy: Policy = "dag"
@@ -103,18 +105,17 @@ class Scheduler:
         free = self.max_parallel - len(running)
         if free <= 0:
             return []
-        busy: set[str] = set()
-        for r in running:
-            busy |= self.writes.get(r, frozenset())
+        busy = [w for r in running if (w := self.writes.get(r))]
         chosen: list[str] = []
         for n in self.ready(state, running):
             if len(chosen) == free:
                 break
             mine = self.writes.get(n, frozenset())
-            if mine & busy:
+            if mine and any(overlaps(mine, w) for w in busy):
                 continue  # it would edit a file a running task edits; it waits its turn
             chosen.append(n)
-            busy |= mine
+            if mine:
+                busy.append(mine)
         return chosen
 
     def ready_gates(self, state: State, running: Collection[str]) -> list[str]:

@@ -27,19 +27,22 @@ TASK_STATUSES = (
     "blocked",
     "abandoned",
     "skipped",
+    "held",
 )
 RUN_STATUSES = ("running", "paused", "completed", "failed")
 
 # status -> the statuses it may move to. Anything else is refused.
+# A running task is held by handing it back (pending) first: see stateops.hold.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"in_progress", "blocked", "skipped", "abandoned"}),
+    "pending": frozenset({"in_progress", "blocked", "skipped", "abandoned", "held"}),
     "in_progress": frozenset({"verified", "failed", "timeout", "blocked", "abandoned", "pending"}),
-    "failed": frozenset({"in_progress", "pending", "blocked", "skipped", "abandoned"}),
-    "timeout": frozenset({"in_progress", "pending", "blocked", "skipped", "abandoned"}),
-    "blocked": frozenset({"pending", "skipped", "abandoned"}),
+    "failed": frozenset({"in_progress", "pending", "blocked", "skipped", "abandoned", "held"}),
+    "timeout": frozenset({"in_progress", "pending", "blocked", "skipped", "abandoned", "held"}),
+    "blocked": frozenset({"pending", "skipped", "abandoned", "held"}),
     "abandoned": frozenset({"pending"}),
     "skipped": frozenset({"pending"}),
     "verified": frozenset({"pending"}),
+    "held": frozenset({"pending", "skipped", "abandoned"}),
 }
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     "running": frozenset({"paused", "completed", "failed"}),
@@ -48,6 +51,8 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     "failed": frozenset({"running"}),
 }
 CLAIMABLE = frozenset({"pending", "failed", "timeout"})
+# What `planfleet stop --task` can hold: a task waiting for its turn (or running, see above).
+HOLDABLE = frozenset({"pending", "failed", "timeout", "blocked"})
 SATISFIED = frozenset({"verified", "skipped"})  # a dependency in these states lets work start
 DEFAULT_LEASE_S = 900.0
 # The timeline keeps the latest events: past MAX_EVENTS the oldest tenth goes at once (every

@@ -266,6 +266,37 @@ def release(state: State, task_id: str, reason: str, *, now: str | None = None) 
     return record
 
 
+def hold(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
+    """Hold ``task_id`` (``planfleet stop --task``): nothing starts it until it is unheld.
+
+    A running task is released first (its attempt not counted); a failed one keeps its
+    error and feedback for the attempt after the hold.
+    """
+    record = task(state, task_id)
+    stamp = now or now_iso()
+    if record["status"] == "in_progress":
+        release(state, task_id, reason, now=stamp)
+    move(state, task_id, "held", now=stamp)
+    record.update(dict.fromkeys(LIVE_FIELDS), owner=None, note=reason)
+    add_event(state, "held", task_id, reason, now=stamp)
+    return record
+
+
+def unhold(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
+    """Put a held task back in the queue (``planfleet resume``)."""
+    return _move_noted(state, task_id, "pending", "unheld", reason, now)
+
+
+def _move_noted(
+    state: State, task_id: str, status: str, event: str, reason: str, now: str | None
+) -> TaskRecord:
+    """Move ``task_id`` to ``status`` with ``reason`` as its note and as the event's detail."""
+    record = move(state, task_id, status, now=now)
+    record["note"] = reason
+    add_event(state, event, task_id, reason, now=now)
+    return record
+
+
 def record_merge(
     state: State,
     task_id: str,
@@ -298,19 +329,14 @@ def record_merge(
 
 def block(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
     """Mark ``task_id`` blocked (e.g. a dependency was abandoned) with ``reason``."""
-    record = move(state, task_id, "blocked", now=now)
-    record["note"] = reason
+    record = _move_noted(state, task_id, "blocked", "blocked", reason, now)
     record.update(dict.fromkeys(LIVE_FIELDS))
-    add_event(state, "blocked", task_id, reason, now=now)
     return record
 
 
 def skip(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:
     """Mark ``task_id`` skipped (its dependents may go on) with ``reason``."""
-    record = move(state, task_id, "skipped", now=now)
-    record["note"] = reason
-    add_event(state, "skipped", task_id, reason, now=now)
-    return record
+    return _move_noted(state, task_id, "skipped", "skipped", reason, now)
 
 
 def abandon(state: State, task_id: str, reason: str, *, now: str | None = None) -> TaskRecord:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from planfleet import fsutil, git, model, paths, verify_deps, verify_diff, verify_tests
+from planfleet.declared import undeclared
 from planfleet.ids import check_id
 from planfleet.verify_baseline import Baseline, take_baseline
 
@@ -41,6 +42,8 @@ _ADVICE = {
     "tests_skipped": "Remove the skip markers you added and make those tests pass instead.",
     "false_claim": "You reported the task done, but nothing was committed on {branch}. "
     "Do the work and commit it.",
+    "undeclared_change": "Change only the files this task lists (and the plan's shared "
+    "files); leave the files named above as they are on the base.",
 }
 
 
@@ -77,6 +80,7 @@ class Verification:
     files_modified: list[str] = field(default_factory=list)
     files_deleted: list[str] = field(default_factory=list)
     uncommitted: list[str] = field(default_factory=list)
+    undeclared: list[str] = field(default_factory=list)  # changed, but not declared
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,8 +118,13 @@ def verify_attempt(
     baseline: Baseline | None,
     claims: dict[str, Any] | None,
     timeout_s: float,
+    strict_files: bool = False,
 ) -> Verification:
-    """Run every gate on the task branch and worktree; return the verdict and its evidence."""
+    """Run every gate on the task branch and worktree; return the verdict and its evidence.
+
+    ``strict_files`` (or the plan's ``defaults.strict_files``): a change to a file the task
+    does not declare fails the attempt; otherwise it is reported.
+    """
     dirty = uncommitted_files(worktree)  # before any command of ours can add files
     head = git.rev_parse(git.branch_ref(branch), cwd=repo)
     commits = git.count_commits(base_commit, head, cwd=repo) if head else 0
@@ -130,6 +139,8 @@ def verify_attempt(
     if head and git.rev_parse("HEAD", cwd=worktree) != head:
         v.warnings.append(f"the worktree is not at the head of {branch}: it was tested as it is")
     v.gates += [_uncommitted_gate(a), _commit_gate(a)]
+    if commits:
+        v.gates.append(_declared_gate(plan, a, v, strict_files or plan.strict_files))
     if dirty and v.gates[0].ok:
         v.warnings.append(v.gates[0].message.removeprefix("warning: "))
     v.gates += [_artifacts_gate(repo, a, v), _dependencies_gate(repo, a)]
@@ -200,6 +211,21 @@ def _commit_gate(a: _Attempt) -> Gate:
         f"no commit on {a.branch} beyond the base {a.base[:12]} (verify commands and tests not run)"
     )
     return Gate("commit", False, msg, error_type="no_commit")
+
+
+def _declared_gate(plan: model.Plan, a: _Attempt, v: Verification, strict: bool) -> Gate:
+    declared = a.task.writes
+    if not declared:
+        return Gate("declared_files", True, "the task declares no files: changes not checked")
+    v.undeclared = undeclared(verify_diff.changed_paths(a.changes), declared, plan.shared_files)
+    if not v.undeclared:
+        return Gate("declared_files", True, "every changed file is declared")
+    what = f"changed file(s) the task does not declare: {_some(v.undeclared, 50)}"
+    evidence = {"paths": v.undeclared, "declared": sorted(declared)}
+    if strict:
+        return Gate("declared_files", False, what, evidence, "undeclared_change")
+    v.warnings.append(what)
+    return Gate("declared_files", True, f"warning: {what}", evidence)
 
 
 def _artifacts_gate(repo: Path, a: _Attempt, v: Verification) -> Gate:
@@ -337,7 +363,7 @@ def _feedback(a: _Attempt, v: Verification) -> str:
     for n, g in enumerate(failing, start=1):
         kind = error["type"] if n == 1 else g.error_type or "verify_failed"
         lines.append(f"{n}. {g.name} ({kind}): {g.message}")
-        if g.evidence:
+        if g.evidence and "command" in g.evidence:
             ev = g.evidence
             lines.append(f"   Command: {ev['command']} -> exit code {_code(ev['exit_code'])}")
             if ev.get("output_tail"):

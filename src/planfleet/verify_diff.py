@@ -89,6 +89,13 @@ def on_disk(worktree: Path, path: str) -> bool:
         return False
 
 
+def changed_paths(changes: list[git.Change]) -> list[str]:
+    """Return every path a diff touches: both sides of a rename, the new side of a copy."""
+    found = {c.path for c in changes}
+    found |= {c.old_path for c in changes if c.status == "R" and c.old_path}
+    return sorted(found)
+
+
 def deleted_tests(changes: list[git.Change]) -> list[str]:
     """Return test files the diff deletes (or renames into something that is not a test)."""
     gone = []

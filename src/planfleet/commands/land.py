@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from planfleet import git, landing
+from planfleet import attemptsave, git, landing
 from planfleet.errors import ExitCode
 from planfleet.ids import check_id
 from planfleet.output import Out
@@ -31,6 +31,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     repo = git.require_repo(ns.repo)
     check_id(ns.plan, what="plan name")
     res = landing.land(repo, ns.plan, into=ns.into, dry_run=ns.dry_run)
+    kept = [k.branch for k in attemptsave.kept(repo, ns.plan)]
 
     def human() -> None:
         prefix = "(dry run) " if ns.dry_run else ""
@@ -38,6 +39,12 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         out.line(f"{prefix}{res.mode}: {res.target} {before} -> {(res.after or '')[:12]}")
         for line in res.commands if ns.dry_run else []:
             out.line(f"  $ {line}")
+        if kept:
+            out.line(
+                f"{len(kept)} branch(es) keep failed attempts of this plan; "
+                f"`planfleet clean {ns.plan}` deletes them"
+            )
 
-    out.result("land", {"dry_run": ns.dry_run, **res.to_json()}, human=human)
+    data = {"dry_run": ns.dry_run, **res.to_json(), "kept_attempts": kept}
+    out.result("land", data, human=human)
     return ExitCode.OK

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from planfleet import git, paths
+from planfleet import attemptsave, git, paths
 from planfleet.commands import agents
 from planfleet.commands.stop import SESSION_ID
 from planfleet.errors import ExitCode, InputError, PlanfleetError, RefusedError
@@ -24,8 +24,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="print a task's agent log (the last attempt by default)",
         description="Print the log of one attempt of TASK: the command output for the shell "
-        "runner, the agent's messages for claude (--raw for the JSON event stream). The "
-        "engine's own log of a detached run is `planfleet logs PLAN --engine`.",
+        "runner, the agent's messages for claude (--raw for the JSON event stream), then the "
+        "branches that keep the work of the task's failed attempts. The engine's own log of a "
+        "detached run is `planfleet logs PLAN --engine`.",
     )
     p.add_argument("plan", metavar="PLAN", help="a plan run's name (or a background session id)")
     p.add_argument("task", nargs="?", metavar="TASK", help="a task id")
@@ -84,12 +85,16 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     lines = text.splitlines() if ns.raw else list(readable(text))
     if ns.tail:
         lines = lines[-ns.tail :]
+    kept = [] if ns.engine else attemptsave.kept(repo, plan, task)
 
     def human() -> None:
         for line in lines:
             out.line(line)
+        for k in [] if ns.raw else kept:
+            out.line(f"[kept] attempt {k.attempt}: branch {k.branch} (`git log -p {k.branch}`)")
 
-    out.result("logs", {"path": str(path), "lines": lines}, human=human)
+    data = {"path": str(path), "lines": lines, "kept_attempts": [k.to_json() for k in kept]}
+    out.result("logs", data, human=human)
     if ns.follow and not out.json_mode:
         _follow(path, len(text.encode()), ns.raw)
     return ExitCode.OK

@@ -99,6 +99,9 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 ["task", "phase", "state", "attempts", "time", "cost", "note"],
             )
         )
+        for row in rows:
+            if row["undeclared"]:
+                out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
         for tid, why in orphans.items():
             out.line(f"orphaned: {tid} ({why}); `planfleet resume {plan}` takes it back")
         if eng.get("hint"):

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from planfleet import git, runinfo, stateops, staterecover
 from planfleet.commands import agents
 from planfleet.enginesetup import stop_leftovers
-from planfleet.errors import ExitCode, InputError, UsageError
+from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out
 from planfleet.state import StateStore, no_run
-from planfleet.statemodel import set_run_status
+from planfleet.statemodel import HOLDABLE, set_run_status
 
 SESSION_ID = re.compile(r"^[0-9a-f]{8}$")
 
@@ -31,8 +32,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="Ask the engine of PLAN to pause: running agents are stopped (INT, TERM, "
         "KILL to their process groups), their tasks go back to the queue without using an "
         "attempt, worktrees are kept, and the run is `paused` until `planfleet resume`. With "
-        "--task only that task's agent is stopped and the task is held until the next resume. "
-        "If the engine is gone, the state is repaired and marked paused directly.",
+        "--task only that task is stopped (its agent, if it runs) and held: its attempt is "
+        "not counted, what depends on it waits, the rest of the run goes on, and the next "
+        "`planfleet resume` (or `resume --tasks ID`) releases it. If the engine is gone, the "
+        "state is repaired and marked paused directly.",
     )
     p.add_argument(
         "plan", nargs="?", metavar="PLAN", help="a plan run's name (or a background session id)"
@@ -51,7 +54,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="seconds to wait for the engine to pause (default 60)",
+        help="seconds to wait for the engine to pause, or to stop the task (default 60)",
     )
     p.set_defaults(handler=_handler, command_name="stop")
 
@@ -72,19 +75,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     data: dict[str, Any] = {"plan": plan, "engine_was_running": running}
     if ns.task:
         task = check_id(ns.task, what="task id")
-        if running:
-            runinfo.request(repo, plan, runinfo.stop_task_request(task))
-            data["requested"] = f"stop {task}"
-        with store.transaction() as state:
-            record = state["tasks"].get(task)
-            if record is None:
-                raise InputError(f"no task {task!r} in plan {plan!r}", field="--task")
-            if not running and record["status"] == "in_progress":
-                stop_leftovers(record["worktree"])
-                stateops.release(state, task, "stopped by planfleet stop --task")
-            if record["status"] == "pending":
-                stateops.block(state, task, "stopped by planfleet stop --task")
-        data["task"] = task
+        data.update(_hold(repo, plan, store, task, ns.wait))
     elif running:
         runinfo.request(repo, plan, runinfo.PAUSE)
         data["paused"] = runinfo.wait_stopped(repo, plan, ns.wait)
@@ -106,14 +97,58 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     data["status"] = state["status"]
 
     def human() -> None:
-        if ns.task:
+        if ns.task and data["held"]:
             out.line(
-                f"{plan}: task {ns.task} stopped and held; `planfleet resume {plan}` takes it up"
+                f"{plan}: task {ns.task} stopped and held (the rest of the run goes on); "
+                f"`planfleet resume {plan}` releases it"
             )
+        elif ns.task:
+            out.line(f"{plan}: the engine did not stop task {ns.task} within {ns.wait:g} s")
         elif data["paused"]:
             out.line(f"{plan}: {state['status']}; continue with `planfleet resume {plan}`")
         else:
             out.line(f"{plan}: the engine did not pause within {ns.wait:g} s")
 
-    out.result("stop", data, human=human, status="ok" if data.get("paused", True) else "error")
-    return ExitCode.OK if data.get("paused", True) else ExitCode.FAILED
+    done = data["held"] if ns.task else data["paused"]
+    out.result("stop", data, human=human, status="ok" if done else "error")
+    return ExitCode.OK if done else ExitCode.FAILED
+
+
+def _hold(repo: Path, plan: str, store: StateStore, task: str, wait_s: float) -> dict[str, Any]:
+    """Hold ``task``: directly in the state, or (while its agent runs) through the engine.
+
+    Return what was done; RefusedError for a task that is finished or given up.
+    """
+    deadline = time.monotonic() + wait_s
+    data: dict[str, Any] = {"task": task, "held": False}
+    while True:
+        with store.transaction() as state:
+            record = state["tasks"].get(task)
+            if record is None or record["kind"] != "task":
+                raise InputError(f"no task {task!r} in plan {plan!r}", field="--task")
+            status = record["status"]
+            if status == "held":
+                data.update(held=True, task_status=status)
+                return data
+            if status not in HOLDABLE and status != "in_progress":
+                raise RefusedError(
+                    f"task {task!r} is {status}: there is nothing to stop",
+                    reason="not_stoppable",
+                    next_step=f"`planfleet status {plan}` shows every task's state",
+                    details={"task": task, "status": status},
+                )
+            # Only the engine can stop an agent it runs; anything else is changed here, in
+            # the same transaction the engine's dispatch takes (so it cannot start it now).
+            if status != "in_progress" or not runinfo.is_running(repo, plan):
+                if status == "in_progress":
+                    stop_leftovers(record["worktree"])
+                stateops.hold(state, task, runinfo.HELD_NOTE)
+                runinfo.clear_requests(repo, plan, {runinfo.stop_task_request(task)})
+                data.update(held=True, task_status="held", was=status)
+                return data
+        if "requested" not in data:
+            runinfo.request(repo, plan, runinfo.stop_task_request(task))
+            data["requested"] = f"stop {task}"
+        if time.monotonic() > deadline:
+            return data
+        time.sleep(0.1)

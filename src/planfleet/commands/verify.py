@@ -35,6 +35,11 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--record", action="store_true", help="save the record under .planfleet/runs/<plan>/verify/"
     )
+    p.add_argument(
+        "--strict-files",
+        action="store_true",
+        help="fail on changes to files the task does not declare (default: report them)",
+    )
     p.set_defaults(handler=_handler, command_name="verify")
 
 
@@ -79,6 +84,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             base_commit=base,
             baseline=baseline,
             claims=None,
+            strict_files=ns.strict_files,
             timeout_s=ns.timeout,
         )
     data = v.to_json()
