@@ -49,7 +49,7 @@ from planfleet.formats.markdown import (
     fenced_blocks,
     fields_outside,
     normalize_key,
-    outside_fences,
+    prose,
     section_text,
     sections,
     strip_code,
@@ -338,7 +338,7 @@ def _heading_tasks(secs: list[Section], idx: list[int]) -> list[_ListedTask]:
 
 def _item_tasks(body: list[Line]) -> list[_ListedTask]:
     out = []
-    for ln in outside_fences(body):
+    for ln in prose(body):
         m = _TASK_ITEM.match(ln.text)
         parsed = task_heading(m.group(2)) if m else None
         if m and parsed:
@@ -364,7 +364,7 @@ def _parallel_groups(b: PlanBuilder, secs: list[Section]) -> dict[str, tuple[str
         key = normalize_key(sec.title)
         if not re.search(r"parallel|execution (?:group|order)", key):
             continue
-        for ln in outside_fences([ln for s in (sec, *subtree(secs, i)) for ln in s.body]):
+        for ln in prose([ln for s in (sec, *subtree(secs, i)) for ln in s.body]):
             m = _GROUP.search(ln.text)
             if not m:
                 continue

@@ -42,7 +42,7 @@ from planfleet.formats.markdown import (
     fields,
     fields_outside,
     link_target,
-    outside_fences,
+    prose,
     section_text,
     sections,
     split_inline_list,
@@ -66,7 +66,7 @@ from planfleet.model import Plan
 
 PLAN_FILES = ("task_plan.md", "manifest.md")
 _EXCLUDED = (".spec", ".ai")  # those folders belong to their own formats
-_HEAD = re.compile(r"^#{2,4}\s+(?:phase|task)\s+\d", re.I | re.M)
+_HEAD = re.compile(r"^ {0,3}#{2,4}\s+(?:phase|task)\s+\d", re.I | re.M)
 _ITEM = re.compile(r"^(\s*)(?:[-*+]\s+\[([ xX~-])\]|(\d+)[.)])\s+(.*)$")
 _DOTTED = re.compile(r"^(\d+\.\d+)[:.)]?\s+(.*)$")
 _TASK_REF = re.compile(r"\b(?:task\s+)?(\d+(?:\.\d+)?)\b", re.I)
@@ -331,10 +331,9 @@ def _heading_tasks(secs: list[Section]) -> list[_Task]:
 
 def _item_tasks(body: list[Line]) -> list[_Task]:
     """Return the top-level checkbox or numbered items of ``body`` with their detail lines."""
-    lines = outside_fences(body)
     out: list[_Task] = []
     after_label = False  # items right under "Acceptance:" belong to that field, not tasks
-    for k, ln in enumerate(lines):
+    for ln in prose(body):
         m = _ITEM.match(ln.text)
         if not ln.text.strip():
             after_label = False
@@ -345,11 +344,9 @@ def _item_tasks(body: list[Line]) -> list[_Task]:
             continue
         if after_label:
             continue
-        details = []
-        for nxt in lines[k + 1 :]:
-            if nxt.text.strip() and not nxt.text[:1].isspace():
-                break
-            details.append(nxt)
+        # the item's own lines, as markdown-it ends it (code blocks in it included)
+        end = ln.item_end or ln.number
+        details = [d for d in body if ln.number < d.number <= end]
         text = m.group(4).strip()
         parsed = task_heading(text)
         dotted = _DOTTED.match(text)

@@ -38,7 +38,6 @@ from planfleet.formats.markdown import (
     code_spans,
     fields,
     fields_outside,
-    outside_fences,
     sections,
     strip_code,
     subtree,
@@ -202,23 +201,14 @@ def _phase(
 
 
 def _tasks(body: list[Line]) -> list[tuple[Checkbox, str]]:
-    """Return the outermost checkboxes of ``body``, each with its indented detail lines."""
+    """Return the outermost checkboxes of ``body``, each with the detail lines of its item."""
     boxes = checkboxes(body)
     if not boxes:
         return []
     base = min(cb.indent for cb in boxes)
-    top = [cb for cb in boxes if cb.indent == base]
-    lines = outside_fences(body)
     out = []
-    for cb in top:
-        details = []
-        for ln in lines:
-            if ln.number <= cb.line:
-                continue
-            indent = len(ln.text) - len(ln.text.lstrip())
-            if ln.text.strip() and indent <= base:
-                break
-            details.append(ln.text[base:] if ln.text.strip() else "")
+    for cb in (cb for cb in boxes if cb.indent == base):
+        details = [ln.text[base:] for ln in body if cb.line < ln.number <= cb.end]
         out.append((cb, textwrap.dedent("\n".join(details)).strip("\n")))
     return out
 

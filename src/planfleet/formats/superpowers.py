@@ -45,8 +45,10 @@ from planfleet.formats.markdown import (
     fenced_blocks,
     fields,
     list_under,
-    outside_fences,
+    parse,
+    prose,
     sections,
+    sections_of,
     strip_code,
 )
 from planfleet.fsutil import is_file, read_text
@@ -56,7 +58,7 @@ from planfleet.model import Plan
 # "Task 3: Title", "Task 2. Title", "Task 4 — Title", "Task 1.2: Title", "Task 5"
 _SEP = r"\s*(?:(?::|\.(?=\s)|\s[\u2013\u2014-])\s*(?P<title>.*))?$"
 _TASK = re.compile(r"^Task\s+(?P<n>\d[\w.-]*?)" + _SEP)
-_TASK_LINE = re.compile(r"^#{2,4}\s+Task\s+\d[\w.-]*\s*(?:[:.\u2013\u2014-]|$)", re.M)
+_TASK_LINE = re.compile(r"^ {0,3}#{2,4}\s+Task\s+\d[\w.-]*\s*(?:[:.\u2013\u2014-]|$)", re.M)
 _PHASE = re.compile(
     r"^(?P<word>Phase|Chunk|Part|Stage|Milestone)\s+(?P<n>\d[\w.-]*?)" + _SEP,
     re.I,
@@ -109,7 +111,8 @@ class SuperpowersReader:
 
     def read(self, path: Path, *, repo: Path) -> Plan:
         text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
-        _, secs = sections(text)
+        doc = parse(text)
+        _, secs = sections_of(doc)
         tasks = [(i, m) for i, s in enumerate(secs) if (m := _TASK.match(s.title))]
         top = next((s for s in secs if s.level == 1), None)
         b = PlanBuilder(
@@ -130,7 +133,7 @@ class SuperpowersReader:
         context = "\n".join(
             f"**{k.title()}:** {header[k].text}" for k in _HEADER_KEYS if k in header
         )
-        all_lines = text.splitlines()
+        all_lines = [ln.text for ln in doc.lines]
         task_level = secs[tasks[0][0]].level
         created: set[str] = set()
         phase_of = _phases(b, secs, tasks, task_level, top.title if top else path.stem)
@@ -145,7 +148,7 @@ class SuperpowersReader:
                     field="heading",
                 )
             end = next((s.line for s in secs[i + 1 :] if s.level <= sec.level), len(all_lines) + 1)
-            body = [Line(n, all_lines[n - 1]) for n in range(sec.line + 1, end)]
+            body = doc.lines[sec.line : end - 1]
             section_text = "\n".join(all_lines[sec.line - 1 : end - 1]).strip("\n")
             title = (m.group("title") or "").strip() or sec.title
             task = _task_fields(b, body, repo, f"{context}\n\n{section_text}".strip(), created)
@@ -203,7 +206,7 @@ def _task_fields(
     for t in tests:  # a test file that exists, or an earlier task creates, is modified
         (modify if t in created_before or is_file(repo / t) else create).append(t)
     created_before.update(create)
-    steps = [m for ln in outside_fences(body) if (m := _STEP.match(ln.text))]
+    steps = [m for ln in prose(body) if (m := _STEP.match(ln.text))]
     marks = [m.group("mark") for m in steps if m.group("mark") is not None]
     status = "pending"
     if marks and all(mark in "xX" for mark in marks):
@@ -240,7 +243,7 @@ def _task_fields(
 
 def _files_list(body: list[Line]) -> list[Line]:
     """Return the bullets under ``**Files:**`` (``list_under`` reads ``- Create: x`` as fields)."""
-    lines = outside_fences(body)
+    lines = prose(body)
     start = next((k for k, ln in enumerate(lines) if _FILES.match(ln.text)), None)
     items: list[Line] = []
     for ln in lines[start + 1 :] if start is not None else ():
@@ -276,7 +279,7 @@ def _file_item(
 def _verify_commands(body: list[Line]) -> list[str]:
     """Return the ``Run:`` commands expected to pass (not the red step of a test-first cycle)."""
     blocks = {line: code for line, _, code in fenced_blocks(body)}
-    visible = outside_fences(body)
+    visible = prose(body)
     out: list[str] = []
     step_title = ""
     for k, ln in enumerate(visible):
