@@ -12,7 +12,7 @@ from planfleet import model
 from planfleet.formats.builder import status_from_word
 from planfleet.formats.execute_state import STATE_FILE, read_state
 from planfleet.formats.xml_tasks import _LAYER
-from planfleet.formats.yamlutil import frontmatter_block, read_frontmatter
+from planfleet.formats.yamlfront import frontmatter_block, read_frontmatter
 from planfleet.projections_md import Doc
 from planfleet.projections_view import (
     BOM,

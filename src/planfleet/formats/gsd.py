@@ -33,7 +33,8 @@ from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import code_spans
-from planfleet.formats.yamlutil import line_of, read_frontmatter
+from planfleet.formats.yamlfront import read_frontmatter
+from planfleet.formats.yamlutil import line_of
 from planfleet.fsutil import read_text
 from planfleet.ids import id_problem, slugify
 from planfleet.model import Plan

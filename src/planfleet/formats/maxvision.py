@@ -32,7 +32,8 @@ from planfleet.formats.markdown import (
     sections,
     unix_newlines,
 )
-from planfleet.formats.yamlutil import Path_, line_of, read_frontmatter
+from planfleet.formats.yamlfront import read_frontmatter
+from planfleet.formats.yamlutil import Path_, line_of
 from planfleet.fsutil import is_within, read_text
 from planfleet.ids import MAX_ID_LENGTH, slugify
 from planfleet.model import Plan
