@@ -155,6 +155,30 @@ def test_hand_edited_frontmatter_and_dependency_spellings(tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
+def test_the_bg_dispatch_seeds_statuses_and_what_executors_leave_behind(tmp_path: Path) -> None:
+    # status completed / blocked / pending / none, as the dispatch workflow filters them;
+    # the SUMMARY.md an executor produces and the dispatch manifest are not plans.
+    root = _mv(tmp_path, {
+        "phase-3/plans/plan-001-auth-tables.md": "---\nstatus: completed\n---\n# Tables\n",
+        "phase-3/plans/plan-002-login-form.md": "---\nstatus: blocked\n---\n# Form\n",
+        "phase-3/plans/plan-003-sessions.md": "---\nstatus: pending\n---\n# Sessions\n",
+        "phase-3/plans/plan-004-audit-log.md": "# Audit log\n\nNo frontmatter at all.\n",
+        "phase-3/plans/plan-001-auth-tables-SUMMARY.md": "# Summary\n\nDone.\n",
+        "phase-3/plans/SUMMARY.md": "# Phase summary\n",
+        "phase-3/bg-dispatch.json": '{"phase": 3, "sessions": []}\n',
+    })  # fmt: skip
+
+    plan = READER.read(root, repo=tmp_path)
+
+    assert [(t.id, t.title, t.status) for t in plan.tasks] == [
+        ("3.plan-001-auth-tables", "Tables", "done"),
+        ("3.plan-002-login-form", "Form", "blocked"),
+        ("3.plan-003-sessions", "Sessions", "pending"),
+        ("3.plan-004-audit-log", "Audit log", "pending"),
+    ]
+    assert not READER.detect(root / "phase-3/plans/SUMMARY.md")
+
+
 def test_detect_and_discover(tmp_path: Path) -> None:
     repo = copy_fixture("maxvision", "newsletter", tmp_path)
     assert READER.detect(repo / MV)

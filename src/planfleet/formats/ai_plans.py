@@ -11,7 +11,9 @@ Mapping onto the model:
   title with "design", "architecture" or "research" is design), ``Dependencies``/``Depends
   on`` (``Phase 1, Phase 2``; ``None``), ``Parallel Group`` (else a ``Parallelization``
   section with ``Group A: Phase 1, Phase 2`` lines), ``Acceptance Criteria``, ``Files to
-  Create``/``Files to Modify`` (a plain ``Files`` list: ``(new)`` items are created),
+  Create``/``Files to Modify``, ``Files to create/modify`` (``(new)`` items, and files not
+  in the repository yet, are created; the others modified), a plain ``Files`` list (only
+  ``(new)`` items are created),
   ``Dependencies to Add``, ``Blast Radius`` (a code span; ``""``, ``all`` or an empty value
   mean all tests, i.e. ``""``) and ``Verify`` commands.
 - A phase becomes one task with all of the above, unless it lists tasks clearly marked as
@@ -56,6 +58,7 @@ from planfleet.formats.markdown import (
     subtree,
 )
 from planfleet.formats.planmd import (
+    CREATE_OR_MODIFY,
     field_texts,
     item_path,
     listed_status,
@@ -180,7 +183,7 @@ def _phase(
     group = (_group_name(own_group.text) if own_group else None) or (
         groups[pid][0] if pid in groups else None
     )
-    work = _work(facts)
+    work = _work(facts, b.repo)
     listed = _heading_tasks(secs, task_secs) or _item_tasks(facts.body)
     b.add_phase(
         pid,
@@ -226,7 +229,7 @@ def _phase(
             owner=strip_code(towner.text) if towner else owner,
             acceptance=_acceptance(tfacts) if tfacts else (),
             depends_on=dedupe(_TASK_REF.findall(deps.text)) if deps else (),
-            **(_work(tfacts) if tfacts else {}),
+            **(_work(tfacts, b.repo) if tfacts else {}),
         )
 
 
@@ -294,14 +297,15 @@ def _acceptance(facts: Facts) -> tuple[str, ...]:
     return tuple(item.text for item in facts.items(ACCEPTANCE, split_inline=False) if item.text)
 
 
-def _work(facts: Facts) -> dict[str, Any]:
+def _work(facts: Facts, repo: Path) -> dict[str, Any]:
     """Return the files, packages and verify commands ``facts`` lists (only those given)."""
     create = [ln.text for ln in _paths(facts.items(CREATE))]
     modify = [ln.text for ln in _paths(facts.items(MODIFY))]
     new, changed = split_files(facts.items(("files",)))
+    new_too, changed_too = split_files(facts.items(CREATE_OR_MODIFY), repo)
     out: dict[str, Any] = {
-        "files_create": dedupe([*create, *(ln.text for ln in new)]),
-        "files_modify": dedupe([*modify, *(ln.text for ln in changed)]),
+        "files_create": dedupe([*create, *(ln.text for ln in new + new_too)]),
+        "files_modify": dedupe([*modify, *(ln.text for ln in changed + changed_too)]),
         "add_dependencies": dedupe(item_path(i.text) for i in facts.items(ADD_DEPS)),
         "verify": _verify(facts),
     }

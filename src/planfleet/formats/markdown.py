@@ -177,7 +177,8 @@ def list_under(body: list[Line], label: str) -> list[Line]:
             if b and (indent > base_indent or not _FIELD.match(b.group(2))):
                 if _FIELD.match(nxt.text) and indent <= base_indent and items:
                     break
-                items.append(Line(nxt.number, b.group(2).strip()))
+                cb = _CHECKBOX.match(nxt.text)  # "- [ ] item" under a label: the item's text
+                items.append(Line(nxt.number, (cb.group(3) if cb else b.group(2)).strip()))
             else:
                 break
         break

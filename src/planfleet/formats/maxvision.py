@@ -8,7 +8,8 @@ Mapping onto the model:
 - Phases are the ``phase-N`` folders (``phase-03`` and ``phase-3-auth`` too), id ``N``,
   in number order; each depends on the phase before it in the plan. A folder without plan
   files is skipped with a warning (it has nothing to run yet).
-- Tasks are the ``plans/*.md`` files, id ``N.<file stem, slugified>``, independent of each
+- Tasks are the ``plans/*.md`` files (not a ``SUMMARY.md`` or ``*-SUMMARY.md`` an executor
+  wrote), id ``N.<file stem, slugified>``, independent of each
   other unless their frontmatter says ``depends_on`` (stems, file names or full ids).
   The task's text is the body, its spec file the plan file itself.
 - Frontmatter: ``status`` (none/``pending`` → pending, ``completed`` → done, ``blocked``,
@@ -39,6 +40,8 @@ from planfleet.ids import MAX_ID_LENGTH, slugify
 from planfleet.model import Plan
 
 ROOT = ".maxvision"
+# what an executor writes next to the plans when it is done ("SUMMARY.md", "plan-001-SUMMARY.md")
+_SUMMARY = re.compile(r"(?:^|[-_.])summary$", re.I)
 _PHASE_DIR = re.compile(r"^phase-0*(\d{1,6})(?:[-_.](.+))?$", re.I)
 _KNOWN = {
     "title": "title",
@@ -65,10 +68,15 @@ def _phase_number(folder: Path) -> int | None:
 
 
 def _plan_files(phase_dir: Path) -> list[Path]:
+    """Return the plan files of a phase: its ``plans/*.md``, but not executors' summaries."""
     plans = phase_dir / "plans"
     if not plans.is_dir():
         return []
-    return sorted(p for p in plans.iterdir() if p.suffix == ".md" and p.is_file())
+    return sorted(
+        p
+        for p in plans.iterdir()
+        if p.suffix == ".md" and p.is_file() and not _SUMMARY.search(p.stem)
+    )
 
 
 def _phase_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -92,6 +100,7 @@ class MaxvisionReader:
         return (
             path.is_file()
             and path.suffix == ".md"
+            and not _SUMMARY.search(path.stem)
             and path.parent.name == "plans"
             and _phase_number(path.parent.parent) is not None
             and path.parent.parent.parent.name == ROOT

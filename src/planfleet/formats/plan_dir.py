@@ -14,7 +14,8 @@ Mapping onto the model:
   ``1.`` items (details in indented lines under them); ids ``N.M`` (``Task 3`` → ``N.3``,
   unnumbered items count up). Tasks of a phase are independent unless they say
   ``Depends on: 1.2, Task 1.3``. Task fields: ``Spec``/``Specs`` (or a link in the item),
-  ``Files`` (``(new)`` items are created) or ``Create``/``Modify``, ``Skill``/``Agent``
+  ``Files`` (``(new)`` items are created), ``Create``/``Modify`` or ``Files to
+  create/modify`` (files not in the repository yet are created), ``Skill``/``Agent``
   (kept in ``task.meta``; the agent is the owner), ``Acceptance``, ``Confidence``,
   ``Verify``, ``Status``.
 - A spec path is looked up in the plan folder, then the repository; each found spec is a
@@ -51,6 +52,7 @@ from planfleet.formats.markdown import (
     unix_newlines,
 )
 from planfleet.formats.planmd import (
+    CREATE_OR_MODIFY,
     field_texts,
     item_path,
     listed_status,
@@ -229,6 +231,8 @@ def _task_fields(ctx: _Ctx, facts: Facts, text: str, line: int | None) -> dict[s
     create = [ln.text for ln in facts.items(("create", "files to create"))]
     modify = [ln.text for ln in facts.items(("modify", "files to modify"))]
     new, changed = split_files(facts.items(("files",)))
+    new_too, changed_too = split_files(facts.items(CREATE_OR_MODIFY), ctx.repo)
+    new, changed = new + new_too, changed + changed_too
     # "Spec:" may be written more than once; the first may also carry a list under it
     spec_items = facts.items(SPEC) + [
         Line(v.number, part) for v in facts.every(SPEC)[1:] for part in split_inline_list(v.text)

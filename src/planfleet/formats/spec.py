@@ -13,7 +13,8 @@ Mapping onto the model:
   has a ``- **Depends on**:`` line (``none`` makes it independent).
 - ``implementation/phase-N.md`` is every task's spec file and text (after the task's own
   details). A missing file, or one under 100 bytes, is a warning.
-- ``- **Verify**:`` / ``- **Tests**:`` code spans in a phase are its gate commands.
+- ``- **Verify**:`` / ``- **Tests**:`` code spans in a phase (on the line or in a list under
+  it) are its gate commands; such a value in plain words is an acceptance check.
 - Plan meta: ``branch`` and ``worktree`` from the metadata lines (``(none)`` gives None),
   ``status`` and ``last_updated`` from the plan's row in ``.spec/plans/README.md`` (else
   from the plan's own ``Status``/``Last Updated`` lines), ``objective`` when stated.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from planfleet.errors import InputError
 from planfleet.formats import walk
-from planfleet.formats.builder import PlanBuilder, status_from_word
+from planfleet.formats.builder import PlanBuilder, dedupe, status_from_word
 from planfleet.formats.markdown import (
     Checkbox,
     Line,
@@ -38,6 +39,7 @@ from planfleet.formats.markdown import (
     code_spans,
     fields,
     fields_outside,
+    list_under,
     sections,
     strip_code,
     subtree,
@@ -57,6 +59,7 @@ from planfleet.model import Plan
 MIN_IMPLEMENTATION_BYTES = 100
 _DONE_MARKS = ("✅", "✔", "☑")
 _TRAILING_STATUS = re.compile(r"\s*[(\[]([A-Za-z _-]{2,20})[)\]]\s*$")
+VERIFY = ("verify", "tests", "test", "test command")
 _TASK_NUMBER = re.compile(r"^(?:\*\*)?(?:task\s+)?(\d+\.\d+)(?:\*\*)?[:.)]?\s+(.*)$", re.I)
 
 
@@ -166,12 +169,7 @@ def _phase(
     dep_line = info.get("depends on") or info.get("dependencies")
     if dep_line is not None:
         depends = tuple(str(n) for n in phase_refs(dep_line.text))
-    gate = tuple(
-        cmd
-        for key in ("verify", "tests", "test", "test command")
-        if key in info
-        for cmd in code_spans(info[key].text)
-    )
+    gate, checks = _verify(body, info)
     spec_rel, spec_text = _implementation(b, root, number, sec.line)
     pid = b.add_phase(
         pid,
@@ -180,6 +178,7 @@ def _phase(
         number=number,
         depends_on=depends,
         gate_commands=gate,
+        acceptance=checks,
         status=b.status(word, line=sec.line),
         chain_tasks=True,
         task_fields={"text": spec_text, "spec_files": spec_rel},
@@ -198,6 +197,26 @@ def _phase(
             status=CHECKBOX_STATUS[cb.mark],
         )
     return pid
+
+
+def _verify(body: list[Line], info: dict[str, Line]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return ``(gate commands, checks)`` of a phase's ``- **Verify**:`` lines.
+
+    Code spans are commands; a value or item in plain words is a check for the agent.
+    """
+    gate: list[str] = []
+    checks: list[str] = []
+    for key in VERIFY:
+        line = info.get(key)
+        if line is None:
+            continue
+        for item in [line] if line.text.strip() else list_under(body, key):
+            spans = code_spans(item.text)
+            if spans:
+                gate.extend(spans)
+            elif not no_value(item.text):
+                checks.append(strip_code(item.text))
+    return dedupe(gate), dedupe(checks)
 
 
 def _tasks(body: list[Line]) -> list[tuple[Checkbox, str]]:
