@@ -289,12 +289,7 @@ class Engine:
     # -- dispatching ------------------------------------------------------------------------
 
     def _scope(self) -> frozenset[str] | None:
-        if not self.opts.phases and not self.opts.tasks:
-            return None
-        chosen = {t.id for t in self.plan.tasks if t.phase in self.opts.phases}
-        chosen |= set(self.opts.tasks)
-        chosen |= {model.gate_id(p) for p in self.opts.phases}
-        return frozenset(chosen)
+        return run_scope(self.plan, self.opts)
 
     def _dispatch(self, state: State, pool: ThreadPoolExecutor) -> None:
         if self.no_more:
@@ -494,6 +489,16 @@ class _Either(threading.Event):
                 return False
             time.sleep(0.05)
         return True
+
+
+def run_scope(plan: model.Plan, opts: RunOptions) -> frozenset[str] | None:
+    """Return the nodes ``--phase``/``--tasks`` limit a run to, None for the whole plan."""
+    if not opts.phases and not opts.tasks:
+        return None
+    chosen = {t.id for t in plan.tasks if t.phase in opts.phases}
+    chosen |= set(opts.tasks)
+    chosen |= {model.gate_id(p) for p in opts.phases}
+    return frozenset(chosen)
 
 
 def render_projections(repo: Path, plan: model.Plan, state: State) -> None:

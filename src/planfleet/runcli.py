@@ -24,7 +24,7 @@ from planfleet import (
     report,
     worktrees,
 )
-from planfleet.engine import Engine, Listener, RunOptions, RunResult
+from planfleet.engine import Engine, Listener, RunOptions, RunResult, run_scope
 from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out, table
@@ -290,6 +290,43 @@ def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
     )
 
 
+def without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str]:
+    """Return the tasks the shell runner would run that have no commands ([] for others)."""
+    if opts.runner != "shell":
+        return []
+    store = StateStore.for_plan(repo, plan.name)
+    settled: set[str] = set()
+    if store.exists():  # a resumed run does not run what it verified or skipped
+        tasks = store.load()["tasks"]
+        settled = {t for t, rec in tasks.items() if rec["status"] in ("verified", "skipped")}
+    scope = run_scope(plan, opts)
+    return [
+        t.id
+        for t in plan.tasks
+        if not t.commands
+        and t.status not in ("done", "skipped")
+        and t.id not in settled
+        and (scope is None or t.id in scope)
+    ]
+
+
+def refuse_without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> None:
+    """RefusedError naming the tasks the shell runner would run that have no commands."""
+    missing = without_commands(repo, plan, opts)
+    if not missing:
+        return
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    raise RefusedError(
+        f"the shell runner runs only a task's own commands, and {len(missing)} of the tasks "
+        f"it would run have none: {', '.join(missing[:10])}{more}",
+        reason="no_commands",
+        next_step=f"write the commands into the plan (a `Commands:` list or a fenced sh block "
+        f"under each task; see 'Commands' in the README for the {plan.format} format), "
+        "choose tasks that have them with --tasks, or use --runner claude",
+        details={"tasks": missing},
+    )
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -330,6 +367,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "cost_cap_running_usd": cap,
         "budget_usd": opts.budget_usd,
         "tasks": rows,
+        "tasks_without_commands": without_commands(repo, plan, opts),
     }
 
     def human() -> None:
@@ -363,6 +401,11 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             + (f"${cap:.2f}" if cap is not None else "none (set --task-budget-usd)")
             + (f"; run budget ${opts.budget_usd:g}" if opts.budget_usd else "")
         )
+        if data["tasks_without_commands"]:
+            out.line(
+                "the shell runner would refuse to start: no commands in "
+                + ", ".join(data["tasks_without_commands"])
+            )
 
     out.result("run", {"dry_run": True, **data}, human=human)
     return ExitCode.OK
@@ -407,13 +450,6 @@ def view(out: Out, plan: model.Plan, *, quiet: bool = False) -> Iterator[Listene
 
 def execute(out: Out, repo: Path, plan: model.Plan, opts: RunOptions, command: str) -> int:
     """Run the engine and print the final report; return the exit code."""
-    if opts.runner == "shell":
-        missing = [t.id for t in plan.tasks if not t.commands and t.status != "done"]
-        if missing:
-            out.warn(
-                "the shell runner only runs a task's own `commands`; these tasks have none "
-                f"and will fail: {', '.join(missing[:8])}"
-            )
     with view(out, plan) as listener:
         result = Engine(repo, plan, opts, listener).run()
     return finish(out, result, command, {t.id: t.owner for t in plan.tasks})

@@ -70,6 +70,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         )
     ns.tasks = ",".join(ids)
     opts = runcli.options_from(ns, plan)
+    runcli.refuse_without_commands(repo, plan, opts)
     label = f"{ns.layer} #{ns.batch_number}"
     listener = None if out.json_mode else _BatchLines(out, label, set(ids))
     result = Engine(repo, plan, opts, listener).run()

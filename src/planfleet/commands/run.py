@@ -71,6 +71,7 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
             reason="no_run",
             next_step=f"start it with `planfleet run {ns.plan}`",
         )
+    runcli.refuse_without_commands(repo, plan, opts)
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
     runcli.save_run_flags(ns, repo, plan.name)
     if ns.detach:

@@ -14,8 +14,9 @@ Mapping onto the model:
   Create``/``Files to Modify``, ``Files to create/modify`` (``(new)`` items, and files not
   in the repository yet, are created; the others modified), a plain ``Files`` list (only
   ``(new)`` items are created),
-  ``Dependencies to Add``, ``Blast Radius`` (a code span; ``""``, ``all`` or an empty value
-  mean all tests, i.e. ``""``) and ``Verify`` commands.
+  ``Dependencies to Add``, ``Commands``/``Run`` (or a fenced ``sh`` block in the phase's own
+  text: what the shell runner runs, see ``shellmd``), ``Blast Radius`` (a code span;
+  ``""``, ``all`` or an empty value mean all tests, i.e. ``""``) and ``Verify`` commands.
 - A phase becomes one task with all of the above, unless it lists tasks clearly marked as
   such (``#### Task 2.1: Title`` headings or ``- [ ] Task 2.1: Title`` items): those run in
   listed order and inherit the phase's owner, kind and blast radius.
@@ -69,6 +70,7 @@ from planfleet.formats.planmd import (
     split_files,
     task_heading,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import read_text
 from planfleet.model import Plan
 
@@ -308,6 +310,8 @@ def _work(facts: Facts, repo: Path) -> dict[str, Any]:
         "files_modify": dedupe([*modify, *(ln.text for ln in changed + changed_too)]),
         "add_dependencies": dedupe(item_path(i.text) for i in facts.items(ADD_DEPS)),
         "verify": _verify(facts),
+        # the phase's (or task heading's) own text, not its sub-sections, may hold a sh block
+        "commands": task_commands(facts, facts.secs[0].body, own_fences=True),
     }
     return {k: v for k, v in out.items() if v}
 

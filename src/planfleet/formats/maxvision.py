@@ -15,8 +15,9 @@ Mapping onto the model:
 - Frontmatter: ``status`` (none/``pending`` → pending, ``completed`` → done, ``blocked``,
   ``in_progress``; an unknown word is a warning), ``title`` (else the first heading, else
   the stem), ``files_modified``/``files_created``, ``depends_on``, ``verify``,
-  ``acceptance`` (or a list ``must_haves``), ``owner``/``agent``, ``type``/``kind`` and
-  ``blast_radius``. Every other key is kept in ``task.meta``.
+  ``acceptance`` (or a list ``must_haves``), ``owner``/``agent``, ``type``/``kind``,
+  ``blast_radius`` and ``commands`` (what the shell runner runs; a ``Commands:`` list or a
+  ``## Commands`` section in the body adds to them). Every other key is kept in ``task.meta``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from typing import Any
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
-from planfleet.formats.markdown import (
-    sections,
-    unix_newlines,
-)
+from planfleet.formats.markdown import Facts, Section, sections, unix_newlines
+from planfleet.formats.shellmd import task_commands
 from planfleet.formats.yamlfront import read_frontmatter
 from planfleet.formats.yamlutil import Path_, line_of
 from planfleet.fsutil import is_within, read_text
@@ -59,6 +58,7 @@ _KNOWN = {
     "type": "kind",
     "kind": "kind",
     "blast_radius": "blast_radius",
+    "commands": "commands",
 }
 
 
@@ -203,7 +203,7 @@ def _task(b: PlanBuilder, pid: str, file: Path, ids: set[str], outside: set[str]
     text = read_text(file)
     data, lines, body, body_first = read_frontmatter(text, file=shown)
     got = _Fields(data, lines, shown)
-    _, secs = sections(body, body_first)
+    preamble, secs = sections(body, body_first)
     heading = next((s.title for s in secs if s.level <= 2), None)
     title = got.string("title") or heading or file.stem
     status_line = line_of(lines, ("status",)) or 1
@@ -236,6 +236,10 @@ def _task(b: PlanBuilder, pid: str, file: Path, ids: set[str], outside: set[str]
         files_create=dedupe(got.strings("files_created") + got.strings("files_create")),
         depends_on=_deps(b, pid, got, ids, outside, file),
         verify=tuple(got.strings("verify")),
+        commands=(
+            *got.strings("commands"),
+            *task_commands(Facts([Section(0, title, body_first, preamble), *secs])),
+        ),
         acceptance=tuple(acceptance),
         blast_radius="" if data.get("blast_radius") == "" else got.string("blast_radius"),
         text=unix_newlines(body).strip(),

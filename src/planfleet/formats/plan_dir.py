@@ -17,7 +17,8 @@ Mapping onto the model:
   ``Files`` (``(new)`` items are created), ``Create``/``Modify`` or ``Files to
   create/modify`` (files not in the repository yet are created), ``Skill``/``Agent``
   (kept in ``task.meta``; the agent is the owner), ``Acceptance``, ``Confidence``,
-  ``Verify``, ``Status``.
+  ``Verify``, ``Status``, ``Commands``/``Run`` (or a fenced ``sh`` block in the task's own
+  text: what the shell runner runs, see ``shellmd``).
 - A spec path is looked up in the plan folder, then the repository; each found spec is a
   spec file and is appended to the task's text. A missing spec is an error diagnostic.
 - ``progress.md`` in the plan folder (what an earlier run recorded, see ``progress_md``)
@@ -63,6 +64,7 @@ from planfleet.formats.planmd import (
     task_heading,
 )
 from planfleet.formats.progress_md import PROGRESS_FILE, apply_progress
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import is_file, is_within, read_text
 from planfleet.model import Plan
 
@@ -163,6 +165,7 @@ class _Task:
     line: int
     text: str
     facts: Facts
+    own: list[Line]  # the task's own lines (its heading's text, or its item's details)
     mark: str | None = None
 
 
@@ -204,11 +207,13 @@ def _phase(
         gate_commands=_verify(facts),
         acceptance=_acceptance(facts) if listed else (),
         meta=meta,
-        task_fields=_task_fields(ctx, facts, section_text(secs, 0), line) if not listed else {},
+        task_fields=(
+            {} if listed else _task_fields(ctx, facts, section_text(secs, 0), line, secs[0].body)
+        ),
     )
     for n, t in enumerate(listed, start=1):
         tid = listed_task_id(pid, t.number, n)
-        fields_ = _task_fields(ctx, t.facts, t.text, t.line)
+        fields_ = _task_fields(ctx, t.facts, t.text, t.line, t.own)
         status = listed_status(b, t.mark, t.facts.value(("status",)))
         dep_line = t.facts.value(DEPENDS)
         refs = _TASK_REF.findall(dep_line.text) if dep_line else []
@@ -226,8 +231,13 @@ def _phase(
     return pid
 
 
-def _task_fields(ctx: _Ctx, facts: Facts, text: str, line: int | None) -> dict[str, Any]:
-    """Return a task's files, acceptance, verify, specs (read into its text) and meta."""
+def _task_fields(
+    ctx: _Ctx, facts: Facts, text: str, line: int | None, own: list[Line]
+) -> dict[str, Any]:
+    """Return a task's files, acceptance, verify, commands, specs (read into its text), meta.
+
+    ``own`` are the task's own lines: a fenced ``sh`` block there is a command.
+    """
     create = [ln.text for ln in facts.items(("create", "files to create"))]
     modify = [ln.text for ln in facts.items(("modify", "files to modify"))]
     new, changed = split_files(facts.items(("files",)))
@@ -258,6 +268,7 @@ def _task_fields(ctx: _Ctx, facts: Facts, text: str, line: int | None) -> dict[s
         "files_modify": dedupe([*(item_path(m) for m in modify), *(ln.text for ln in changed)]),
         "acceptance": _acceptance(facts),
         "verify": _verify(facts),
+        "commands": task_commands(facts, own, own_fences=True),
         "spec_files": dedupe(spec_files),
         "text": "\n\n".join(p for p in parts if p),
         "meta": meta,
@@ -329,7 +340,8 @@ def _heading_tasks(secs: list[Section]) -> list[_Task]:
         parsed = task_heading(sec.title) if n else None
         if parsed is not None:
             part = [sec, *subtree(secs, n)]
-            out.append(_Task(parsed[0], parsed[1], sec.line, section_text(secs, n), Facts(part)))
+            text = section_text(secs, n)
+            out.append(_Task(parsed[0], parsed[1], sec.line, text, Facts(part), sec.body))
     return out
 
 
@@ -370,6 +382,7 @@ def _item_tasks(body: list[Line]) -> list[_Task]:
                 ln.number,
                 body_text,
                 Facts([Section(6, title, ln.number, []), detail]),
+                details,
                 mark=m.group(2),
             )
         )

@@ -8,7 +8,9 @@ Mapping onto the model:
   the heading, or a trailing ``(Done)``-style status word, is the phase's status.
 - Tasks are the outermost ``- [ ]`` checkboxes under a phase (nested headings included), ids
   ``N.M`` in listed order unless the item starts with its own ``N.M`` number. ``[x]`` is
-  done, ``[~]`` in progress, ``[-]`` skipped. Indented lines under a task are its details.
+  done, ``[~]`` in progress, ``[-]`` skipped. Indented lines under a task are its details;
+  a ``Commands:``/``Run:`` list or a fenced ``sh`` block in them is what the shell runner
+  runs (``shellmd``).
   Tasks of a phase run in listed order; phase N depends on the phase before it unless it
   has a ``- **Depends on**:`` line (``none`` makes it independent).
 - ``implementation/phase-N.md`` is every task's spec file and text (after the task's own
@@ -33,6 +35,7 @@ from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe, status_from_word
 from planfleet.formats.markdown import (
     Checkbox,
+    Facts,
     Line,
     Section,
     checkboxes,
@@ -51,6 +54,7 @@ from planfleet.formats.planmd import (
     phase_blocks,
     phase_refs,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.formats.spec_index import IndexEntry as IndexEntry
 from planfleet.formats.spec_index import read_index
 from planfleet.fsutil import is_within, read_text
@@ -183,7 +187,7 @@ def _phase(
         chain_tasks=True,
         task_fields={"text": spec_text, "spec_files": spec_rel},
     )
-    for m, (cb, details) in enumerate(_tasks(body), start=1):
+    for m, (cb, details, own) in enumerate(_tasks(body), start=1):
         num = _TASK_NUMBER.match(cb.text)
         tid, task_title = (num.group(1), num.group(2)) if num else (f"{pid}.{m}", cb.text)
         text = "\n\n".join(part for part in (details, spec_text) if part)
@@ -195,6 +199,7 @@ def _phase(
             text=text,
             spec_files=spec_rel,
             status=CHECKBOX_STATUS[cb.mark],
+            commands=task_commands(Facts([Section(6, cb.text, cb.line, own)]), own_fences=True),
         )
     return pid
 
@@ -219,16 +224,17 @@ def _verify(body: list[Line], info: dict[str, Line]) -> tuple[tuple[str, ...], t
     return dedupe(gate), dedupe(checks)
 
 
-def _tasks(body: list[Line]) -> list[tuple[Checkbox, str]]:
-    """Return the outermost checkboxes of ``body``, each with the detail lines of its item."""
+def _tasks(body: list[Line]) -> list[tuple[Checkbox, str, list[Line]]]:
+    """Return the outermost checkboxes of ``body``, each with its details (text and lines)."""
     boxes = checkboxes(body)
     if not boxes:
         return []
     base = min(cb.indent for cb in boxes)
     out = []
     for cb in (cb for cb in boxes if cb.indent == base):
-        details = [ln.text[base:] for ln in body if cb.line < ln.number <= cb.end]
-        out.append((cb, textwrap.dedent("\n".join(details)).strip("\n")))
+        own = [ln for ln in body if cb.line < ln.number <= cb.end]
+        details = textwrap.dedent("\n".join(ln.text[base:] for ln in own)).strip("\n")
+        out.append((cb, details, own))
     return out
 
 

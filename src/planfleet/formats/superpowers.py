@@ -21,7 +21,8 @@ Shape (``docs/plans/2026-03-02-rate-limiter.md``, ``docs/superpowers/plans/*.md`
 Mapping: tasks run in order inside one phase (or one phase per ``## Phase``/``## Chunk``
 heading, each after the previous). ``Run:`` commands whose ``Expected:`` is not a failure
 (and whose step is not "verify it fails") are verify commands; ``git`` commands are not.
-``Test:`` paths are the blast radius (space-joined) and files to create when they do not
+A ``**Commands:**`` list (or the fenced ``sh`` block under it) is what the shell runner
+runs. ``Test:`` paths are the blast radius (space-joined) and files to create when they do not
 exist yet (to modify when they do). All step checkboxes checked = done, some = in progress;
 a ``**Status:**`` line or a heading ending in ✅ / "(done)" also records the status.
 The agent's text is the plan's Goal/Architecture/Tech Stack lines plus the task section.
@@ -39,6 +40,7 @@ from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import (
+    Facts,
     Line,
     Section,
     code_spans,
@@ -51,6 +53,7 @@ from planfleet.formats.markdown import (
     sections_of,
     strip_code,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import is_file, read_text
 from planfleet.ids import slugify
 from planfleet.model import Plan
@@ -85,6 +88,7 @@ _ACTIONS = {"create": "create", "new": "create", "add": "create", "modify": "mod
 # A task heading marked done by hand: "### Task 3: Title ✅" or "... (done)".
 _DONE_MARK = re.compile(r"\s*(?:\u2705|\u2714\ufe0f?|\((?:done|complete|completed)\))\s*$", re.I)
 _HEADER_KEYS = ("goal", "architecture", "tech stack")
+_COMMANDS = ("commands", "shell commands", "commands to run")
 _FOREIGN = (".spec", ".ai")  # those readers own plans under .spec/plans and .ai/plans
 
 
@@ -228,6 +232,8 @@ def _task_fields(
         "files_modify": tuple(f for f in dedupe(modify) if f not in create),
         "blast_radius": " ".join(dedupe(tests)) or None,
         "verify": dedupe(_verify_commands(body)),
+        # "Run:" lines are verify commands here; the shell runner's are under "Commands:"
+        "commands": task_commands(Facts([Section(6, "", 0, body)]), labels=_COMMANDS),
         "acceptance": dedupe(accept),
         "depends_on": dedupe(deps),
         "status": status,
