@@ -62,7 +62,7 @@ Projection = Callable[[Context], list[Edit]]
 
 # The projections of each format, in the order they run (the log comes last for all).
 PROJECTIONS: dict[str, tuple[Projection, ...]] = {
-    "spec": (projections_md.spec_marks, spec.index),
+    "spec": (projections_md.spec_marks, spec.plan_status, spec.index),
     "ai": (projections_md.listed_marks, projections_ai.checkpoints),
     "plan-dir": (projections_md.listed_marks, projections_log.progress),
     "maxvision": (projections_files.maxvision_status,),

@@ -355,6 +355,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             }
         )
     widest = max((len(level) for level in graph.levels(g)), default=0)
+    no_commands = without_commands(repo, plan, opts)
     cap = None
     if opts.task_budget_usd:
         cap = opts.task_budget_usd * min(opts.max_parallel, widest)
@@ -367,7 +368,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "cost_cap_running_usd": cap,
         "budget_usd": opts.budget_usd,
         "tasks": rows,
-        "tasks_without_commands": without_commands(repo, plan, opts),
+        "tasks_without_commands": no_commands,
     }
 
     def human() -> None:
@@ -401,10 +402,9 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             + (f"${cap:.2f}" if cap is not None else "none (set --task-budget-usd)")
             + (f"; run budget ${opts.budget_usd:g}" if opts.budget_usd else "")
         )
-        if data["tasks_without_commands"]:
+        if no_commands:
             out.line(
-                "the shell runner would refuse to start: no commands in "
-                + ", ".join(data["tasks_without_commands"])
+                "the shell runner would refuse to start: no commands in " + ", ".join(no_commands)
             )
 
     out.result("run", {"dry_run": True, **data}, human=human)
