@@ -8,7 +8,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from conftest import make_repo
+from conftest import git, make_repo
 from engine_support import cli
 
 TASK = """\
@@ -117,3 +117,67 @@ def test_a_spec_plans_status_and_last_updated_lines_follow_the_run(tmp_path: Pat
     assert "- [x] Create the log module" in lines
     index = (repo / ".spec/plans/README.md").read_text("utf-8")
     assert f"| Complete | {updated.split(': ', 1)[1]} |" in index
+
+
+def _checkout(repo: Path) -> dict[str, bytes]:
+    """Return every file of the checkout outside .git and .planfleet, with its bytes."""
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and p.relative_to(repo).parts[0] not in (".git", ".planfleet")
+    }
+
+
+TWO_TASKS = """\
+    # Plan: Audit log
+
+    - **Status**: Ready
+    - **Last Updated**: 2025-06-10T09:00:00Z
+
+    ### Phase 1 - Log writer
+
+    - [ ] Create the log module
+      - Run: `echo 'def log(): pass' > audit.py`
+    - [ ] Add a reader
+      - Run: `echo 'def read(): pass' > reader.py`
+"""
+
+
+def test_no_projections_leaves_the_checkout_byte_identical(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "README.md": "# audit\n",
+            ".spec/plans/README.md": "| Plan | Status |\n|---|---|\n| audit-log | Ready |\n",
+            ".spec/plans/audit-log/plan.md": textwrap.dedent(TWO_TASKS),
+            ".spec/plans/audit-log/implementation/phase-1.md": "# Phase 1\n\n" + "Append. " * 20,
+        },
+    )
+    plan = ".spec/plans/audit-log"
+    dry = cli(repo, "run", plan, "--runner", "shell", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["data"]["updates_in_place"] == [
+        ".spec/plans/README.md",
+        ".spec/plans/audit-log/execution-log.md",
+        ".spec/plans/audit-log/plan.md",
+    ]
+    human = cli(repo, "run", plan, "--runner", "shell", "--dry-run")
+    assert "updates these files in place: .spec/plans/README.md, " in human.stdout
+    before = _checkout(repo)
+    head = (repo / ".git/HEAD").read_bytes()
+
+    quiet = ("--runner", "shell", "--no-projections")
+    assert "updates no file in your checkout (--no-projections)" in (
+        cli(repo, "run", plan, *quiet, "--dry-run").stdout
+    )
+    first = cli(repo, "run", plan, *quiet, "--tasks", "1.1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert _checkout(repo) == before
+    # resume keeps --no-projections (it is not given again) and runs the rest
+    rest = cli(repo, "resume", "audit-log")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+
+    assert _checkout(repo) == before
+    assert (repo / ".git/HEAD").read_bytes() == head
+    assert git(repo, "status", "--porcelain") == ""
+    done = git(repo, "ls-tree", "-r", "--name-only", "planfleet/audit-log/integration").split()
+    assert {"audit.py", "reader.py"} <= set(done)

@@ -79,6 +79,7 @@ class RunOptions:
     timeout_s: float = 600.0
     stall_s: float = 300.0
     post_merge_check: bool = True
+    projections: bool = True  # update the plan's own progress files in the checkout
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False
     log: Path | None = None
@@ -467,6 +468,8 @@ class Engine:
         if self.listener is not None and (fresh or force):
             self.listener(state, fresh)
         now = time.monotonic()
+        if not self.opts.projections:  # --no-projections: the checkout stays as it was
+            return
         if force or (fresh and now - self._last_projection > PROJECTION_EVERY_S):
             self._last_projection = now
             render_projections(self.repo, self.plan, state)

@@ -212,7 +212,7 @@ def gsd_summaries(ctx: Context) -> list[Edit]:
             continue
         path = ctx.path(task.source.file).with_name(f"{task.id}-SUMMARY.md")
         edits.append(guarded(path, "summary", partial(_summary, ctx, task, rec, path)))
-    return [e for e in edits if e.text is not None or e.delete or e.error or e.warnings]
+    return edits
 
 
 def _summary(ctx: Context, task: model.Task, rec: TaskRecord, path: Path) -> Edit:

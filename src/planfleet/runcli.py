@@ -22,9 +22,10 @@ from planfleet import (
     preflight,
     prompts,
     report,
+    runcheck,
     worktrees,
 )
-from planfleet.engine import Engine, Listener, RunOptions, RunResult, run_scope
+from planfleet.engine import Engine, Listener, RunOptions, RunResult
 from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out, table
@@ -49,6 +50,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "timeout": 600.0,
     "stall": 300.0,
     "no_post_merge_check": False,
+    "no_projections": False,
     "permission_mode": "acceptEdits",
     "allowed_tools": None,
     "agent_command": None,
@@ -141,6 +143,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="do not re-run a task's verify commands on the merged result",
+    )
+    p.add_argument(
+        "--no-projections",
+        action="store_true",
+        default=None,
+        help="do not update the plan's own progress files (checkboxes, checkpoints, logs, "
+        "execute-state.json) in your checkout; the run state is kept under .planfleet/ only",
     )
     p.add_argument(
         "--permission-mode",
@@ -286,44 +295,8 @@ def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
         timeout_s=ns.timeout,
         stall_s=ns.stall,
         post_merge_check=not ns.no_post_merge_check,
+        projections=not ns.no_projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
-    )
-
-
-def without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str]:
-    """Return the tasks the shell runner would run that have no commands ([] for others)."""
-    if opts.runner != "shell":
-        return []
-    store = StateStore.for_plan(repo, plan.name)
-    settled: set[str] = set()
-    if store.exists():  # a resumed run does not run what it verified or skipped
-        tasks = store.load()["tasks"]
-        settled = {t for t, rec in tasks.items() if rec["status"] in ("verified", "skipped")}
-    scope = run_scope(plan, opts)
-    return [
-        t.id
-        for t in plan.tasks
-        if not t.commands
-        and t.status not in ("done", "skipped")
-        and t.id not in settled
-        and (scope is None or t.id in scope)
-    ]
-
-
-def refuse_without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> None:
-    """RefusedError naming the tasks the shell runner would run that have no commands."""
-    missing = without_commands(repo, plan, opts)
-    if not missing:
-        return
-    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-    raise RefusedError(
-        f"the shell runner runs only a task's own commands, and {len(missing)} of the tasks "
-        f"it would run have none: {', '.join(missing[:10])}{more}",
-        reason="no_commands",
-        next_step=f"write the commands into the plan (a `Commands:` list or a fenced sh block "
-        f"under each task; see 'Commands' in the README for the {plan.format} format), "
-        "choose tasks that have them with --tasks, or use --runner claude",
-        details={"tasks": missing},
     )
 
 
@@ -355,7 +328,8 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             }
         )
     widest = max((len(level) for level in graph.levels(g)), default=0)
-    no_commands = without_commands(repo, plan, opts)
+    no_commands = runcheck.without_commands(repo, plan, opts)
+    updates = runcheck.in_place_files(repo, plan, opts)
     cap = None
     if opts.task_budget_usd:
         cap = opts.task_budget_usd * min(opts.max_parallel, widest)
@@ -369,6 +343,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "budget_usd": opts.budget_usd,
         "tasks": rows,
         "tasks_without_commands": no_commands,
+        "updates_in_place": updates,
     }
 
     def human() -> None:
@@ -402,6 +377,11 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             + (f"${cap:.2f}" if cap is not None else "none (set --task-budget-usd)")
             + (f"; run budget ${opts.budget_usd:g}" if opts.budget_usd else "")
         )
+        if updates:
+            out.line("updates these files in place: " + ", ".join(updates))
+        else:
+            off = " (--no-projections)" if not opts.projections else ""
+            out.line(f"updates no file in your checkout{off}")
         if no_commands:
             out.line(
                 "the shell runner would refuse to start: no commands in " + ", ".join(no_commands)
