@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conftest import git, make_repo
 from engine_support import cli, leftover_worktrees
+from formats_support import write
 from planfleet.formats import load_plan
 
 SCRIPT = "set -e\nmkdir -p src/app\ntouch src/app/__init__.py"
@@ -16,9 +17,7 @@ SCRIPT = "set -e\nmkdir -p src/app\ntouch src/app/__init__.py"
 
 def _files(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        write(root, rel, textwrap.dedent(text))
 
 
 SPEC_PLAN = """\

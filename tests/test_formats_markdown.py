@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from formats_support import write
 from planfleet import projections, stateinit, stateops
 from planfleet.formats import load_plan
 from planfleet.formats.markdown import checkboxes, fenced_blocks, lines_of, sections
@@ -44,15 +45,8 @@ Expected: PASS
 """
 
 
-def _write(repo: Path, rel: str, text: str) -> Path:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_a_four_backtick_fence_keeps_the_tasks_verify_command(tmp_path: Path) -> None:
-    path = _write(tmp_path, "docs/plans/2026-02-01-release-docs.md", FOUR_BACKTICKS)
+    path = write(tmp_path, "docs/plans/2026-02-01-release-docs.md", FOUR_BACKTICKS)
 
     plan = load_plan(path, repo=tmp_path)
 
@@ -73,7 +67,7 @@ def test_a_four_backtick_fence_keeps_the_tasks_verify_command(tmp_path: Path) ->
 
 def test_a_heading_ending_in_a_hash_keeps_it(tmp_path: Path) -> None:
     text = "# Interop\n\n### Task 3: Port the parser to C#\n\nRun: `dotnet test`\n"
-    path = _write(tmp_path, "docs/plans/interop.md", text)
+    path = write(tmp_path, "docs/plans/interop.md", text)
 
     (task,) = load_plan(path, repo=tmp_path).tasks
 
@@ -86,7 +80,7 @@ def test_a_task_inside_an_html_comment_is_not_a_task(tmp_path: Path) -> None:
         "# Search\n\n## Task 1: Index the titles\n\nRun: `pytest -q`\n\n"
         "<!--\n## Task 2: Fuzzy matching (later)\n- [ ] **Step 1: Pick a library**\n-->\n"
     )
-    path = _write(tmp_path, "docs/plans/search.md", text)
+    path = write(tmp_path, "docs/plans/search.md", text)
 
     plan = load_plan(path, repo=tmp_path)
 
@@ -102,8 +96,8 @@ def test_a_fence_line_with_an_info_string_does_not_close_a_fence(tmp_path: Path)
         "- [ ] not a task\n```\n\n- [ ] Add the `--csv` flag\n"
     )
     folder = tmp_path / ".spec/plans/exporter"
-    _write(folder, "plan.md", text)
-    _write(folder, "implementation/phase-1.md", "# Phase 1\n\n" + "Write it carefully. " * 10)
+    write(folder, "plan.md", text)
+    write(folder, "implementation/phase-1.md", "# Phase 1\n\n" + "Write it carefully. " * 10)
 
     plan = load_plan(folder, repo=tmp_path)
 
@@ -113,7 +107,7 @@ def test_a_fence_line_with_an_info_string_does_not_close_a_fence(tmp_path: Path)
 
 def test_a_heading_indented_three_spaces_is_a_heading(tmp_path: Path) -> None:
     text = "# Cache\n\n   ### Task 1: Add the LRU\n\nRun: `pytest tests/test_lru.py`\n"
-    path = _write(tmp_path, "docs/plans/cache.md", text)
+    path = write(tmp_path, "docs/plans/cache.md", text)
 
     (task,) = load_plan(path, repo=tmp_path).tasks
 
@@ -143,7 +137,7 @@ def test_projections_tick_nothing_inside_a_fence_or_a_comment(tmp_path: Path) ->
         "<!-- - [ ] **Step 8: A step someone commented out** -->\n\n"
         "- [ ] **Step 2: Run the tests**\n\nRun: `pytest -q`\nExpected: PASS\n"
     )
-    path = _write(tmp_path, "docs/plans/notes.md", text)
+    path = write(tmp_path, "docs/plans/notes.md", text)
     plan = load_plan(path, repo=tmp_path)
     state = stateinit.init_from_plan(plan, now="2026-01-01T00:00:00.000Z")
     stateops.claim(state, "task-1", owner="agent", now="2026-01-01T00:01:00.000Z")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from formats_support import write
 from planfleet.errors import InputError
 from planfleet.formats import load_plan
 from planfleet.formats.xml_tasks import READER
@@ -31,13 +32,6 @@ def read(repo: Path, rel: str) -> Plan:
 
 def diagnostics(plan: Plan) -> list[str]:
     return [d.render() for d in plan.diagnostics]
-
-
-def write(repo: Path, rel: str, text: str) -> Path:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def test_billing_layers_become_chained_phases(repo: Path) -> None:

@@ -112,6 +112,21 @@ class Doc:
         return None
 
 
+def plan_file_edit(ctx: Context, kind: str, render: Callable[[Path, Doc], Edit]) -> list[Edit]:
+    """Return the Edit ``render(path, doc)`` makes of the plan file, or why it cannot."""
+    path = ctx.path(ctx.plan.path)
+    if ctx.plan_error:
+        return [Edit(path, kind, error=ctx.plan_error)]
+
+    def run() -> Edit:
+        doc = Doc.read(path)
+        if doc is None:
+            return Edit(path, kind, error="the plan file disappeared; nothing rendered")
+        return render(path, doc)
+
+    return [guarded(path, kind, run)]
+
+
 Marker = Callable[[Doc, model.Task, str], None]
 
 

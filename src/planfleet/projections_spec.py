@@ -22,7 +22,7 @@ from planfleet.formats.spec_index import (
     _columns,
     read_index,
 )
-from planfleet.projections_md import Doc
+from planfleet.projections_md import Doc, plan_file_edit
 from planfleet.projections_view import (
     RUN_WORDS,
     Context,
@@ -50,16 +50,10 @@ def plan_status(ctx: Context) -> list[Edit]:
     and the ``Status`` of a ``Background Execution`` section, which the /bg workflow keeps
     under ``## Insights``. A plan without such lines is left as it is.
     """
-    path = ctx.path(ctx.plan.path)
-    if ctx.plan_error:
-        return [Edit(path, STATUS_KIND, error=ctx.plan_error)]
-    return [guarded(path, STATUS_KIND, lambda: _render_status(ctx, path))]
+    return plan_file_edit(ctx, STATUS_KIND, lambda path, doc: _render_status(ctx, path, doc))
 
 
-def _render_status(ctx: Context, path: Path) -> Edit:
-    doc = Doc.read(path)
-    if doc is None:
-        return Edit(path, STATUS_KIND, error="the plan file disappeared; nothing rendered")
+def _render_status(ctx: Context, path: Path, doc: Doc) -> Edit:
     values = _values(ctx)
     secs = doc.sections
     # the metadata block: the lines before the first heading, and under a "# Title" heading
