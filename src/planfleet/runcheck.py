@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from planfleet import model, projections, stateinit
+from planfleet import model
 from planfleet.engine import RunOptions, run_scope
 from planfleet.errors import RefusedError
 from planfleet.state import StateStore
@@ -57,6 +57,9 @@ def in_place_files(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str]:
     """Return the files in the checkout a run updates (the plan's progress files), sorted."""
     if not opts.projections:
         return []
+    # only the dry run lists them: a run does not pay for importing every reader up front
+    from planfleet import projections, stateinit
+
     store = StateStore.for_plan(repo, plan.name)
     state = store.load() if store.exists() else stateinit.init_from_plan(plan)
     shown = []
