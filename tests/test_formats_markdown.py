@@ -6,8 +6,11 @@ from markdown-it-py, and so do the projections that tick checkboxes.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+from conftest import make_repo
 from formats_support import write
 from planfleet import projections, stateinit, stateops
 from planfleet.formats import load_plan
@@ -151,3 +154,31 @@ def test_projections_tick_nothing_inside_a_fence_or_a_comment(tmp_path: Path) ->
     assert "- [ ] **Step 9: An example step**" in after
     assert "<!-- - [ ] **Step 8: A step someone commented out** -->" in after
     assert load_plan(path, repo=tmp_path).task("task-1").status == "done"
+
+
+def test_markdown_it_is_imported_only_when_a_markdown_plan_is_read(tmp_path: Path) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "plans/p.plan.yaml": "planfleet: 1\nname: p\nphases: [{id: a}]\n",
+            "docs/plans/cache.md": "# Cache\n\n### Task 1: Add the LRU\n",
+        },
+    )
+    probe = (
+        "import sys\nfrom planfleet import cli\n"
+        "code = cli.main(['-C', sys.argv[1], 'plan', 'show', sys.argv[2], '--json'])\n"
+        "assert code == 0, code\n"
+        "print('markdown_it' in sys.modules, file=sys.stderr)\n"
+    )
+
+    def imported(plan: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(repo), plan],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stderr.strip().splitlines()[-1]
+
+    assert imported("plans/p.plan.yaml") == "False"
+    assert imported("docs/plans/cache.md") == "True"
