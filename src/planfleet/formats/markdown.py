@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from planfleet.formats.mdblocks import Document, Line, parse
+from planfleet.formats.mdblocks import Document as Document
+from planfleet.formats.mdblocks import Line as Line
+from planfleet.formats.mdblocks import parse as parse
 
 _CHECKBOX = re.compile(r"^(\s*)[-*+]\s+\[([ xX~-])\]\s+(.*)$")
 _BULLET = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+(.*)$")
@@ -21,8 +23,6 @@ _FIELD = re.compile(
     r"(?::(?:\*\*|__)|(?:\*\*|__)?:)\s*(?P<value>.*)$"
 )
 _CODE_SPAN = re.compile(r"`([^`]+)`")
-
-__all__ = ["Document", "Line", "parse"]
 
 
 @dataclass
