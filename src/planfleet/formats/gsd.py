@@ -33,7 +33,7 @@ from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import code_spans
-from planfleet.formats.mdblocks import COMMENT, FENCE, parse
+from planfleet.formats.mdblocks import without_examples
 from planfleet.formats.yamlfront import read_frontmatter
 from planfleet.formats.yamlutil import line_of
 from planfleet.fsutil import read_text
@@ -240,8 +240,9 @@ def _read_plan(b: PlanBuilder, path: Path) -> dict[str, Any]:
         for a in (artifacts if isinstance(artifacts, list) else ())
         if isinstance(a, str) or (isinstance(a, dict) and isinstance(a.get("path"), str))
     )
+    listed = _str_list(truths if isinstance(truths, list) else ())
     # tags are read from the body with fenced examples and HTML comments blanked out
-    work = _body(_visible(body), body_line, _str_list(truths if isinstance(truths, list) else ()))
+    work = _body(without_examples(body), body_line, listed)
     _check_unclosed(b, work, path, body_line)
     checkpoints = [t for t in work["types"] if t.startswith("checkpoint")]
     if autonomous is True and checkpoints:
@@ -278,17 +279,6 @@ def _read_plan(b: PlanBuilder, path: Path) -> dict[str, Any]:
         "_wave": wave,
         "_deps_given": bool(deps),
     }
-
-
-def _visible(body: str) -> str:
-    """Return ``body`` with the lines of fenced code blocks and HTML comments left empty.
-
-    A ``<task>`` shown in a fenced example or commented out is not a task; line numbers
-    stay as they were.
-    """
-    if "```" not in body and "~~~" not in body and "<!--" not in body:
-        return body
-    return "\n".join("" if ln.block in (FENCE, COMMENT) else ln.text for ln in parse(body).lines)
 
 
 def _body(body: str, first_line: int, truths: list[str]) -> dict[str, Any]:

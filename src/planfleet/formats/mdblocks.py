@@ -115,3 +115,14 @@ def parse(text: str, first_line: int = 1) -> Document:
                 last -= 1
             doc.lines[start].item_end = first_line + last
     return doc
+
+
+def without_examples(text: str) -> str:
+    """Return ``text`` with the lines of fenced code blocks and HTML comments left empty.
+
+    For readers that look for tags in Markdown (GSD's ``<task>``): a tag shown in a fenced
+    example or commented out is not there. Line numbers stay as they were.
+    """
+    if "```" not in text and "~~~" not in text and "<!--" not in text:
+        return text
+    return "\n".join("" if ln.block in (FENCE, COMMENT) else ln.text for ln in parse(text).lines)
