@@ -34,3 +34,11 @@ def brief(obj: Any, *, skip: tuple[str, ...] = ("text",)) -> dict[str, Any]:
             continue
         out[f.name] = dict(value) if f.name == "meta" else value
     return out
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    """Write ``text`` to ``root/rel`` (folders made as needed); return the file."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

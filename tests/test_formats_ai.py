@@ -316,6 +316,50 @@ def test_plain_yaml_checkpoints_and_phase_field_variants(tmp_path: Path) -> None
     assert plan.meta["parallel_groups"] == {}
 
 
+AUDIO = ".ai/plans/2025-11-04.audio-capture.md"
+
+
+def test_the_execute_plan_seeds_wording_files_to_create_modify_and_execution_groups(
+    tmp_path: Path,
+) -> None:
+    # The plan is written as the execute-plan workflow words it: "**Files to create/modify:**",
+    # "(new)" items, "Execution Groups" with "Phases [2, 3]".
+    repo = copy_fixture("ai", "audio", tmp_path)
+    plan = READER.read(repo / AUDIO, repo=repo)
+
+    assert [(t.id, t.files_create, t.files_modify, t.add_dependencies) for t in plan.tasks] == [
+        ("1", ("docs/adr/0004-capture-backend.md",), ("crates/audio/src/device.rs",), ()),
+        (
+            "2",
+            ("crates/audio/src/ring.rs", "crates/audio/tests/ring_props.rs"),
+            ("crates/audio/src/lib.rs",),
+            (),
+        ),
+        # not in the repository yet: to create; Cargo.toml exists: to modify
+        (
+            "3",
+            ("crates/audio/src/resample.rs",),
+            ("crates/audio/Cargo.toml",),
+            ('rubato = "0.15"',),
+        ),
+        ("4", ("crates/audio/tests/capture_e2e.rs",), ("crates/audio/src/lib.rs",), ()),
+    ]
+    assert [
+        (p.id, p.kind, p.depends_on, p.parallel_group, p.blast_radius) for p in plan.phases
+    ] == [
+        ("1", "design", (), "A", "audio::device"),
+        ("2", "implementation", ("1",), "B", "audio::ring"),
+        ("3", "implementation", ("1",), "B", "audio::resample"),
+        ("4", "implementation", ("2", "3"), "C", ""),
+    ]
+    assert plan.meta["parallel_groups"] == {"A": ["1"], "B": ["2", "3"], "C": ["4"]}
+    assert plan.task("2").acceptance == (
+        "Single producer, single consumer, no locks on the hot path",
+        "Property test: what is written is read back in order",
+    )
+    assert plan.diagnostics == ()
+
+
 def test_detect_and_discover(tmp_path: Path) -> None:
     repo = copy_fixture("ai", "billing", tmp_path)
     assert READER.detect(repo / BILLING)

@@ -297,3 +297,25 @@ def test_folder_without_plans(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         READER.read(tmp_path / ".planning", repo=tmp_path)
     assert info.value.message == "no <phase>-<plan>-PLAN.md files with frontmatter found"
+
+
+def test_tasks_in_fenced_examples_and_comments_are_not_read(tmp_path: Path) -> None:
+    body = (
+        "\n<objective>\nFull-text search\n</objective>\n\n<tasks>\n\n"
+        '<!-- postponed:\n<task type="checkpoint:human-verify">\n  <name>Dropped</name>\n'
+        "  <files>ui/review.py</files>\n</task>\n-->\n\n"
+        '<task type="auto">\n  <name>Index the notes</name>\n  <files>search/index.py</files>\n'
+        "  <verify><automated>pytest tests/test_index.py</automated></verify>\n</task>\n\n"
+        "A later task could look like this:\n\n"
+        '```xml\n<task type="auto">\n  <name>An example</name>\n'
+        "  <files>example.py</files>\n</task>\n```\n\n"
+        "</tasks>\n"
+    )
+    repo, path = plan_file(tmp_path, f"---\nwave: 1\n---\n{body}")
+
+    (task,) = READER.read(path, repo=repo).tasks
+
+    assert task.meta["steps"] == ["Index the notes"]
+    assert task.files_modify == ("search/index.py",)
+    assert task.verify == ("pytest tests/test_index.py",)
+    assert task.meta["autonomous"] is True  # the commented-out checkpoint does not count

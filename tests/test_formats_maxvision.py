@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import frontmatter
 import pytest
 
 from formats_support import brief, copy_fixture
 from planfleet.errors import InputError
 from planfleet.formats.maxvision import READER
+from planfleet.formats.yamlfront import SafeYAMLHandler
 from planfleet.model import Source
 
 MV = ".maxvision"
@@ -153,6 +155,30 @@ def test_hand_edited_frontmatter_and_dependency_spellings(tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
+def test_the_bg_dispatch_seeds_statuses_and_what_executors_leave_behind(tmp_path: Path) -> None:
+    # status completed / blocked / pending / none, as the dispatch workflow filters them;
+    # the SUMMARY.md an executor produces and the dispatch manifest are not plans.
+    root = _mv(tmp_path, {
+        "phase-3/plans/plan-001-auth-tables.md": "---\nstatus: completed\n---\n# Tables\n",
+        "phase-3/plans/plan-002-login-form.md": "---\nstatus: blocked\n---\n# Form\n",
+        "phase-3/plans/plan-003-sessions.md": "---\nstatus: pending\n---\n# Sessions\n",
+        "phase-3/plans/plan-004-audit-log.md": "# Audit log\n\nNo frontmatter at all.\n",
+        "phase-3/plans/plan-001-auth-tables-SUMMARY.md": "# Summary\n\nDone.\n",
+        "phase-3/plans/SUMMARY.md": "# Phase summary\n",
+        "phase-3/bg-dispatch.json": '{"phase": 3, "sessions": []}\n',
+    })  # fmt: skip
+
+    plan = READER.read(root, repo=tmp_path)
+
+    assert [(t.id, t.title, t.status) for t in plan.tasks] == [
+        ("3.plan-001-auth-tables", "Tables", "done"),
+        ("3.plan-002-login-form", "Form", "blocked"),
+        ("3.plan-003-sessions", "Sessions", "pending"),
+        ("3.plan-004-audit-log", "Audit log", "pending"),
+    ]
+    assert not READER.detect(root / "phase-3/plans/SUMMARY.md")
+
+
 def test_detect_and_discover(tmp_path: Path) -> None:
     repo = copy_fixture("maxvision", "newsletter", tmp_path)
     assert READER.detect(repo / MV)
@@ -192,6 +218,44 @@ def test_malformed_plan_files(tmp_path: Path, text: str, message: str, line: int
         ".maxvision/phase-1/plans/p.md",
         line,
     )
+
+
+LAUGHS = (
+    "---\n"
+    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    "b: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: [*b, *b, *b, *b, *b, *b, *b, *b]\n"
+    "---\n# Plan\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        (LAUGHS, "YAML aliases (*name) are not allowed in plans", 3),
+        (
+            "---\nowner: !!python/object/apply:os.system [ls]\n---\n",
+            "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed in plans",
+            2,
+        ),
+        ("---\nstatus: done\nnested: " + "[" * 80 + "]" * 80 + "\n---\n",
+         "YAML nested deeper than 64 levels", 3),
+    ],
+    ids=["laughs", "python-tag", "deep"],
+)  # fmt: skip
+def test_frontmatter_split_by_python_frontmatter_stays_safe(
+    tmp_path: Path, text: str, message: str, line: int
+) -> None:
+    # python-frontmatter's own YAML handler would expand the aliases; ours refuses them.
+    assert len(frontmatter.loads(LAUGHS).metadata["c"]) == 8
+    with pytest.raises(InputError) as direct:
+        frontmatter.loads(text, handler=SafeYAMLHandler("p.md", 1))
+    assert (direct.value.message, direct.value.line) == (message, line)
+
+    root = _mv(tmp_path, {"phase-1/plans/p.md": text})
+    with pytest.raises(InputError) as exc:
+        READER.read(root, repo=tmp_path)
+    assert (exc.value.message, exc.value.line) == (message, line)
 
 
 def test_no_phases_or_no_plans_is_an_error(tmp_path: Path) -> None:

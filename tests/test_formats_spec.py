@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from formats_support import brief, copy_fixture
+from planfleet.analysis import analyze
 from planfleet.errors import InputError
 from planfleet.formats.spec import READER, IndexEntry, read_index
 from planfleet.model import Diagnostic, Source
@@ -435,3 +436,33 @@ def test_task_id_that_is_not_safe_is_an_error(tmp_path: Path) -> None:
         ".spec/plans/broken/plan.md",
         3,
     )
+
+
+AUTH = ".spec/plans/auth-system"
+
+
+def test_the_bg_seeds_wording_and_verify_lines_count_as_checks(tmp_path: Path) -> None:
+    # "### Phase N - Name" headings, "- **Verify**:" with a code span, in words, or a list.
+    repo = copy_fixture("spec", "auth", tmp_path)
+    plan = READER.read(repo / AUTH, repo=repo)
+
+    assert [(p.id, p.title, p.depends_on, p.gate_commands, p.acceptance) for p in plan.phases] == [
+        ("1", "Session store", (), ("pytest tests/test_sessions.py -q",), ()),
+        ("2", "Login endpoint", ("1",), (), ("pytest tests/test_login.py -q passes",)),
+        (
+            "3",
+            "Lockout",
+            ("2",),
+            ("pytest tests/test_lockout.py -q",),
+            ("a locked account can log in again after 15 minutes",),
+        ),
+    ]
+    assert [t.id for t in plan.tasks] == ["1.1", "1.2", "2.1", "2.2", "3.1"]
+    assert dict(plan.meta) == {
+        "branch": "feature/auth",
+        "worktree": None,
+        "status": "Ready",
+        "last_updated": "2025-06-10T09:00:00Z",
+    }
+    warnings = [d.message for d in analyze(plan).diagnostics]
+    assert not [w for w in warnings if "no acceptance criteria" in w], warnings

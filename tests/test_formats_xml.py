@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from formats_support import write
 from planfleet.errors import InputError
 from planfleet.formats import load_plan
 from planfleet.formats.xml_tasks import READER
@@ -31,13 +32,6 @@ def read(repo: Path, rel: str) -> Plan:
 
 def diagnostics(plan: Plan) -> list[str]:
     return [d.render() for d in plan.diagnostics]
-
-
-def write(repo: Path, rel: str, text: str) -> Path:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def test_billing_layers_become_chained_phases(repo: Path) -> None:
@@ -429,3 +423,39 @@ def test_xml_in_another_encoding_declaration_is_read_as_utf8(repo: Path) -> None
     )
     plan = read(repo, write(repo, "tasks/enc/T-1-x.xml", text).relative_to(repo).as_posix())
     assert plan.task("T-1").title == "Größe prüfen"
+
+
+def test_the_batch_workflows_own_state_fields_are_read(repo: Path) -> None:
+    # execute-batch words: "attempt", "worktree_path", "final_error", "verified"/"abandoned"
+    state = {
+        "tasks": {
+            "L1-001": {"status": "verified", "attempt": 1, "commit_hash": "abc1234"},
+            "L1-002": {
+                "status": "failed",
+                "attempt": 2,
+                "worktree_path": "/work/shop/.worktrees/L1-002",
+                "errors": [{"type": "verification_failed", "step": "pytest", "message": "x"}],
+            },
+            "L2-001": {
+                "status": "abandoned",
+                "attempt": 5,
+                "final_error": "Still failing after 5 attempts",
+            },
+        },
+        "merge_queue": [{"task_id": "L1-001", "priority": 1, "status": "ready"}],
+        "abandoned": ["L2-001"],
+    }
+    write(repo, f"{TASKS}/billing/execute-state.json", json.dumps(state))
+
+    plan = read(repo, f"{TASKS}/billing")
+
+    assert [(t.id, t.status) for t in plan.tasks][:4] == [
+        ("L1-001", "done"),
+        ("L1-002", "failed"),
+        ("L2-001", "blocked"),
+        ("L2-002", "pending"),
+    ]
+    assert plan.task("L1-002").meta["attempts"] == 2
+    assert plan.task("L1-002").meta["worktree"] == "/work/shop/.worktrees/L1-002"
+    assert plan.task("L2-001").meta["final_error"] == "Still failing after 5 attempts"
+    assert plan.task("L1-001").meta["merge_queue"] == "ready"

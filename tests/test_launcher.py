@@ -184,7 +184,12 @@ def test_missing_requirements_reads_metadata_folder_names(tmp_path: Path) -> Non
     first, second = tmp_path / "first", tmp_path / "second"
     for folder in ("PyYAML-6.0.3.dist-info", "jsonschema-4.10.3-py3.11.egg-info"):
         (first / folder).mkdir(parents=True)
-    for folder in ("jsonschema-4.26.0.dist-info", "rich-13.0.dist-info", "filelock-3.9.dist-info"):
+    for folder in (
+        "jsonschema-4.26.0.dist-info",
+        "rich-13.0.dist-info",
+        "filelock-3.9.dist-info",
+        "markdown_it_py-3.0.0.dist-info",
+    ):
         (second / folder).mkdir(parents=True)
     versions = shim.installed_versions([str(first), str(tmp_path / "absent"), str(second)])
     assert versions["jsonschema"] == "4.10.3"  # the first one on the path wins, as in Python

@@ -55,7 +55,9 @@ def quality_warnings(plan: Plan) -> list[Diagnostic]:
                     "name who implements it (an agent name)",
                 )
             )
-        if not ph.acceptance and not any(t.acceptance or t.verify for t in tasks):
+        if not (ph.acceptance or ph.gate_commands) and not any(
+            t.acceptance or t.verify for t in tasks
+        ):
             out.append(
                 Diagnostic(
                     "warning",

@@ -81,6 +81,7 @@ class RunOptions:
     stall_s: float = 300.0
     post_merge_check: bool = True
     strict_files: bool = False  # undeclared changes fail an attempt (else: reported)
+    projections: bool = True  # update the plan's own progress files in the checkout
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False
     log: Path | None = None
@@ -299,12 +300,7 @@ class Engine:
     # -- dispatching ------------------------------------------------------------------------
 
     def _scope(self) -> frozenset[str] | None:
-        if not self.opts.phases and not self.opts.tasks:
-            return None
-        chosen = {t.id for t in self.plan.tasks if t.phase in self.opts.phases}
-        chosen |= set(self.opts.tasks)
-        chosen |= {model.gate_id(p) for p in self.opts.phases}
-        return frozenset(chosen)
+        return run_scope(self.plan, self.opts)
 
     def _dispatch(self, state: State, pool: ThreadPoolExecutor) -> None:
         if self.no_more:
@@ -496,6 +492,8 @@ class Engine:
         if self.listener is not None and (fresh or force):
             self.listener(state, fresh)
         now = time.monotonic()
+        if not self.opts.projections:  # --no-projections: the checkout stays as it was
+            return
         if force or (fresh and now - self._last_projection > PROJECTION_EVERY_S):
             self._last_projection = now
             render_projections(self.repo, self.plan, state)
@@ -518,6 +516,16 @@ class _Either(threading.Event):
                 return False
             time.sleep(0.05)
         return True
+
+
+def run_scope(plan: model.Plan, opts: RunOptions) -> frozenset[str] | None:
+    """Return the nodes ``--phase``/``--tasks`` limit a run to, None for the whole plan."""
+    if not opts.phases and not opts.tasks:
+        return None
+    chosen = {t.id for t in plan.tasks if t.phase in opts.phases}
+    chosen |= set(opts.tasks)
+    chosen |= {model.gate_id(p) for p in opts.phases}
+    return frozenset(chosen)
 
 
 def render_projections(repo: Path, plan: model.Plan, state: State) -> None:

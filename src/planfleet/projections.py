@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ Projection = Callable[[Context], list[Edit]]
 
 # The projections of each format, in the order they run (the log comes last for all).
 PROJECTIONS: dict[str, tuple[Projection, ...]] = {
-    "spec": (projections_md.spec_marks, spec.index),
+    "spec": (projections_md.spec_marks, spec.plan_status, spec.index),
     "ai": (projections_md.listed_marks, projections_ai.checkpoints),
     "plan-dir": (projections_md.listed_marks, projections_log.progress),
     "maxvision": (projections_files.maxvision_status,),
@@ -79,18 +79,43 @@ def render_all(
 
     The plan is re-read from disk first, so a plan the user edited since it was loaded is
     rendered at its current lines. With ``dry_run`` nothing is written; ``changed`` then
-    says what would change.
+    says what would change. A projection with nothing to do is not reported.
+    """
+    return [_apply(edit, dry_run=dry_run) for edit in _edits(repo, plan, state) if _acts(edit)]
+
+
+def files(repo: Path, plan: model.Plan, state: State) -> list[Path]:
+    """Return the files a run of ``plan`` updates in place (the projections' targets)."""
+    return list(dict.fromkeys(e.path for e in _edits(repo, plan, state) if e.error is None))
+
+
+def _edits(repo: Path, plan: model.Plan, state: State) -> Iterator[Edit]:
+    """Yield what every projection of ``plan``'s format wants its files to be.
+
+    A projection runs only when the next Edit is asked for, so one that edits a file an
+    earlier projection wrote (the plan file) sees what that one wrote.
     """
     ctx = Context(repo=repo, plan=plan, state=state)
     try:
         ctx.plan = formats.load_plan(_abs(repo, plan.path), repo=repo, format=plan.format)
     except PlanfleetError as exc:
         ctx.plan_error = f"the plan cannot be read now, so it was left alone: {exc.render()}"
-    out: list[Rendered] = []
     for projection in (*PROJECTIONS.get(plan.format, ()), projections_log.execution_log):
-        for edit in projection(ctx):
-            out.append(_apply(repo, edit, dry_run=dry_run))
-    return out
+        yield from (_guard(repo, edit) for edit in projection(ctx))
+
+
+def _acts(edit: Edit) -> bool:
+    """Return False for an Edit with nothing to write, delete or report."""
+    return edit.text is not None or edit.delete or edit.error is not None or bool(edit.warnings)
+
+
+def _guard(repo: Path, edit: Edit) -> Edit:
+    """Return ``edit``, or an error Edit when its file is outside ``repo`` or a link."""
+    if edit.error is None and not fsutil.is_within(edit.path, repo):
+        return Edit(edit.path, edit.kind, error="outside the repository; left alone")
+    if edit.error is None and edit.path.is_symlink():
+        return Edit(edit.path, edit.kind, error="a symbolic link; left alone")
+    return edit
 
 
 def _abs(repo: Path, path: str) -> Path:
@@ -98,13 +123,9 @@ def _abs(repo: Path, path: str) -> Path:
     return p if p.is_absolute() else repo / p
 
 
-def _apply(repo: Path, edit: Edit, *, dry_run: bool) -> Rendered:
+def _apply(edit: Edit, *, dry_run: bool) -> Rendered:
     """Write (or delete) ``edit``'s file when its bytes change; report what happened."""
     path = edit.path
-    if edit.error is None and not fsutil.is_within(path, repo):
-        edit = Edit(path, edit.kind, error="outside the repository; left alone")
-    if edit.error is None and path.is_symlink():
-        edit = Edit(path, edit.kind, error="a symbolic link; left alone")
     if edit.error is not None:
         return Rendered(path, edit.kind, False, edit.error, edit.warnings)
     try:

@@ -29,12 +29,11 @@ import yaml
 from planfleet import model
 from planfleet.formats.ai_checkpoints import checkpoint_word, is_checkpoints_heading
 from planfleet.formats.markdown import fence_spans, lines_of
-from planfleet.projections_md import Doc
+from planfleet.projections_md import Doc, plan_file_edit
 from planfleet.projections_view import (
     Context,
     Edit,
     PhaseView,
-    guarded,
     one_line,
     phase_view,
     same_import,
@@ -60,16 +59,10 @@ _HEADING_LINE = re.compile(r"^\s*#{1,6}\s*(.*?)\s*$")
 
 def checkpoints(ctx: Context) -> list[Edit]:
     """Return the Edit of the plan file's ``## Execution Checkpoints`` section."""
-    path = ctx.path(ctx.plan.path)
-    if ctx.plan_error:
-        return [Edit(path, KIND, error=ctx.plan_error)]
-    return [guarded(path, KIND, lambda: _render(ctx, path))]
+    return plan_file_edit(ctx, KIND, lambda path, doc: _render(ctx, path, doc))
 
 
-def _render(ctx: Context, path: Path) -> Edit:
-    doc = Doc.read(path)
-    if doc is None:
-        return Edit(path, KIND, error="the plan file disappeared; nothing rendered")
+def _render(ctx: Context, path: Path, doc: Doc) -> Edit:
     entries = [e for p in ctx.plan.phases for e in _entry(ctx, phase_view(ctx, p))]
     body = entries or ["[]"]
     name = ctx.state["plan"]["name"]

@@ -12,7 +12,7 @@ from planfleet import model
 from planfleet.formats.builder import status_from_word
 from planfleet.formats.execute_state import STATE_FILE, read_state
 from planfleet.formats.xml_tasks import _LAYER
-from planfleet.formats.yamlutil import frontmatter_block, read_frontmatter
+from planfleet.formats.yamlfront import frontmatter_block, read_frontmatter
 from planfleet.projections_md import Doc
 from planfleet.projections_view import (
     BOM,
@@ -37,6 +37,8 @@ MAXVISION_WORDS = {
 }
 _STATUS_KEY = re.compile(r"^(status\s*:[ \t]*)([^#\r\n]*?)([ \t]+#.*)?$")
 SUMMARY_MARK = "<!-- planfleet:summary"
+ATTEMPT_KEYS = ("attempt", "attempts")  # the batch workflow's word first
+WORKTREE_KEYS = ("worktree", "worktree_path")
 
 
 def _plan_error(ctx: Context, kind: str) -> list[Edit]:
@@ -117,7 +119,7 @@ def _execute_state(ctx: Context, path: Path) -> Edit:
     ours = set(records)
     tasks = data.setdefault("tasks", {})
     for tid, rec in records.items():
-        _task_entry(tasks.setdefault(tid, {}), rec)
+        _task_entry(tasks.setdefault(tid, {}), rec, ctx.repo)
     data["merge_queue"] = _queue(ctx, data.get("merge_queue", []), ours)
     abandoned = [str(a) for a in data.get("abandoned", [])]
     wanted = [a for a in ctx.state["abandoned"] if a in ours]
@@ -129,8 +131,13 @@ def _execute_state(ctx: Context, path: Path) -> Edit:
     return Edit(path, "execute-state", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def _task_entry(entry: dict[str, Any], rec: TaskRecord) -> None:
-    """Update one task's entry in place; keys this run does not know about stay."""
+def _task_entry(entry: dict[str, Any], rec: TaskRecord, repo: Path) -> None:
+    """Update one task's entry in place, in its own words; keys this run does not know stay.
+
+    The batch workflow counts ``attempt`` and may name the worktree ``worktree_path``: the
+    fields an entry already has are the ones kept in step (``attempt`` and ``worktree``
+    when it has neither). A worktree is written relative to the repository.
+    """
     status = str(rec["status"])
     word = entry.get("status")
     if "status" not in entry or status_from_word(
@@ -138,8 +145,12 @@ def _task_entry(entry: dict[str, Any], rec: TaskRecord) -> None:
     ) != recorded(status):
         entry["status"] = status
     if rec["attempts"]:  # attempts another tool made are not in the state: keep its count
-        entry["attempts"] = rec["attempts"]
-    for key, field in (("worktree", "worktree"), ("branch", "branch"), ("commit_hash", "commit")):
+        for key in [k for k in ATTEMPT_KEYS if k in entry] or ATTEMPT_KEYS[:1]:
+            entry[key] = rec["attempts"]
+    if rec.get("worktree"):
+        for key in [k for k in WORKTREE_KEYS if k in entry] or WORKTREE_KEYS[:1]:
+            entry[key] = _in_repo(repo, str(rec["worktree"]))
+    for key, field in (("branch", "branch"), ("commit_hash", "commit")):
         if rec.get(field):
             entry[key] = rec[field]
     if status == "verified" and rec.get("finished_at"):
@@ -152,6 +163,17 @@ def _task_entry(entry: dict[str, Any], rec: TaskRecord) -> None:
         errors = errors if isinstance(errors, list) else []
         if dict(err) not in errors:
             entry["errors"] = [*errors, dict(err)]
+    if status == "abandoned":
+        reason = rec.get("note") or (err or {}).get("message") or "abandoned"
+        entry["final_error"] = one_line(str(reason), 300)
+
+
+def _in_repo(repo: Path, path: str) -> str:
+    """Return ``path`` relative to ``repo`` (posix) when it is inside it, else unchanged."""
+    try:
+        return Path(path).resolve().relative_to(repo.resolve()).as_posix()
+    except (ValueError, OSError):
+        return path
 
 
 def _queue(ctx: Context, queue: list[Any], ours: set[str]) -> list[Any]:
@@ -190,7 +212,7 @@ def gsd_summaries(ctx: Context) -> list[Edit]:
             continue
         path = ctx.path(task.source.file).with_name(f"{task.id}-SUMMARY.md")
         edits.append(guarded(path, "summary", partial(_summary, ctx, task, rec, path)))
-    return [e for e in edits if e.text is not None or e.delete or e.error or e.warnings]
+    return edits
 
 
 def _summary(ctx: Context, task: model.Task, rec: TaskRecord, path: Path) -> Edit:

@@ -15,12 +15,12 @@ from pathlib import Path
 from planfleet import model
 from planfleet.formats.builder import status_from_word
 from planfleet.formats.markdown import (
+    Document,
     Section,
     checkbox_mark,
     field_at,
-    lines_of,
-    outside_fences,
-    sections,
+    parse,
+    sections_of,
 )
 from planfleet.formats.planmd import CHECKBOX_STATUS, task_heading
 from planfleet.formats.spec import _DONE_MARKS, _TRAILING_STATUS
@@ -37,7 +37,6 @@ from planfleet.projections_view import (
     same_import,
 )
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
 _CLOSING_HASHES = re.compile(r"(\s+#+)?\s*$")
 _BOX = {"done": "x", "skipped": "-"}  # every other status is an empty box
 PHASE_DONE_MARK = "✅"
@@ -49,8 +48,8 @@ class Doc:
     def __init__(self, text: str, bom: bool = False) -> None:
         self.lines = text.splitlines(keepends=True)
         self.bom = bom
+        self._structure: Document | None = None
         self._secs: list[Section] | None = None
-        self._outside: set[int] | None = None
 
     @classmethod
     def read(cls, path: Path) -> Doc | None:
@@ -72,17 +71,26 @@ class Doc:
         return (BOM if self.bom else "") + "".join(self.lines)
 
     @property
+    def structure(self) -> Document:
+        """Return the block structure of the text as first read (marks do not change it)."""
+        if self._structure is None:
+            self._structure = parse("".join(self.lines))
+        return self._structure
+
+    @property
     def sections(self) -> list[Section]:
         if self._secs is None:
-            self._secs = sections("".join(self.lines))[1]
+            self._secs = sections_of(self.structure)[1]
         return self._secs
 
     def outside(self, n: int) -> bool:
-        """Return True if line ``n`` is not part of a fenced code block."""
-        if self._outside is None:
-            body = lines_of("".join(self.lines))
-            self._outside = {ln.number for ln in outside_fences(body)}
-        return n in self._outside
+        """Return True if line ``n`` is prose: not code, not an HTML block or comment."""
+        line = self.structure.line(n)
+        return line is not None and line.prose
+
+    def heading(self, n: int) -> Section | None:
+        """Return the section headed at line ``n``, or None if ``n`` is not a heading."""
+        return next((s for s in self.sections if s.line == n), None)
 
     def heading_end(self, n: int) -> int:
         """Return the last line of the section headed at line ``n`` (nested ones included)."""
@@ -91,14 +99,9 @@ class Doc:
         return next(later, len(self.lines) + 1) - 1
 
     def item_end(self, n: int) -> int:
-        """Return the last detail line of the list item at ``n`` (blank or indented lines)."""
-        end = n
-        for k in range(n + 1, len(self.lines) + 1):
-            text = self.get(k)
-            if text.strip() and not text[:1].isspace():
-                break
-            end = k
-        return end
+        """Return the last line of the list item that starts at line ``n``."""
+        line = self.structure.line(n)
+        return (line.item_end if line is not None else None) or n
 
     def status_line(self, start: int, end: int) -> tuple[int, int] | None:
         """Return ``(line, value index)`` of the first ``Status:`` field in lines start..end."""
@@ -107,6 +110,21 @@ class Doc:
             if found and found[0] == "status":
                 return k, found[1]
         return None
+
+
+def plan_file_edit(ctx: Context, kind: str, render: Callable[[Path, Doc], Edit]) -> list[Edit]:
+    """Return the Edit ``render(path, doc)`` makes of the plan file, or why it cannot."""
+    path = ctx.path(ctx.plan.path)
+    if ctx.plan_error:
+        return [Edit(path, kind, error=ctx.plan_error)]
+
+    def run() -> Edit:
+        doc = Doc.read(path)
+        if doc is None:
+            return Edit(path, kind, error="the plan file disappeared; nothing rendered")
+        return render(path, doc)
+
+    return [guarded(path, kind, run)]
 
 
 Marker = Callable[[Doc, model.Task, str], None]
@@ -182,9 +200,9 @@ def set_status(doc: Doc, start: int, end: int, want: str) -> bool:
     return True
 
 
-def _is_task_heading(text: str) -> bool:
-    m = _HEADING.match(text)
-    return bool(m and task_heading(m.group(2)))
+def _is_task_heading(doc: Doc, line: int) -> bool:
+    head = doc.heading(line)
+    return bool(head and task_heading(head.title))
 
 
 def _listed(item_status: bool) -> Marker:
@@ -192,12 +210,11 @@ def _listed(item_status: bool) -> Marker:
 
     def mark(doc: Doc, task: model.Task, want: str) -> None:
         line = task.source.line or 0
-        text = doc.get(line)
         if set_box(doc, line, want):
             return
-        if _is_task_heading(text):
+        if _is_task_heading(doc, line):
             set_status(doc, line + 1, doc.heading_end(line), want)
-        elif item_status and not _HEADING.match(text):
+        elif item_status and doc.heading(line) is None:
             set_status(doc, line + 1, doc.item_end(line), want)
 
     return mark
@@ -224,10 +241,9 @@ def spec_marks(ctx: Context) -> list[Edit]:
 
 
 def _spec_phase_mark(doc: Doc, line: int, complete: bool) -> None:
-    text = doc.get(line)
-    m = _HEADING.match(text)
-    if m is None:
+    if doc.heading(line) is None:
         return
+    text = doc.get(line)
     trailing = _TRAILING_STATUS.search(text)
     word = status_from_word(trailing.group(1)) if trailing else None
     marked = any(mark in text for mark in _DONE_MARKS)

@@ -1,4 +1,5 @@
-"""The plan's entry in `.spec/plans/README.md`: its status, progress and last update.
+"""`.spec` plans' own records: the plan's entry in `.spec/plans/README.md` (its status,
+progress and last update), and the ``Status``/``Last Updated`` lines of ``plan.md``.
 
 The index may be a table (``| Plan | Status | Progress | Last Updated |``), a list
 (``- [name](name/plan.md) - Status: X - Last Updated: Y``) or a heading per plan with
@@ -21,10 +22,18 @@ from planfleet.formats.spec_index import (
     _columns,
     read_index,
 )
-from planfleet.projections_md import Doc
-from planfleet.projections_view import Context, Edit, guarded, phase_view, short_time
+from planfleet.projections_md import Doc, plan_file_edit
+from planfleet.projections_view import (
+    RUN_WORDS,
+    Context,
+    Edit,
+    guarded,
+    phase_view,
+    short_time,
+)
 
 KIND = "plan-index"
+STATUS_KIND = "plan-status"
 # How the index words a run's status (the /bg workflow's own words).
 INDEX_WORDS = {
     "running": "Executing",
@@ -32,6 +41,49 @@ INDEX_WORDS = {
     "completed": "Complete",
     "failed": "Failed",
 }
+
+
+def plan_status(ctx: Context) -> list[Edit]:
+    """Return the Edit of ``plan.md``'s own ``Status`` and ``Last Updated`` lines.
+
+    Those are the metadata lines above the first section (with ``Branch``/``Worktree``),
+    and the ``Status`` of a ``Background Execution`` section, which the /bg workflow keeps
+    under ``## Insights``. A plan without such lines is left as it is.
+    """
+    return plan_file_edit(ctx, STATUS_KIND, lambda path, doc: _render_status(ctx, path, doc))
+
+
+def _render_status(ctx: Context, path: Path, doc: Doc) -> Edit:
+    values = _values(ctx)
+    secs = doc.sections
+    # the metadata block: the lines before the first heading, and under a "# Title" heading
+    top = secs[1:2] if secs and secs[0].level == 1 else secs[:1]
+    end = top[0].line - 1 if top else len(doc.lines)
+    updated = values["updated"]
+    wanted = {"status": values["status"], "last updated": updated, "updated": updated}
+    _set_fields(doc, range(1, end + 1), wanted)
+    for sec in secs:
+        if normalize_key(sec.title) == "background execution":
+            run = {"status": RUN_WORDS[ctx.state["status"]]}
+            _set_fields(doc, range(sec.line + 1, doc.heading_end(sec.line) + 1), run)
+    return Edit(path, STATUS_KIND, doc.text())
+
+
+def _set_fields(doc: Doc, lines: range, values: dict[str, str]) -> None:
+    """Set the value of the first field line of each key of ``values`` among ``lines``."""
+    done: set[str] = set()
+    for k in lines:
+        field = field_at(doc.get(k)) if doc.outside(k) else None
+        if field is None or field[0] not in values:
+            continue
+        key, at = field
+        same = "last updated" if key == "updated" else key  # two spellings of one field
+        if same in done:
+            continue
+        done.add(same)
+        text = doc.get(k)
+        if text[at:].strip().strip("*_`") != values[key]:
+            doc.set(k, text[:at] + values[key])
 
 
 def index(ctx: Context) -> list[Edit]:

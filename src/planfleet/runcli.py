@@ -22,6 +22,7 @@ from planfleet import (
     preflight,
     prompts,
     report,
+    runcheck,
     worktrees,
 )
 from planfleet.engine import Engine, Listener, RunOptions, RunResult
@@ -51,6 +52,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "stall": 300.0,
     "no_post_merge_check": False,
     "strict_files": False,
+    "no_projections": False,
     "permission_mode": "acceptEdits",
     "allowed_tools": None,
     "agent_command": None,
@@ -150,6 +152,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="fail an attempt that changes files its task does not declare (undeclared_change; "
         "default: report them); the plan's defaults.shared_files are always allowed",
+    )
+    p.add_argument(
+        "--no-projections",
+        action="store_true",
+        default=None,
+        help="do not update the plan's own progress files (checkboxes, checkpoints, logs, "
+        "execute-state.json) in your checkout; the run state is kept under .planfleet/ only",
     )
     p.add_argument(
         "--permission-mode",
@@ -297,6 +306,7 @@ def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
         stall_s=ns.stall,
         post_merge_check=not ns.no_post_merge_check,
         strict_files=bool(ns.strict_files),
+        projections=not ns.no_projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
     )
 
@@ -328,6 +338,8 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             }
         )
     widest = max((len(level) for level in graph.levels(g)), default=0)
+    no_commands = runcheck.without_commands(repo, plan, opts)
+    updates = runcheck.in_place_files(repo, plan, opts)
     cap = None
     if opts.task_budget_usd:
         cap = opts.task_budget_usd * min(opts.max_parallel, widest)
@@ -340,6 +352,8 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "cost_cap_running_usd": cap,
         "budget_usd": opts.budget_usd,
         "tasks": rows,
+        "tasks_without_commands": no_commands,
+        "updates_in_place": updates,
     }
 
     def human() -> None:
@@ -373,6 +387,15 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             + (f"${cap:.2f}" if cap is not None else "none (set --task-budget-usd)")
             + (f"; run budget ${opts.budget_usd:g}" if opts.budget_usd else "")
         )
+        if updates:
+            out.line("updates these files in place: " + ", ".join(updates))
+        else:
+            off = " (--no-projections)" if not opts.projections else ""
+            out.line(f"updates no file in your checkout{off}")
+        if no_commands:
+            out.line(
+                "the shell runner would refuse to start: no commands in " + ", ".join(no_commands)
+            )
 
     out.result("run", {"dry_run": True, **data}, human=human)
     return ExitCode.OK
@@ -417,13 +440,6 @@ def view(out: Out, plan: model.Plan, *, quiet: bool = False) -> Iterator[Listene
 
 def execute(out: Out, repo: Path, plan: model.Plan, opts: RunOptions, command: str) -> int:
     """Run the engine and print the final report; return the exit code."""
-    if opts.runner == "shell":
-        missing = [t.id for t in plan.tasks if not t.commands and t.status != "done"]
-        if missing:
-            out.warn(
-                "the shell runner only runs a task's own `commands`; these tasks have none "
-                f"and will fail: {', '.join(missing[:8])}"
-            )
     with view(out, plan) as listener:
         result = Engine(repo, plan, opts, listener).run()
     return finish(out, result, command, {t.id: t.owner for t in plan.tasks})

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from planfleet import formats, git, paths, report, runcli
+from planfleet import formats, git, paths, report, runcheck, runcli
 from planfleet.engine import Engine
 from planfleet.errors import ExitCode, InputError
 from planfleet.ids import check_id
@@ -72,6 +72,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         )
     ns.tasks = ",".join(ids)
     opts = runcli.options_from(ns, plan)
+    runcheck.refuse_without_commands(repo, plan, opts)
     label = f"{ns.layer} #{ns.batch_number}"
     listener = None if out.json_mode else _BatchLines(out, label, set(ids))
     result = Engine(repo, plan, opts, listener).run()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from planfleet import detach, git, runcli
+from planfleet import detach, git, runcheck, runcli
 from planfleet.errors import RefusedError
 from planfleet.output import Out
 from planfleet.state import StateStore, no_run
@@ -20,8 +20,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="Run PLAN (a plan file or folder, or a plan name from `plan list`). A task "
         "starts as soon as its dependencies are merged and a slot is free; each attempt runs "
         "in its own git worktree and is judged by the engine's gates, never by the agent's "
-        "report; verified work is merged into planfleet/<plan>/integration. Your checkout is "
-        "never touched: bring the result home with `planfleet land PLAN`.",
+        "report; verified work is merged into planfleet/<plan>/integration, never into your "
+        "checkout: bring it home with `planfleet land PLAN`. The plan's own progress files "
+        "(checkboxes, checkpoints, logs, execute-state.json) are updated in place; --dry-run "
+        "lists them, --no-projections leaves them alone.",
     )
     p.add_argument("plan", metavar="PLAN", help="plan file, folder or name")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
@@ -67,6 +69,7 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
         )
     if not store.exists() and resume and command == "resume":
         raise no_run(plan.name, f"start it with `planfleet run {ns.plan}`")
+    runcheck.refuse_without_commands(repo, plan, opts)
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
     runcli.save_run_flags(ns, repo, plan.name)
     if ns.detach:

@@ -11,9 +11,12 @@ Mapping onto the model:
   title with "design", "architecture" or "research" is design), ``Dependencies``/``Depends
   on`` (``Phase 1, Phase 2``; ``None``), ``Parallel Group`` (else a ``Parallelization``
   section with ``Group A: Phase 1, Phase 2`` lines), ``Acceptance Criteria``, ``Files to
-  Create``/``Files to Modify`` (a plain ``Files`` list: ``(new)`` items are created),
-  ``Dependencies to Add``, ``Blast Radius`` (a code span; ``""``, ``all`` or an empty value
-  mean all tests, i.e. ``""``) and ``Verify`` commands.
+  Create``/``Files to Modify``, ``Files to create/modify`` (``(new)`` items, and files not
+  in the repository yet, are created; the others modified), a plain ``Files`` list (only
+  ``(new)`` items are created),
+  ``Dependencies to Add``, ``Commands``/``Run`` (or a fenced ``sh`` block in the phase's own
+  text: what the shell runner runs, see ``shellmd``), ``Blast Radius`` (a code span;
+  ``""``, ``all`` or an empty value mean all tests, i.e. ``""``) and ``Verify`` commands.
 - A phase becomes one task with all of the above, unless it lists tasks clearly marked as
   such (``#### Task 2.1: Title`` headings or ``- [ ] Task 2.1: Title`` items): those run in
   listed order and inherit the phase's owner, kind and blast radius.
@@ -49,13 +52,14 @@ from planfleet.formats.markdown import (
     fenced_blocks,
     fields_outside,
     normalize_key,
-    outside_fences,
+    prose,
     section_text,
     sections,
     strip_code,
     subtree,
 )
 from planfleet.formats.planmd import (
+    CREATE_OR_MODIFY,
     field_texts,
     item_path,
     listed_status,
@@ -66,6 +70,7 @@ from planfleet.formats.planmd import (
     split_files,
     task_heading,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import read_text
 from planfleet.model import Plan
 
@@ -180,7 +185,7 @@ def _phase(
     group = (_group_name(own_group.text) if own_group else None) or (
         groups[pid][0] if pid in groups else None
     )
-    work = _work(facts)
+    work = _work(facts, b.repo)
     listed = _heading_tasks(secs, task_secs) or _item_tasks(facts.body)
     b.add_phase(
         pid,
@@ -226,7 +231,7 @@ def _phase(
             owner=strip_code(towner.text) if towner else owner,
             acceptance=_acceptance(tfacts) if tfacts else (),
             depends_on=dedupe(_TASK_REF.findall(deps.text)) if deps else (),
-            **(_work(tfacts) if tfacts else {}),
+            **(_work(tfacts, b.repo) if tfacts else {}),
         )
 
 
@@ -294,16 +299,19 @@ def _acceptance(facts: Facts) -> tuple[str, ...]:
     return tuple(item.text for item in facts.items(ACCEPTANCE, split_inline=False) if item.text)
 
 
-def _work(facts: Facts) -> dict[str, Any]:
+def _work(facts: Facts, repo: Path) -> dict[str, Any]:
     """Return the files, packages and verify commands ``facts`` lists (only those given)."""
     create = [ln.text for ln in _paths(facts.items(CREATE))]
     modify = [ln.text for ln in _paths(facts.items(MODIFY))]
     new, changed = split_files(facts.items(("files",)))
+    new_too, changed_too = split_files(facts.items(CREATE_OR_MODIFY), repo)
     out: dict[str, Any] = {
-        "files_create": dedupe([*create, *(ln.text for ln in new)]),
-        "files_modify": dedupe([*modify, *(ln.text for ln in changed)]),
+        "files_create": dedupe([*create, *(ln.text for ln in new + new_too)]),
+        "files_modify": dedupe([*modify, *(ln.text for ln in changed + changed_too)]),
         "add_dependencies": dedupe(item_path(i.text) for i in facts.items(ADD_DEPS)),
         "verify": _verify(facts),
+        # the phase's (or task heading's) own text, not its sub-sections, may hold a sh block
+        "commands": task_commands(facts, facts.secs[0].body, own_fences=True),
     }
     return {k: v for k, v in out.items() if v}
 
@@ -338,7 +346,7 @@ def _heading_tasks(secs: list[Section], idx: list[int]) -> list[_ListedTask]:
 
 def _item_tasks(body: list[Line]) -> list[_ListedTask]:
     out = []
-    for ln in outside_fences(body):
+    for ln in prose(body):
         m = _TASK_ITEM.match(ln.text)
         parsed = task_heading(m.group(2)) if m else None
         if m and parsed:
@@ -364,7 +372,7 @@ def _parallel_groups(b: PlanBuilder, secs: list[Section]) -> dict[str, tuple[str
         key = normalize_key(sec.title)
         if not re.search(r"parallel|execution (?:group|order)", key):
             continue
-        for ln in outside_fences([ln for s in (sec, *subtree(secs, i)) for ln in s.body]):
+        for ln in prose([ln for s in (sec, *subtree(secs, i)) for ln in s.body]):
             m = _GROUP.search(ln.text)
             if not m:
                 continue

@@ -1,7 +1,8 @@
 """``execute-state.json``: what a batch run recorded about an xml-tasks plan, imported as statuses.
 
-Shape: ``{"tasks": {ID: {"status", "worktree", "attempts", "retry_feedback", "branch",
-"commit_hash", "errors", ...}}, "merge_queue": [{"task_id", "status"}], "abandoned": [ID]}``.
+Shape: ``{"tasks": {ID: {"status", "attempt" (or "attempts"), "worktree" (or
+"worktree_path"), "retry_feedback", "branch", "commit_hash", "errors", "final_error",
+...}}, "merge_queue": [{"task_id", "priority", "status"}], "abandoned": [ID]}``.
 Statuses map through the builder's status words (completed/verified -> done, abandoned ->
 blocked); unknown words are warnings. A malformed file is an InputError with its line.
 """
@@ -71,6 +72,7 @@ _STATE_META = (
     ("commit", "commit"),
     ("errors", "errors"),
     ("completed_at", "completed_at"),
+    ("final_error", "final_error"),
 )
 
 

@@ -33,7 +33,9 @@ from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import code_spans
-from planfleet.formats.yamlutil import line_of, read_frontmatter
+from planfleet.formats.mdblocks import without_examples
+from planfleet.formats.yamlfront import read_frontmatter
+from planfleet.formats.yamlutil import line_of
 from planfleet.fsutil import read_text
 from planfleet.ids import id_problem, slugify
 from planfleet.model import Plan
@@ -238,7 +240,9 @@ def _read_plan(b: PlanBuilder, path: Path) -> dict[str, Any]:
         for a in (artifacts if isinstance(artifacts, list) else ())
         if isinstance(a, str) or (isinstance(a, dict) and isinstance(a.get("path"), str))
     )
-    work = _body(body, body_line, _str_list(truths if isinstance(truths, list) else ()))
+    listed = _str_list(truths if isinstance(truths, list) else ())
+    # tags are read from the body with fenced examples and HTML comments blanked out
+    work = _body(without_examples(body), body_line, listed)
     _check_unclosed(b, work, path, body_line)
     checkpoints = [t for t in work["types"] if t.startswith("checkpoint")]
     if autonomous is True and checkpoints:

@@ -1,8 +1,9 @@
 """Line-aware Markdown helpers shared by the Markdown plan readers.
 
-They are deliberately small: headings, checkboxes, ``- **Key**: value`` fields, bullet
-lists and fenced code, each with the 1-based line it came from, so every reader can
-point at the exact line of a problem.
+The block structure (headings, fenced and indented code, HTML blocks and comments, list
+items) comes from markdown-it-py (``mdblocks``); the small regexes here read only what sits
+on prose lines: checkboxes, ``- **Key**: value`` fields, bullet lists and code spans. Every
+item keeps the 1-based line it came from, so every reader can point at a problem.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+from planfleet.formats.mdblocks import Document as Document
+from planfleet.formats.mdblocks import Line as Line
+from planfleet.formats.mdblocks import parse as parse
+
 _CHECKBOX = re.compile(r"^(\s*)[-*+]\s+\[([ xX~-])\]\s+(.*)$")
 _BULLET = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+(.*)$")
 # "- **Key**: value", "**Key:** value", "- Key: value" (the key is short, no sentence)
@@ -20,12 +23,6 @@ _FIELD = re.compile(
     r"(?::(?:\*\*|__)|(?:\*\*|__)?:)\s*(?P<value>.*)$"
 )
 _CODE_SPAN = re.compile(r"`([^`]+)`")
-
-
-@dataclass
-class Line:
-    number: int  # 1-based
-    text: str
 
 
 @dataclass
@@ -48,6 +45,7 @@ class Checkbox:
     text: str
     indent: int
     mark: str
+    end: int  # the last line of its list item (its details end there)
 
 
 def unix_newlines(text: str) -> str:
@@ -56,28 +54,27 @@ def unix_newlines(text: str) -> str:
 
 
 def lines_of(text: str, first_line: int = 1) -> list[Line]:
-    return [Line(i, t) for i, t in enumerate(text.splitlines(), start=first_line)]
+    """Return the lines of ``text``, each knowing whether it is prose or in a code block."""
+    return parse(text, first_line).lines
 
 
 def sections(text: str, first_line: int = 1) -> tuple[list[Line], list[Section]]:
     """Split ``text`` into the preamble (lines before any heading) and heading sections.
 
-    Headings inside fenced code blocks are not headings.
+    Headings inside code blocks, HTML comments or block quotes are not headings.
     """
+    return sections_of(parse(text, first_line))
+
+
+def sections_of(doc: Document) -> tuple[list[Line], list[Section]]:
+    """Return the preamble and the heading sections of a parsed Document."""
     preamble: list[Line] = []
     out: list[Section] = []
-    in_fence: str | None = None
-    for ln in lines_of(text, first_line):
-        fence = _FENCE.match(ln.text)
-        if fence:
-            marker = fence.group(1)
-            if in_fence is None:
-                in_fence = marker
-            elif in_fence == marker:
-                in_fence = None
-        heading = None if in_fence or fence else _HEADING.match(ln.text)
-        if heading:
-            out.append(Section(len(heading.group(1)), heading.group(2).strip(), ln.number))
+    heads = {h.line: h for h in doc.headings}
+    for ln in doc.lines:
+        head = heads.get(ln.number)
+        if head is not None:
+            out.append(Section(head.level, head.title, ln.number))
         elif out:
             out[-1].body.append(ln)
         else:
@@ -96,32 +93,22 @@ def subtree(all_sections: list[Section], index: int) -> list[Section]:
     return nested
 
 
-def outside_fences(body: list[Line]) -> list[Line]:
-    """Return the lines of ``body`` that are not inside fenced code blocks."""
-    kept = []
-    in_fence: str | None = None
-    for ln in body:
-        fence = _FENCE.match(ln.text)
-        if fence:
-            marker = fence.group(1)
-            if in_fence is None:
-                in_fence = marker
-            elif in_fence == marker:
-                in_fence = None
-            continue
-        if in_fence is None:
-            kept.append(ln)
-    return kept
+def prose(body: list[Line]) -> list[Line]:
+    """Return the lines of ``body`` that are prose (not code, not HTML blocks or comments)."""
+    return [ln for ln in body if ln.prose]
 
 
 def checkboxes(body: list[Line]) -> list[Checkbox]:
-    """Return the ``- [ ]`` / ``- [x]`` items of ``body`` (outside code fences)."""
+    """Return the ``- [ ]`` / ``- [x]`` items of ``body`` (prose lines only)."""
     out = []
-    for ln in outside_fences(body):
+    for ln in prose(body):
         m = _CHECKBOX.match(ln.text)
         if m:
             mark = m.group(2)
-            out.append(Checkbox(ln.number, mark in "xX", m.group(3).strip(), len(m.group(1)), mark))
+            end = ln.item_end or ln.number
+            out.append(
+                Checkbox(ln.number, mark in "xX", m.group(3).strip(), len(m.group(1)), mark, end)
+            )
     return out
 
 
@@ -148,7 +135,7 @@ def fields(body: list[Line]) -> dict[str, Line]:
     The first occurrence of a key wins; keys are normalised (lowercase, single spaces).
     """
     out: dict[str, Line] = {}
-    for ln in outside_fences(body):
+    for ln in prose(body):
         if _CHECKBOX.match(ln.text):
             continue
         m = _FIELD.match(ln.text)
@@ -171,7 +158,7 @@ def list_under(body: list[Line], label: str) -> list[Line]:
     """
     label = normalize_key(label)
     items: list[Line] = []
-    lines = outside_fences(body)
+    lines = prose(body)
     for i, ln in enumerate(lines):
         m = _FIELD.match(ln.text)
         if not m or normalize_key(m.group("key")) != label:
@@ -190,7 +177,8 @@ def list_under(body: list[Line], label: str) -> list[Line]:
             if b and (indent > base_indent or not _FIELD.match(b.group(2))):
                 if _FIELD.match(nxt.text) and indent <= base_indent and items:
                     break
-                items.append(Line(nxt.number, b.group(2).strip()))
+                cb = _CHECKBOX.match(nxt.text)  # "- [ ] item" under a label: the item's text
+                items.append(Line(nxt.number, (cb.group(3) if cb else b.group(2)).strip()))
             else:
                 break
         break
@@ -221,36 +209,13 @@ def code_spans(value: str) -> list[str]:
 
 
 def fenced_blocks(body: list[Line]) -> list[tuple[int, str, str]]:
-    """Return ``(line, info, code)`` for every fenced block in ``body``."""
-    out = []
-    current: list[str] | None = None
-    start, info, marker = 0, "", ""
-    for ln in body:
-        fence = _FENCE.match(ln.text)
-        if current is None and fence:
-            marker = fence.group(1)
-            info = ln.text.strip()[len(marker) :].strip()
-            start, current = ln.number, []
-        elif current is not None and fence and ln.text.strip().startswith(marker):
-            out.append((start, info, "\n".join(current)))
-            current = None
-        elif current is not None:
-            current.append(ln.text)
-    return out
+    """Return ``(line, info, code)`` for every closed fenced block that opens in ``body``."""
+    return [(f.line, f.info, f.code) for ln in body if (f := ln.fence) is not None and f.closed]
 
 
 def fence_spans(body: list[Line]) -> list[tuple[int, int]]:
     """Return ``(opening line, closing line)`` of every closed fenced block in ``body``."""
-    out = []
-    start, marker = 0, ""
-    for ln in body:
-        fence = _FENCE.match(ln.text)
-        if not start and fence:
-            start, marker = ln.number, fence.group(1)
-        elif start and fence and ln.text.strip().startswith(marker):
-            out.append((start, ln.number))
-            start = 0
-    return out
+    return [(f.line, f.end) for ln in body if (f := ln.fence) is not None and f.closed]
 
 
 _LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
@@ -269,7 +234,7 @@ def bullet_items(body: list[Line]) -> list[Line]:
     """
     items: list[Line] = []
     base: int | None = None
-    for ln in outside_fences(body):
+    for ln in prose(body):
         m = _BULLET.match(ln.text)
         if not m:
             continue
@@ -335,13 +300,13 @@ class Facts:
         if sec is None:
             return []
         return bullet_items(sec.body) or [
-            Line(ln.number, ln.text.strip()) for ln in outside_fences(sec.body) if ln.text.strip()
+            Line(ln.number, ln.text.strip()) for ln in prose(sec.body) if ln.text.strip()
         ]
 
     def every(self, keys: tuple[str, ...]) -> list[Line]:
         """Return the value of every ``Key: value`` line for ``keys`` (not just the first)."""
         out = []
-        for ln in outside_fences(self.body):
+        for ln in prose(self.body):
             m = None if _CHECKBOX.match(ln.text) else _FIELD.match(ln.text)
             if m and normalize_key(m.group("key")) in keys:
                 out.append(Line(ln.number, m.group("value").strip()))

@@ -8,14 +8,16 @@ Mapping onto the model:
 - Phases are the ``phase-N`` folders (``phase-03`` and ``phase-3-auth`` too), id ``N``,
   in number order; each depends on the phase before it in the plan. A folder without plan
   files is skipped with a warning (it has nothing to run yet).
-- Tasks are the ``plans/*.md`` files, id ``N.<file stem, slugified>``, independent of each
+- Tasks are the ``plans/*.md`` files (not a ``SUMMARY.md`` or ``*-SUMMARY.md`` an executor
+  wrote), id ``N.<file stem, slugified>``, independent of each
   other unless their frontmatter says ``depends_on`` (stems, file names or full ids).
   The task's text is the body, its spec file the plan file itself.
 - Frontmatter: ``status`` (none/``pending`` → pending, ``completed`` → done, ``blocked``,
   ``in_progress``; an unknown word is a warning), ``title`` (else the first heading, else
   the stem), ``files_modified``/``files_created``, ``depends_on``, ``verify``,
-  ``acceptance`` (or a list ``must_haves``), ``owner``/``agent``, ``type``/``kind`` and
-  ``blast_radius``. Every other key is kept in ``task.meta``.
+  ``acceptance`` (or a list ``must_haves``), ``owner``/``agent``, ``type``/``kind``,
+  ``blast_radius`` and ``commands`` (what the shell runner runs; a ``Commands:`` list or a
+  ``## Commands`` section in the body adds to them). Every other key is kept in ``task.meta``.
 """
 
 from __future__ import annotations
@@ -28,16 +30,17 @@ from typing import Any
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
-from planfleet.formats.markdown import (
-    sections,
-    unix_newlines,
-)
-from planfleet.formats.yamlutil import Path_, line_of, read_frontmatter
+from planfleet.formats.markdown import Facts, Section, sections, unix_newlines
+from planfleet.formats.shellmd import task_commands
+from planfleet.formats.yamlfront import read_frontmatter
+from planfleet.formats.yamlutil import Path_, line_of
 from planfleet.fsutil import is_within, read_text
 from planfleet.ids import MAX_ID_LENGTH, slugify
 from planfleet.model import Plan
 
 ROOT = ".maxvision"
+# what an executor writes next to the plans when it is done ("SUMMARY.md", "plan-001-SUMMARY.md")
+_SUMMARY = re.compile(r"(?:^|[-_.])summary$", re.I)
 _PHASE_DIR = re.compile(r"^phase-0*(\d{1,6})(?:[-_.](.+))?$", re.I)
 _KNOWN = {
     "title": "title",
@@ -55,6 +58,7 @@ _KNOWN = {
     "type": "kind",
     "kind": "kind",
     "blast_radius": "blast_radius",
+    "commands": "commands",
 }
 
 
@@ -64,10 +68,15 @@ def _phase_number(folder: Path) -> int | None:
 
 
 def _plan_files(phase_dir: Path) -> list[Path]:
+    """Return the plan files of a phase: its ``plans/*.md``, but not executors' summaries."""
     plans = phase_dir / "plans"
     if not plans.is_dir():
         return []
-    return sorted(p for p in plans.iterdir() if p.suffix == ".md" and p.is_file())
+    return sorted(
+        p
+        for p in plans.iterdir()
+        if p.suffix == ".md" and p.is_file() and not _SUMMARY.search(p.stem)
+    )
 
 
 def _phase_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -91,6 +100,7 @@ class MaxvisionReader:
         return (
             path.is_file()
             and path.suffix == ".md"
+            and not _SUMMARY.search(path.stem)
             and path.parent.name == "plans"
             and _phase_number(path.parent.parent) is not None
             and path.parent.parent.parent.name == ROOT
@@ -193,7 +203,7 @@ def _task(b: PlanBuilder, pid: str, file: Path, ids: set[str], outside: set[str]
     text = read_text(file)
     data, lines, body, body_first = read_frontmatter(text, file=shown)
     got = _Fields(data, lines, shown)
-    _, secs = sections(body, body_first)
+    preamble, secs = sections(body, body_first)
     heading = next((s.title for s in secs if s.level <= 2), None)
     title = got.string("title") or heading or file.stem
     status_line = line_of(lines, ("status",)) or 1
@@ -226,6 +236,10 @@ def _task(b: PlanBuilder, pid: str, file: Path, ids: set[str], outside: set[str]
         files_create=dedupe(got.strings("files_created") + got.strings("files_create")),
         depends_on=_deps(b, pid, got, ids, outside, file),
         verify=tuple(got.strings("verify")),
+        commands=(
+            *got.strings("commands"),
+            *task_commands(Facts([Section(0, title, body_first, preamble), *secs])),
+        ),
         acceptance=tuple(acceptance),
         blast_radius="" if data.get("blast_radius") == "" else got.string("blast_radius"),
         text=unix_newlines(body).strip(),

@@ -14,9 +14,11 @@ Mapping onto the model:
   ``1.`` items (details in indented lines under them); ids ``N.M`` (``Task 3`` → ``N.3``,
   unnumbered items count up). Tasks of a phase are independent unless they say
   ``Depends on: 1.2, Task 1.3``. Task fields: ``Spec``/``Specs`` (or a link in the item),
-  ``Files`` (``(new)`` items are created) or ``Create``/``Modify``, ``Skill``/``Agent``
+  ``Files`` (``(new)`` items are created), ``Create``/``Modify`` or ``Files to
+  create/modify`` (files not in the repository yet are created), ``Skill``/``Agent``
   (kept in ``task.meta``; the agent is the owner), ``Acceptance``, ``Confidence``,
-  ``Verify``, ``Status``.
+  ``Verify``, ``Status``, ``Commands``/``Run`` (or a fenced ``sh`` block in the task's own
+  text: what the shell runner runs, see ``shellmd``).
 - A spec path is looked up in the plan folder, then the repository; each found spec is a
   spec file and is appended to the task's text. A missing spec is an error diagnostic.
 - ``progress.md`` in the plan folder (what an earlier run recorded, see ``progress_md``)
@@ -42,7 +44,7 @@ from planfleet.formats.markdown import (
     fields,
     fields_outside,
     link_target,
-    outside_fences,
+    prose,
     section_text,
     sections,
     split_inline_list,
@@ -51,6 +53,7 @@ from planfleet.formats.markdown import (
     unix_newlines,
 )
 from planfleet.formats.planmd import (
+    CREATE_OR_MODIFY,
     field_texts,
     item_path,
     listed_status,
@@ -61,12 +64,13 @@ from planfleet.formats.planmd import (
     task_heading,
 )
 from planfleet.formats.progress_md import PROGRESS_FILE, apply_progress
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import is_file, is_within, read_text
 from planfleet.model import Plan
 
 PLAN_FILES = ("task_plan.md", "manifest.md")
 _EXCLUDED = (".spec", ".ai")  # those folders belong to their own formats
-_HEAD = re.compile(r"^#{2,4}\s+(?:phase|task)\s+\d", re.I | re.M)
+_HEAD = re.compile(r"^ {0,3}#{2,4}\s+(?:phase|task)\s+\d", re.I | re.M)
 _ITEM = re.compile(r"^(\s*)(?:[-*+]\s+\[([ xX~-])\]|(\d+)[.)])\s+(.*)$")
 _DOTTED = re.compile(r"^(\d+\.\d+)[:.)]?\s+(.*)$")
 _TASK_REF = re.compile(r"\b(?:task\s+)?(\d+(?:\.\d+)?)\b", re.I)
@@ -161,6 +165,7 @@ class _Task:
     line: int
     text: str
     facts: Facts
+    own: list[Line]  # the task's own lines (its heading's text, or its item's details)
     mark: str | None = None
 
 
@@ -202,11 +207,13 @@ def _phase(
         gate_commands=_verify(facts),
         acceptance=_acceptance(facts) if listed else (),
         meta=meta,
-        task_fields=_task_fields(ctx, facts, section_text(secs, 0), line) if not listed else {},
+        task_fields=(
+            {} if listed else _task_fields(ctx, facts, section_text(secs, 0), line, secs[0].body)
+        ),
     )
     for n, t in enumerate(listed, start=1):
         tid = listed_task_id(pid, t.number, n)
-        fields_ = _task_fields(ctx, t.facts, t.text, t.line)
+        fields_ = _task_fields(ctx, t.facts, t.text, t.line, t.own)
         status = listed_status(b, t.mark, t.facts.value(("status",)))
         dep_line = t.facts.value(DEPENDS)
         refs = _TASK_REF.findall(dep_line.text) if dep_line else []
@@ -224,11 +231,18 @@ def _phase(
     return pid
 
 
-def _task_fields(ctx: _Ctx, facts: Facts, text: str, line: int | None) -> dict[str, Any]:
-    """Return a task's files, acceptance, verify, specs (read into its text) and meta."""
+def _task_fields(
+    ctx: _Ctx, facts: Facts, text: str, line: int | None, own: list[Line]
+) -> dict[str, Any]:
+    """Return a task's files, acceptance, verify, commands, specs (read into its text), meta.
+
+    ``own`` are the task's own lines: a fenced ``sh`` block there is a command.
+    """
     create = [ln.text for ln in facts.items(("create", "files to create"))]
     modify = [ln.text for ln in facts.items(("modify", "files to modify"))]
     new, changed = split_files(facts.items(("files",)))
+    new_too, changed_too = split_files(facts.items(CREATE_OR_MODIFY), ctx.repo)
+    new, changed = new + new_too, changed + changed_too
     # "Spec:" may be written more than once; the first may also carry a list under it
     spec_items = facts.items(SPEC) + [
         Line(v.number, part) for v in facts.every(SPEC)[1:] for part in split_inline_list(v.text)
@@ -254,6 +268,7 @@ def _task_fields(ctx: _Ctx, facts: Facts, text: str, line: int | None) -> dict[s
         "files_modify": dedupe([*(item_path(m) for m in modify), *(ln.text for ln in changed)]),
         "acceptance": _acceptance(facts),
         "verify": _verify(facts),
+        "commands": task_commands(facts, own, own_fences=True),
         "spec_files": dedupe(spec_files),
         "text": "\n\n".join(p for p in parts if p),
         "meta": meta,
@@ -325,16 +340,16 @@ def _heading_tasks(secs: list[Section]) -> list[_Task]:
         parsed = task_heading(sec.title) if n else None
         if parsed is not None:
             part = [sec, *subtree(secs, n)]
-            out.append(_Task(parsed[0], parsed[1], sec.line, section_text(secs, n), Facts(part)))
+            text = section_text(secs, n)
+            out.append(_Task(parsed[0], parsed[1], sec.line, text, Facts(part), sec.body))
     return out
 
 
 def _item_tasks(body: list[Line]) -> list[_Task]:
     """Return the top-level checkbox or numbered items of ``body`` with their detail lines."""
-    lines = outside_fences(body)
     out: list[_Task] = []
     after_label = False  # items right under "Acceptance:" belong to that field, not tasks
-    for k, ln in enumerate(lines):
+    for ln in prose(body):
         m = _ITEM.match(ln.text)
         if not ln.text.strip():
             after_label = False
@@ -345,11 +360,9 @@ def _item_tasks(body: list[Line]) -> list[_Task]:
             continue
         if after_label:
             continue
-        details = []
-        for nxt in lines[k + 1 :]:
-            if nxt.text.strip() and not nxt.text[:1].isspace():
-                break
-            details.append(nxt)
+        # the item's own lines, as markdown-it ends it (code blocks in it included)
+        end = ln.item_end or ln.number
+        details = [d for d in body if ln.number < d.number <= end]
         text = m.group(4).strip()
         parsed = task_heading(text)
         dotted = _DOTTED.match(text)
@@ -369,6 +382,7 @@ def _item_tasks(body: list[Line]) -> list[_Task]:
                 ln.number,
                 body_text,
                 Facts([Section(6, title, ln.number, []), detail]),
+                details,
                 mark=m.group(2),
             )
         )

@@ -5,10 +5,12 @@ checkbox statuses, and the paths a list item names. Shared by the Markdown plan 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 from planfleet.formats.builder import PlanBuilder
 from planfleet.formats.markdown import Line, Section, code_spans, link_target, strip_code, subtree
+from planfleet.fsutil import is_file
 
 # What a checkbox mark records: ``[x]`` done, ``[~]`` in progress, ``[-]`` skipped.
 CHECKBOX_STATUS = {"x": "done", "X": "done", "~": "in_progress", "-": "skipped", " ": "pending"}
@@ -18,7 +20,8 @@ _PHASE_TITLE = re.compile(
     r"^(?:\*\*|__)?phase\s+(\d{1,6})(?!\.\d)(?:\*\*|__)?(?=$|[\s:.)\-–—])\s*(?:[:.)\-–—]+\s*)?(.*)$",
     re.IGNORECASE,
 )
-_PHASE_REF = re.compile(r"\bphases?\s*#?\s*((?:\d+(?:\s*(?:,|&|and|or|to|-|–)\s*)?)+)", re.I)
+# "Phase 1, Phase 2", "Phases 1-3", "Phase #2", "Phases [1, 2]" (the seed's execution groups)
+_PHASE_REF = re.compile(r"\bphases?\s*[#\[]?\s*((?:\d+(?:\s*(?:,|&|and|or|to|-|–)\s*)?)+)", re.I)
 _NUMBER_RANGE = re.compile(r"(\d+)(?:\s*(?:-|–|to)\s*(\d+))?")
 _NONE_WORDS = ("", "none", "n/a", "-", "(none)", "—", "nothing", "no dependencies")
 _MAX_RANGE = 1000  # "Phases 1-9999999" is a typo, not a request for a million ids
@@ -71,16 +74,43 @@ def item_path(text: str) -> str:
     return words[0].strip("*_,;:`") if words else ""
 
 
-def split_files(items: list[Line]) -> tuple[list[Line], list[Line]]:
-    """Split a generic ``Files:`` list into ``(create, modify)``: ``(new)``/``create`` mark new."""
+_NEW_FILE = re.compile(r"\((?:new|create[sd]?)\b|\bnew file\b|^\s*(?:new|create)\s*:", re.I)
+_CHANGED_FILE = re.compile(
+    r"\((?:modif(?:y|ied)|existing|edit(?:ed)?|update[sd]?|change[sd]?)\b"
+    r"|^\s*(?:modify|edit|update)\s*:",
+    re.I,
+)
+# "**Files to create/modify:**" and its spellings: one list of files to create and to modify
+CREATE_OR_MODIFY = (
+    "files to create/modify",
+    "files to create / modify",
+    "files to create or modify",
+    "files to create and modify",
+    "files to create/update",
+    "files to modify/create",
+    "files to create/change",
+)
+
+
+def split_files(items: list[Line], repo: Path | None = None) -> tuple[list[Line], list[Line]]:
+    """Split a list of files into ``(create, modify)``: ``(new)`` items are created.
+
+    ``(modify)``-style items are modified. Any other item is modified, or, given ``repo``
+    (a list that says both, like ``Files to create/modify``), created when no such file
+    exists in ``repo`` yet.
+    """
     create: list[Line] = []
     modify: list[Line] = []
     for item in items:
         path = item_path(item.text)
         if not path:
             continue
-        rest = item.text.lower()
-        new = re.search(r"\((?:new|create[sd]?)\b|\bnew file\b|^\s*(?:new|create)\s*:", rest)
+        if _NEW_FILE.search(item.text):
+            new = True
+        elif _CHANGED_FILE.search(item.text) or repo is None:
+            new = False
+        else:
+            new = not is_file(repo / path)
         (create if new else modify).append(Line(item.number, path))
     return create, modify
 

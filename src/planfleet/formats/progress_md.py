@@ -14,7 +14,7 @@ from pathlib import Path
 
 from planfleet.errors import InputError
 from planfleet.formats.builder import status_from_word
-from planfleet.formats.markdown import lines_of, normalize_key, outside_fences, strip_code
+from planfleet.formats.markdown import lines_of, normalize_key, prose, strip_code
 from planfleet.formats.spec_index import _cells
 from planfleet.fsutil import read_text
 from planfleet.model import Diagnostic, Plan
@@ -30,7 +30,7 @@ def read_progress(text: str) -> tuple[dict[str, str], dict[str, str]]:
     phases: dict[str, str] = {}
     tasks: dict[str, str] = {}
     header: list[str] | None = None
-    for ln in outside_fences(lines_of(text)):
+    for ln in prose(lines_of(text)):
         row = ln.text.strip()
         if not row.startswith("|"):
             header = None

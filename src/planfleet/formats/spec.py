@@ -8,12 +8,15 @@ Mapping onto the model:
   the heading, or a trailing ``(Done)``-style status word, is the phase's status.
 - Tasks are the outermost ``- [ ]`` checkboxes under a phase (nested headings included), ids
   ``N.M`` in listed order unless the item starts with its own ``N.M`` number. ``[x]`` is
-  done, ``[~]`` in progress, ``[-]`` skipped. Indented lines under a task are its details.
+  done, ``[~]`` in progress, ``[-]`` skipped. Indented lines under a task are its details;
+  a ``Commands:``/``Run:`` list or a fenced ``sh`` block in them is what the shell runner
+  runs (``shellmd``).
   Tasks of a phase run in listed order; phase N depends on the phase before it unless it
   has a ``- **Depends on**:`` line (``none`` makes it independent).
 - ``implementation/phase-N.md`` is every task's spec file and text (after the task's own
   details). A missing file, or one under 100 bytes, is a warning.
-- ``- **Verify**:`` / ``- **Tests**:`` code spans in a phase are its gate commands.
+- ``- **Verify**:`` / ``- **Tests**:`` code spans in a phase (on the line or in a list under
+  it) are its gate commands; such a value in plain words is an acceptance check.
 - Plan meta: ``branch`` and ``worktree`` from the metadata lines (``(none)`` gives None),
   ``status`` and ``last_updated`` from the plan's row in ``.spec/plans/README.md`` (else
   from the plan's own ``Status``/``Last Updated`` lines), ``objective`` when stated.
@@ -29,16 +32,17 @@ from pathlib import Path
 
 from planfleet.errors import InputError
 from planfleet.formats import walk
-from planfleet.formats.builder import PlanBuilder, status_from_word
+from planfleet.formats.builder import PlanBuilder, dedupe, status_from_word
 from planfleet.formats.markdown import (
     Checkbox,
+    Facts,
     Line,
     Section,
     checkboxes,
     code_spans,
     fields,
     fields_outside,
-    outside_fences,
+    list_under,
     sections,
     strip_code,
     subtree,
@@ -50,6 +54,7 @@ from planfleet.formats.planmd import (
     phase_blocks,
     phase_refs,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.formats.spec_index import IndexEntry as IndexEntry
 from planfleet.formats.spec_index import read_index
 from planfleet.fsutil import is_within, read_text
@@ -58,6 +63,7 @@ from planfleet.model import Plan
 MIN_IMPLEMENTATION_BYTES = 100
 _DONE_MARKS = ("✅", "✔", "☑")
 _TRAILING_STATUS = re.compile(r"\s*[(\[]([A-Za-z _-]{2,20})[)\]]\s*$")
+VERIFY = ("verify", "tests", "test", "test command")
 _TASK_NUMBER = re.compile(r"^(?:\*\*)?(?:task\s+)?(\d+\.\d+)(?:\*\*)?[:.)]?\s+(.*)$", re.I)
 
 
@@ -167,12 +173,7 @@ def _phase(
     dep_line = info.get("depends on") or info.get("dependencies")
     if dep_line is not None:
         depends = tuple(str(n) for n in phase_refs(dep_line.text))
-    gate = tuple(
-        cmd
-        for key in ("verify", "tests", "test", "test command")
-        if key in info
-        for cmd in code_spans(info[key].text)
-    )
+    gate, checks = _verify(body, info)
     spec_rel, spec_text = _implementation(b, root, number, sec.line)
     pid = b.add_phase(
         pid,
@@ -181,11 +182,12 @@ def _phase(
         number=number,
         depends_on=depends,
         gate_commands=gate,
+        acceptance=checks,
         status=b.status(word, line=sec.line),
         chain_tasks=True,
         task_fields={"text": spec_text, "spec_files": spec_rel},
     )
-    for m, (cb, details) in enumerate(_tasks(body), start=1):
+    for m, (cb, details, own) in enumerate(_tasks(body), start=1):
         num = _TASK_NUMBER.match(cb.text)
         tid, task_title = (num.group(1), num.group(2)) if num else (f"{pid}.{m}", cb.text)
         text = "\n\n".join(part for part in (details, spec_text) if part)
@@ -197,29 +199,42 @@ def _phase(
             text=text,
             spec_files=spec_rel,
             status=CHECKBOX_STATUS[cb.mark],
+            commands=task_commands(Facts([Section(6, cb.text, cb.line, own)]), own_fences=True),
         )
     return pid
 
 
-def _tasks(body: list[Line]) -> list[tuple[Checkbox, str]]:
-    """Return the outermost checkboxes of ``body``, each with its indented detail lines."""
+def _verify(body: list[Line], info: dict[str, Line]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return ``(gate commands, checks)`` of a phase's ``- **Verify**:`` lines.
+
+    Code spans are commands; a value or item in plain words is a check for the agent.
+    """
+    gate: list[str] = []
+    checks: list[str] = []
+    for key in VERIFY:
+        line = info.get(key)
+        if line is None:
+            continue
+        for item in [line] if line.text.strip() else list_under(body, key):
+            spans = code_spans(item.text)
+            if spans:
+                gate.extend(spans)
+            elif not no_value(item.text):
+                checks.append(strip_code(item.text))
+    return dedupe(gate), dedupe(checks)
+
+
+def _tasks(body: list[Line]) -> list[tuple[Checkbox, str, list[Line]]]:
+    """Return the outermost checkboxes of ``body``, each with its details (text and lines)."""
     boxes = checkboxes(body)
     if not boxes:
         return []
     base = min(cb.indent for cb in boxes)
-    top = [cb for cb in boxes if cb.indent == base]
-    lines = outside_fences(body)
     out = []
-    for cb in top:
-        details = []
-        for ln in lines:
-            if ln.number <= cb.line:
-                continue
-            indent = len(ln.text) - len(ln.text.lstrip())
-            if ln.text.strip() and indent <= base:
-                break
-            details.append(ln.text[base:] if ln.text.strip() else "")
-        out.append((cb, textwrap.dedent("\n".join(details)).strip("\n")))
+    for cb in (cb for cb in boxes if cb.indent == base):
+        own = [ln for ln in body if cb.line < ln.number <= cb.end]
+        details = textwrap.dedent("\n".join(ln.text[base:] for ln in own)).strip("\n")
+        out.append((cb, details, own))
     return out
 
 

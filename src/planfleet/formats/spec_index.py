@@ -15,7 +15,7 @@ from planfleet.formats.markdown import (
     fields,
     link_target,
     normalize_key,
-    outside_fences,
+    prose,
     sections,
     strip_code,
 )
@@ -45,7 +45,7 @@ def read_index(repo: Path, plans_dir: Path | None = None) -> list[IndexEntry]:
     text = read_text(readme)
     _, secs = sections(text)
     lines = [Line(i, t) for i, t in enumerate(text.splitlines(), start=1)]
-    entries = _index_table(outside_fences(lines)) or _index_list(outside_fences(lines))
+    entries = _index_table(prose(lines)) or _index_list(prose(lines))
     if not entries:
         entries = _index_headings(secs)
     first: dict[str, IndexEntry] = {}

@@ -21,7 +21,8 @@ Shape (``docs/plans/2026-03-02-rate-limiter.md``, ``docs/superpowers/plans/*.md`
 Mapping: tasks run in order inside one phase (or one phase per ``## Phase``/``## Chunk``
 heading, each after the previous). ``Run:`` commands whose ``Expected:`` is not a failure
 (and whose step is not "verify it fails") are verify commands; ``git`` commands are not.
-``Test:`` paths are the blast radius (space-joined) and files to create when they do not
+A ``**Commands:**`` list (or the fenced ``sh`` block under it) is what the shell runner
+runs. ``Test:`` paths are the blast radius (space-joined) and files to create when they do not
 exist yet (to modify when they do). All step checkboxes checked = done, some = in progress;
 a ``**Status:**`` line or a heading ending in ✅ / "(done)" also records the status.
 The agent's text is the plan's Goal/Architecture/Tech Stack lines plus the task section.
@@ -39,16 +40,20 @@ from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import (
+    Facts,
     Line,
     Section,
     code_spans,
     fenced_blocks,
     fields,
     list_under,
-    outside_fences,
+    parse,
+    prose,
     sections,
+    sections_of,
     strip_code,
 )
+from planfleet.formats.shellmd import task_commands
 from planfleet.fsutil import is_file, read_text
 from planfleet.ids import slugify
 from planfleet.model import Plan
@@ -56,7 +61,7 @@ from planfleet.model import Plan
 # "Task 3: Title", "Task 2. Title", "Task 4 — Title", "Task 1.2: Title", "Task 5"
 _SEP = r"\s*(?:(?::|\.(?=\s)|\s[\u2013\u2014-])\s*(?P<title>.*))?$"
 _TASK = re.compile(r"^Task\s+(?P<n>\d[\w.-]*?)" + _SEP)
-_TASK_LINE = re.compile(r"^#{2,4}\s+Task\s+\d[\w.-]*\s*(?:[:.\u2013\u2014-]|$)", re.M)
+_TASK_LINE = re.compile(r"^ {0,3}#{2,4}\s+Task\s+\d[\w.-]*\s*(?:[:.\u2013\u2014-]|$)", re.M)
 _PHASE = re.compile(
     r"^(?P<word>Phase|Chunk|Part|Stage|Milestone)\s+(?P<n>\d[\w.-]*?)" + _SEP,
     re.I,
@@ -83,6 +88,7 @@ _ACTIONS = {"create": "create", "new": "create", "add": "create", "modify": "mod
 # A task heading marked done by hand: "### Task 3: Title ✅" or "... (done)".
 _DONE_MARK = re.compile(r"\s*(?:\u2705|\u2714\ufe0f?|\((?:done|complete|completed)\))\s*$", re.I)
 _HEADER_KEYS = ("goal", "architecture", "tech stack")
+_COMMANDS = ("commands", "shell commands", "commands to run")
 _FOREIGN = (".spec", ".ai")  # those readers own plans under .spec/plans and .ai/plans
 
 
@@ -109,7 +115,8 @@ class SuperpowersReader:
 
     def read(self, path: Path, *, repo: Path) -> Plan:
         text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
-        _, secs = sections(text)
+        doc = parse(text)
+        _, secs = sections_of(doc)
         tasks = [(i, m) for i, s in enumerate(secs) if (m := _TASK.match(s.title))]
         top = next((s for s in secs if s.level == 1), None)
         b = PlanBuilder(
@@ -130,7 +137,7 @@ class SuperpowersReader:
         context = "\n".join(
             f"**{k.title()}:** {header[k].text}" for k in _HEADER_KEYS if k in header
         )
-        all_lines = text.splitlines()
+        all_lines = [ln.text for ln in doc.lines]
         task_level = secs[tasks[0][0]].level
         created: set[str] = set()
         phase_of = _phases(b, secs, tasks, task_level, top.title if top else path.stem)
@@ -145,7 +152,7 @@ class SuperpowersReader:
                     field="heading",
                 )
             end = next((s.line for s in secs[i + 1 :] if s.level <= sec.level), len(all_lines) + 1)
-            body = [Line(n, all_lines[n - 1]) for n in range(sec.line + 1, end)]
+            body = doc.lines[sec.line : end - 1]
             section_text = "\n".join(all_lines[sec.line - 1 : end - 1]).strip("\n")
             title = (m.group("title") or "").strip() or sec.title
             task = _task_fields(b, body, repo, f"{context}\n\n{section_text}".strip(), created)
@@ -203,7 +210,7 @@ def _task_fields(
     for t in tests:  # a test file that exists, or an earlier task creates, is modified
         (modify if t in created_before or is_file(repo / t) else create).append(t)
     created_before.update(create)
-    steps = [m for ln in outside_fences(body) if (m := _STEP.match(ln.text))]
+    steps = [m for ln in prose(body) if (m := _STEP.match(ln.text))]
     marks = [m.group("mark") for m in steps if m.group("mark") is not None]
     status = "pending"
     if marks and all(mark in "xX" for mark in marks):
@@ -225,6 +232,8 @@ def _task_fields(
         "files_modify": tuple(f for f in dedupe(modify) if f not in create),
         "blast_radius": " ".join(dedupe(tests)) or None,
         "verify": dedupe(_verify_commands(body)),
+        # "Run:" lines are verify commands here; the shell runner's are under "Commands:"
+        "commands": task_commands(Facts([Section(6, "", 0, body)]), labels=_COMMANDS),
         "acceptance": dedupe(accept),
         "depends_on": dedupe(deps),
         "status": status,
@@ -240,7 +249,7 @@ def _task_fields(
 
 def _files_list(body: list[Line]) -> list[Line]:
     """Return the bullets under ``**Files:**`` (``list_under`` reads ``- Create: x`` as fields)."""
-    lines = outside_fences(body)
+    lines = prose(body)
     start = next((k for k, ln in enumerate(lines) if _FILES.match(ln.text)), None)
     items: list[Line] = []
     for ln in lines[start + 1 :] if start is not None else ():
@@ -276,7 +285,7 @@ def _file_item(
 def _verify_commands(body: list[Line]) -> list[str]:
     """Return the ``Run:`` commands expected to pass (not the red step of a test-first cycle)."""
     blocks = {line: code for line, _, code in fenced_blocks(body)}
-    visible = outside_fences(body)
+    visible = prose(body)
     out: list[str] = []
     step_title = ""
     for k, ln in enumerate(visible):

@@ -29,6 +29,7 @@ A task file (elements in any order; unknown ones give a warning but stay in the 
       <acceptance-criteria><criterion>...</criterion></acceptance-criteria>
       <verification><command>pytest tests/invoice -q</command><check>prose</check></verification>
       <test-scope>tests/invoice</test-scope>        the blast radius
+      <commands><command>make models</command></commands>   what the shell runner runs
     </task>
 
 ``execute-state.json`` (see ``execute_state``) sets the recorded statuses, and its worktree,
@@ -68,7 +69,7 @@ _UNIT_HOURS = {"m": 1 / 60, "h": 1.0, "d": 8.0}
 _KNOWN = frozenset(
     "title layer agent owner kind estimate timeout max-attempts status description context "  # noqa: SIM905
     "notes dependencies depends-on files packages dependencies-to-add acceptance-criteria "
-    "verification test-scope".split()
+    "verification test-scope commands".split()
 )
 
 
@@ -313,6 +314,7 @@ def _task_fields(
             [*_items(el.find("acceptance-criteria"), "criterion", _LIST), *checks]
         ),
         "verify": dedupe(_items(verification, "command", _LIST)),
+        "commands": tuple(_items(el.find("commands"), "command", _LIST)),
         "blast_radius": " ".join(_items(el.find("test-scope"), "path", _IDS)) or None,
         "estimate": _number(b, el, lines, path, "estimate", hours=True),
         "timeout_s": _number(b, el, lines, path, "timeout"),
