@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch",
     "orchestrate",
     "phase_runner",
+    "context",
 )
 
 EPILOG = """\
