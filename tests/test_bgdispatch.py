@@ -502,3 +502,20 @@ def test_dispatch_and_the_engine_keep_off_each_others_work(
     assert git(wt, "rev-parse", "HEAD").strip() == work
     locked = {e["path"]: e.get("locked") for e in worktree_entries(repo)}
     assert locked[str(wt)] == f"planfleet bg session {again['session_id']}"
+
+
+def test_a_worktree_that_cannot_be_held_still_records_its_session(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    fake.scenario(phase3_plan3="dispatch-lock")
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 0, res.err
+    data = res.json()["data"]
+    assert [s["name"] for s in manifest(repo)["sessions"]] == [
+        "phase3-plan1",
+        "phase3-plan3",
+        "phase3-plan5",
+    ]
+    (warning,) = data["warnings"]
+    assert f"could not lock {WORKTREES}/3.plan-003-api" in warning
+    assert "warning: could not lock" in res.err

@@ -74,7 +74,6 @@ def dispatch(
                 outcome.failure = started
                 outcome.not_dispatched = [q.plan for q in plan.planned[i:]]
                 break
-            bgwork.hold(repo, p.worktree, started)
             entry = {
                 "plan": Path(p.plan).name,
                 "path": p.plan,
@@ -89,6 +88,14 @@ def dispatch(
             data["sessions"].append(entry)
             outcome.sessions.append(entry)
             fsutil.atomic_write(plan.manifest, dumps(data) + "\n")
+            try:  # after the record: a session that runs is never left out of it
+                bgwork.hold(repo, p.worktree, started)
+            except PlanfleetError as exc:
+                outcome.warnings.append(
+                    f"could not lock {entry['worktree']} for session {started} "
+                    f"({exc.message.splitlines()[-1].strip()}): an engine run of {plan.run} "
+                    "could take it over while the session works"
+                )
     if outcome.sessions:
         exe = plan.planned[0].argv[0]
         confirm(repo, exe, outcome, timeout_s=confirm_timeout_s)
