@@ -49,6 +49,7 @@ RUN = "maxvision-phase-1"
 DONE_DEADLINE_S = 360.0  # two sessions of five turns each, on a busy two-core machine
 EXECUTOR = "You are planfleet's background plan executor"
 CLASSIFIER = "decide which of four states"  # Claude Code's own session-state request
+REPORT = "all committed, tests green"  # ends a session's closing report (nowhere else)
 
 SLUG = '''"""Slugs for titles."""
 
@@ -146,15 +147,17 @@ def executor(body: dict[str, Any], seen: dict[str, list[str]]) -> list[Block]:
     k = turn(body)
     if k < len(answers):
         return answers[k]
-    return [text(f"Committed {', '.join(files)} on my branch; the tests pass.")]
+    return [text(f"Committed {', '.join(files)} on my branch; {REPORT}.")]
 
 
 def script_for(seen: dict[str, list[str]]) -> Any:
     def script(body: dict[str, Any]) -> list[Block]:
         system = system_text(body)
-        if CLASSIFIER in system:  # finished with a report: the session is done
-            result = {"result": "plan committed, tests pass"}
-            state = {"state": "done", "detail": "committed", "tempo": "idle", "output": result}
+        if CLASSIFIER in system:  # done once the executor's closing report is the tail
+            finished = REPORT in all_text(body)
+            result = {"result": "plan committed, tests pass"} if finished else {}
+            word = "done" if finished else "working"
+            state = {"state": word, "detail": word, "tempo": "idle", "output": result}
             return [text(json.dumps(state))]
         if EXECUTOR in system:
             return executor(body, seen)
