@@ -351,3 +351,22 @@ def test_sessions_of_an_older_dispatch_are_found_in_claudes_worktrees(
     assert one["result"] == "merged"
     assert Path(one["worktree"]).resolve() == wt.resolve()
     assert git(repo, "show", f"{INTEGRATION}:src/auth.py") == "def login():\n    return 1\n"
+
+
+def test_a_manifest_pointing_elsewhere_is_not_followed(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    """The manifest is a file in the user's tree: its worktree must be the task's own."""
+    session_work(repo, "phase3-plan1", {"src/auth.py": "def login():\n    return True\n"})
+    other = claude_worktree(repo, "decoy", {"src/auth.py": "print('not the session')\n"})
+    path = repo / ".maxvision/phase-3/bg-dispatch.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["sessions"][0]["worktree"] = str(other.relative_to(repo))
+    path.write_text(json.dumps(data), encoding="utf-8")
+    fake.scenario(phase3_plan1="done")
+    res = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    one = sessions(res)["phase3-plan1"]
+    assert one["result"] == "no_work"
+    assert "not the worktree and branch of task 3.plan-001-auth" in one["message"]
+    assert ref(repo, INTEGRATION) == git(repo, "rev-parse", "main").strip()  # nothing merged

@@ -207,18 +207,7 @@ def _open(repo: Path, plan: model.Plan, timeout_s: float) -> _Phase:
 def _collect_done(ctx: _Phase, s: Session, c: Collected, task: model.Task) -> None:
     """Verify a done session's commit and record the attempt (unless already recorded)."""
     c.branch = worktrees.task_branch(ctx.plan.name, task.id)
-    mine = worktrees.task_worktree(ctx.repo, ctx.plan.name, task.id) if s.worktree else None
-    if mine is not None and (
-        (ctx.repo / str(s.worktree)).resolve() != mine.resolve() or s.branch != c.branch
-    ):
-        c.result = "error"
-        c.message = (
-            f"the dispatch manifest records worktree {s.worktree} on {s.branch}, but the "
-            f"plan's task {task.id} works in {mine.relative_to(ctx.repo)} on {c.branch}"
-        )
-        c.next_step = f"dispatch the plan again: `planfleet dispatch --phase {c.phase}`"
-        return
-    work = bgwork.locate_work(ctx.repo, s, mine)
+    work = bgwork.locate_work(ctx.repo, s, ctx.plan.name, task.id)
     if isinstance(work, str):
         c.result, c.message = "no_work", work
         c.next_step = f"see where its work is with `planfleet agents logs {c.id}`"

@@ -78,18 +78,23 @@ def release(repo: Path, worktree: Path) -> bool:
     return True
 
 
-def locate_work(
-    repo: Path, session: Session, worktree: Path | None = None
-) -> tuple[Path, str] | str:
-    """Return (worktree, HEAD commit) holding a session's work, or why none was found.
+def locate_work(repo: Path, session: Session, plan: str, task: str) -> tuple[Path, str] | str:
+    """Return (worktree, HEAD commit) holding the work of ``task``'s session, or why none was.
 
-    ``worktree``: the one planfleet made for the session, which holds its work. Without it
-    (an older dispatch) the session's cwd counts when it lies in a linked worktree of this
-    repository (never the user's checkout); else the one worktree under
-    ``.claude/worktrees/`` named after it.
+    A dispatch records the worktree it made for the session (``plan``'s task worktree): it
+    holds the work. Without one (an older dispatch) the session's cwd counts when it lies in
+    a linked worktree of this repository (never the user's checkout); else the one worktree
+    under ``.claude/worktrees/`` named after it.
     """
     entries = git.worktree_list(repo)
-    if worktree is not None:
+    if session.worktree:
+        worktree = worktrees.task_worktree(repo, plan, task)
+        recorded = (repo / session.worktree).resolve(), session.branch
+        if recorded != (worktree.resolve(), worktrees.task_branch(plan, task)):
+            return (
+                f"the dispatch manifest records {session.worktree} on {session.branch}, not "
+                f"the worktree and branch of task {task}: dispatch the plan again"
+            )
         mine = next((e for e in entries if e.path.resolve() == worktree.resolve()), None)
         if mine is None or not mine.present or not mine.head:
             return f"its worktree {worktree} is gone (git no longer lists it with a commit)"
