@@ -37,12 +37,16 @@ class FakeBg:
     home: Path
     monkeypatch: pytest.MonkeyPatch
 
-    def calls(self, verb: str | None = None) -> list[list[str]]:
-        """Return the argv of every call (only those starting with ``verb`` if given)."""
+    def call_records(self, verb: str | None = None) -> list[dict[str, Any]]:
+        """Return every call as {argv, cwd} (only those starting with ``verb`` if given)."""
         log = self.home / "calls.jsonl"
         lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
-        argvs = [json.loads(line)["argv"] for line in lines]
-        return [a for a in argvs if verb is None or a[:1] == [verb]]
+        found = [json.loads(line) for line in lines]
+        return [c for c in found if verb is None or c["argv"][:1] == [verb]]
+
+    def calls(self, verb: str | None = None) -> list[list[str]]:
+        """Return the argv of every call (only those starting with ``verb`` if given)."""
+        return [c["argv"] for c in self.call_records(verb)]
 
     def scenario(self, **states: str) -> None:
         """Set what the fake reports per session name, e.g. phase3_plan1="blocked:x"."""

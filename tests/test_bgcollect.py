@@ -46,15 +46,28 @@ def repo(tmp_path: Path, fake: FakeBg, run_cli: Run) -> Path:
 
 
 def session_work(repo: Path, name: str, files: dict[str, str]) -> Path:
-    """Return the worktree a session moved into, with ``files`` committed there."""
+    """Return the worktree session ``name`` was started in, with ``files`` committed there."""
+    (entry,) = [s for s in manifest(repo)["sessions"][-3:] if s["name"] == name]
+    wt = repo / entry["worktree"]
+    commit(wt, files, f"work of {name}")
+    return wt
+
+
+def claude_worktree(repo: Path, name: str, files: dict[str, str]) -> Path:
+    """Return a worktree Claude Code made for a session under .claude/worktrees/, committed."""
     wt = repo / ".claude" / "worktrees" / name
     git(repo, "worktree", "add", "-q", "-b", f"worktree-{name}", str(wt))
+    commit(wt, files, f"work of {name}")
+    return wt
+
+
+def commit(wt: Path, files: dict[str, str], message: str) -> None:
+    """Write ``files`` in the checkout ``wt`` and commit them."""
     for rel, text in files.items():
         (wt / rel).parent.mkdir(parents=True, exist_ok=True)
         (wt / rel).write_text(text, encoding="utf-8")
         git(wt, "add", rel)
-    git(wt, "commit", "-qm", f"work of {name}")
-    return wt
+    git(wt, "commit", "-qm", message)
 
 
 def snapshot(path: Path) -> tuple[str, str, str]:
@@ -78,6 +91,24 @@ def ref(repo: Path, name: str) -> str:
     return found.stdout.strip()
 
 
+def worktree_locks(repo: Path) -> dict[str, str | None]:
+    """Return worktree path -> its lock reason (None when not locked)."""
+    found: dict[str, str | None] = {}
+    path = ""
+    for line in git(repo, "worktree", "list", "--porcelain").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            path = value
+            found[path] = None
+        elif key == "locked":
+            found[path] = value
+    return found
+
+
+def found_again(repo: Path) -> dict[str | None, bgcollect.Collected]:
+    return {c.name: c for c in bgcollect.collect(repo, 3)}
+
+
 def state(repo: Path) -> dict[str, Any]:
     return StateStore.for_plan(repo, PLAN).load()
 
@@ -98,7 +129,7 @@ def _two_done_one_blocked(repo: Path, fake: FakeBg, monkeypatch: pytest.MonkeyPa
     """Plan 1 committed its file, plan 2 committed the wrong file, plan 3 waits for you."""
     good = session_work(repo, "phase3-plan1", {"src/auth.py": "def login():\n    return True\n"})
     session_work(repo, "phase3-plan2", {"src/other.py": "x = 1\n"})
-    # plan 1's cwd is its worktree (a subfolder of it); plan 2 is found by its name
+    # where the session says it is does not matter: its worktree is the recorded one
     monkeypatch.setenv("FAKE_CLAUDE_BG_CWD", f"phase3-plan1={good / 'src'}")
     fake.scenario(
         phase3_plan1="done", phase3_plan2="done", phase3_plan3="blocked:permission prompt"
@@ -110,7 +141,7 @@ def test_collect_verifies_merges_fails_and_surfaces_blocked(
     repo: Path, fake: FakeBg, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = _two_done_one_blocked(repo, fake, monkeypatch)
-    bad = repo / ".claude/worktrees/phase3-plan2"
+    bad = repo / f".planfleet/worktrees/{PLAN}/{API}"
     ids = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"]}
     user, sessions_before = snapshot(repo), (snapshot(good), snapshot(bad))
     readme = (repo / "README.md").read_text()
@@ -125,7 +156,8 @@ def test_collect_verifies_merges_fails_and_surfaces_blocked(
     head = git(good, "rev-parse", "HEAD").strip()
     assert one["commit"] == head
     assert Path(one["worktree"]).resolve() == good.resolve()
-    assert ref(repo, f"planfleet/{PLAN}/tasks/{AUTH}") == head
+    assert one["branch"] == f"planfleet/{PLAN}/tasks/{AUTH}"
+    assert ref(repo, f"planfleet/{PLAN}/tasks/{AUTH}") == head  # committed on it, as asked
     assert git(repo, "show", f"{INTEGRATION}:src/auth.py") == "def login():\n    return True\n"
     assert git(repo, "merge-base", "--is-ancestor", head, INTEGRATION) == ""
     record = state(repo)["tasks"][AUTH]
@@ -167,6 +199,10 @@ def test_collect_verifies_merges_fails_and_surfaces_blocked(
     assert snapshot(repo) == user
     assert (repo / "README.md").read_text() == readme
     assert (snapshot(good), snapshot(bad)) == sessions_before
+    # merged: the session's hold on its worktree is dropped; a failed one keeps it (feedback)
+    locks = worktree_locks(repo)
+    assert locks[str(good)] is None
+    assert locks[str(bad)] == f"planfleet bg session {ids['phase3-plan2']}"
     assert state(repo)["status"] == "paused"  # no engine runs it: not shown as a dead engine
 
     # `planfleet agents` now shows the task each session is recorded under
@@ -226,10 +262,8 @@ def test_feedback_sent_once_then_the_fixed_commit_merges(
     assert len(fake.calls("--resume")) == 1
 
     # the session fixes its work in its own worktree and reports done again
-    bad = repo / ".claude/worktrees/phase3-plan2"
-    (bad / "src/api.py").write_text("def api():\n    return 1\n", encoding="utf-8")
-    git(bad, "add", "src/api.py")
-    git(bad, "commit", "-qm", "add the api")
+    bad = repo / f".planfleet/worktrees/{PLAN}/{API}"
+    commit(bad, {"src/api.py": "def api():\n    return 1\n"}, "add the api")
     monkeypatch.setenv("FAKE_CLAUDE_BG_RESUMED", "done")
     fixed = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
     assert fixed.code == 0, fixed.err
@@ -245,15 +279,20 @@ def test_unfinished_sessions_and_missing_work_are_reported(
     repo: Path, fake: FakeBg, run_cli: Run
 ) -> None:
     ids = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"]}
-    fake.scenario(phase3_plan1="working", phase3_plan2="failed", phase3_plan3="done")
-    found = {c.name: c for c in bgcollect.collect(repo, 3)}
+    states = {"phase3-plan1": "working", "phase3-plan2": "failed", "phase3-plan3": "done"}
+    fake.scenario(**{ids[name]: state for name, state in states.items()})
+    # plan 3 is done, but its worktree was removed by hand: there is no work to take
+    wt = repo / f".planfleet/worktrees/{PLAN}/{UI}"
+    git(repo, "worktree", "unlock", str(wt))
+    git(repo, "worktree", "remove", str(wt))
+    found = found_again(repo)
     assert found["phase3-plan1"].result == "working"
     assert f"planfleet agents logs {ids['phase3-plan1']}" in str(found["phase3-plan1"].next_step)
     assert found["phase3-plan2"].result == "session_failed"
     assert "planfleet dispatch --phase 3" in str(found["phase3-plan2"].next_step)
-    # done, but it never left the user's checkout: there is no work to take
     assert found["phase3-plan3"].result == "no_work"
-    assert ref(repo, f"planfleet/{PLAN}/tasks/{UI}") == ""
+    assert f"its worktree {wt} is gone" in found["phase3-plan3"].message
+    assert ref(repo, f"planfleet/{PLAN}/tasks/{UI}") != ""  # the branch is still there
     assert state(repo)["tasks"][UI]["attempts"] == 0
 
     run_cli("agents", "stop", ids["phase3-plan1"], cwd=repo)
@@ -264,7 +303,7 @@ def test_unfinished_sessions_and_missing_work_are_reported(
     assert again[ids["phase3-plan2"]].result == "superseded"
     new = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"][3:]}
     assert again[new["phase3-plan1"]].result == "working"
-    assert again[new["phase3-plan2"]].result == "session_failed"
+    assert again[new["phase3-plan2"]].result == "working"
     assert again[ids["phase3-plan3"]].result == "no_work"
 
     run_cli("agents", "stop", new["phase3-plan1"], cwd=repo)
@@ -288,3 +327,46 @@ def test_a_running_engine_keeps_collect_off_its_plan(
     assert "already being run" in found["phase3-plan1"].message
     assert found["phase3-plan3"].result == "blocked"
     assert not StateStore.for_plan(repo, PLAN).exists()
+
+
+def test_sessions_of_an_older_dispatch_are_found_in_claudes_worktrees(
+    tmp_path: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    """Manifests written before planfleet made the worktrees name none: the work is found."""
+    repo = make_repo(tmp_path / "older", FILES)
+    sid = fake.start("phase3-plan1", repo)
+    entry = {
+        "plan": "plan-001-auth.md",
+        "path": f"{PLANS}/plan-001-auth.md",
+        "name": "phase3-plan1",
+    }
+    (repo / ".maxvision/phase-3/bg-dispatch.json").write_text(
+        json.dumps({"phase": 3, "sessions": [{**entry, "session_id": sid}]}), encoding="utf-8"
+    )
+    wt = claude_worktree(repo, "phase3-plan1", {"src/auth.py": "def login():\n    return 1\n"})
+    fake.scenario(phase3_plan1="done")
+    res = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert res.code == 0, res.err
+    one = sessions(res)["phase3-plan1"]
+    assert one["result"] == "merged"
+    assert Path(one["worktree"]).resolve() == wt.resolve()
+    assert git(repo, "show", f"{INTEGRATION}:src/auth.py") == "def login():\n    return 1\n"
+
+
+def test_a_manifest_pointing_elsewhere_is_not_followed(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    """The manifest is a file in the user's tree: its worktree must be the task's own."""
+    session_work(repo, "phase3-plan1", {"src/auth.py": "def login():\n    return True\n"})
+    other = claude_worktree(repo, "decoy", {"src/auth.py": "print('not the session')\n"})
+    path = repo / ".maxvision/phase-3/bg-dispatch.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["sessions"][0]["worktree"] = str(other.relative_to(repo))
+    path.write_text(json.dumps(data), encoding="utf-8")
+    fake.scenario(phase3_plan1="done")
+    res = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    one = sessions(res)["phase3-plan1"]
+    assert one["result"] == "no_work"
+    assert "not the worktree and branch of task 3.plan-001-auth" in one["message"]
+    assert ref(repo, INTEGRATION) == git(repo, "rev-parse", "main").strip()  # nothing merged

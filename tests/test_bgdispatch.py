@@ -15,13 +15,28 @@ from typing import Any
 import pytest
 
 from bg_support import FAKE_CLAUDE, PLANS, FakeBg, install_fake, manifest, phase_repo
-from conftest import CliResult, git
-from planfleet import bgdispatch
+from conftest import CliResult, commit_file, git
+from planfleet import bgdispatch, bglaunch, paths, runinfo, worktrees
 from planfleet.commands import dispatch as dispatch_cmd
+from planfleet.errors import RefusedError
 from planfleet.output import Out
 
 Run = Callable[..., CliResult]
 OPEN = [f"{PLANS}/plan-001-auth.md", f"{PLANS}/plan-003-api.md", f"{PLANS}/plan-005-docs.md"]
+RUN = "maxvision-phase-3"
+WORKTREES = f".planfleet/worktrees/{RUN}"
+
+
+def worktree_entries(repo: Path) -> list[dict[str, str]]:
+    """Return `git worktree list --porcelain` as one dict per worktree."""
+    found: list[dict[str, str]] = []
+    for line in git(repo, "worktree", "list", "--porcelain").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            found.append({"path": value})
+        elif key:
+            found[-1][key] = value
+    return found
 
 
 @pytest.fixture
@@ -66,14 +81,25 @@ def test_dry_run_prints_the_exact_command(repo: Path, fake: FakeBg, run_cli: Run
         "planfleet:executor",
         "--name",
         "phase3-plan1",
-        "--model",
-        "sonnet",
+        "--permission-mode",
+        "acceptEdits",
     ]
-    assert len(argv) == 9
-    prompt = argv[8]
+    # run's rules: edits, reads and the git calls a task needs (nothing else is allowed)
+    assert argv[8] == "--allowedTools"
+    rules = argv[9].split(",")
+    assert {"Edit", "Write", "Bash(git add *)", "Bash(git commit *)"} <= set(rules)
+    assert not [r for r in rules if r in ("Bash", "Bash(*)")]
+    assert argv[10:12] == ["--model", "sonnet"]
+    assert argv[12] == "--"  # --allowedTools takes a list: it would swallow the prompt
+    assert len(argv) == 14
+    prompt = argv[13]
     assert f"{PLANS}/plan-001-auth.md" in prompt
+    wt = repo / ".planfleet/worktrees/maxvision-phase-3/3.plan-001-auth"
+    assert f"git worktree, {wt}, on branch planfleet/maxvision-phase-3/tasks/" in prompt
     assert "commit" in prompt
     assert "report" in prompt
+    assert "a commit on your branch with a non-empty diff" in prompt  # what collect checks
+    assert "worktree .planfleet/worktrees/maxvision-phase-3/3.plan-001-auth" in res.out
     assert "cap 10" in res.out
     assert "skipped  .maxvision/phase-3/plans/plan-002-db.md  (completed)" in res.out
     assert "Manifest: .maxvision/phase-3/bg-dispatch.json" in res.out
@@ -226,6 +252,28 @@ def test_dispatch_starts_each_session_and_writes_the_manifest(
     started = {p.stem for p in (fake.home / "sessions").glob("*.json")}
     assert {s["session_id"] for s in sessions} == started
     assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "status", "--porcelain") == "?? .maxvision/phase-3/bg-dispatch.json\n"
+
+    # each session was started in planfleet's own worktree of its plan, on run's task branch
+    tasks = ["3.plan-001-auth", "3.plan-003-api", "3.plan-005-docs"]
+    assert [s["task"] for s in sessions] == tasks
+    assert {s["run"] for s in sessions} == {RUN}
+    assert [s["worktree"] for s in sessions] == [f"{WORKTREES}/{t}" for t in tasks]
+    assert [s["branch"] for s in sessions] == [f"planfleet/{RUN}/tasks/{t}" for t in tasks]
+    assert [c["cwd"] for c in fake.call_records("--bg")] == [
+        str(repo / s["worktree"]) for s in sessions
+    ]
+    listed = {e["path"]: e for e in worktree_entries(repo)}
+    for s in sessions:
+        entry = listed[str(repo / s["worktree"])]
+        assert entry["branch"] == f"refs/heads/{s['branch']}"
+        assert entry["HEAD"] == head.strip()  # the integration branch, made from HEAD
+        # held for the session: an engine or `worktree remove` leaves it alone
+        assert entry["locked"] == f"planfleet bg session {s['session_id']}"
+        assert (repo / s["worktree"] / s["path"]).is_file()  # the session can read its plan
+    assert git(repo, "rev-parse", f"planfleet/{RUN}/integration") == head
+    assert [p["worktree"] for p in data["plans"]] == [s["worktree"] for s in sessions]
+    assert data["problems"] == []
 
     # run again: plans whose session still works are not dispatched twice
     res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
@@ -238,8 +286,9 @@ def test_a_stopped_or_failed_session_may_be_dispatched_again(
     repo: Path, fake: FakeBg, run_cli: Run
 ) -> None:
     assert run_cli("dispatch", "--phase", "3", "--yes", cwd=repo).code == 0
-    fake.scenario(phase3_plan1="failed", phase3_plan3="done")
     first = {s["name"]: s["session_id"] for s in manifest(repo)["sessions"]}
+    # by id: the plan's next session (same name) must not inherit the state
+    fake.scenario(**{first["phase3-plan1"]: "failed", first["phase3-plan3"]: "done"})
     assert run_cli("agents", "stop", first["phase3-plan5"], cwd=repo).code == 0
     res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
     assert res.code == 0, res.err
@@ -336,7 +385,7 @@ def test_nothing_open(tmp_path: Path, fake: FakeBg, run_cli: Run) -> None:
     ],
 )
 def test_parse_short_id(output: str, expected: str | None) -> None:
-    assert bgdispatch.parse_short_id(output) == expected
+    assert bglaunch.parse_short_id(output) == expected
 
 
 def test_phase_folder_with_a_label(tmp_path: Path) -> None:
@@ -344,3 +393,129 @@ def test_phase_folder_with_a_label(tmp_path: Path) -> None:
     (repo / ".maxvision/phase-03-auth/plans").mkdir(parents=True)
     assert bgdispatch.phase_dir(repo, 3) == repo / ".maxvision/phase-03-auth"
     assert bgdispatch.phase_dir(repo, 30) == repo / ".maxvision/phase-30"
+
+
+def test_a_read_only_permission_mode_is_refused(repo: Path, fake: FakeBg, run_cli: Run) -> None:
+    res = run_cli("dispatch", "--phase", "3", "--permission-mode", "plan", "--yes", cwd=repo)
+    assert res.code == 2
+    assert "read but never write" in res.err
+    assert fake.calls("--bg") == []
+    res = run_cli("dispatch", "--phase", "3", "--permission-mode", "auto", "--dry-run", cwd=repo)
+    assert res.code == 0, res.err
+    assert "--permission-mode auto" in res.out
+
+
+def test_sessions_that_cannot_work_in_their_worktree_are_reported_at_dispatch(
+    repo: Path, fake: FakeBg, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # plan 1's session reports the user's checkout as its folder; plan 3's fails at once
+    monkeypatch.setenv("FAKE_CLAUDE_BG_CWD", f"phase3-plan1={repo}")
+    fake.scenario(phase3_plan3="failed")
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    env = res.json()
+    data = env["data"]
+    assert data["status"] == "failed"
+    assert data["session_count"] == 3  # they were started and are recorded: they run
+    assert len(manifest(repo)["sessions"]) == 3
+    problems = {p["name"]: p for p in data["problems"]}
+    assert set(problems) == {"phase3-plan1", "phase3-plan3"}
+    one = problems["phase3-plan1"]
+    assert one["reason"] == "not_in_worktree"
+    assert str(repo) in one["message"]
+    assert f"{WORKTREES}/3.plan-001-auth" in one["message"]
+    assert f"planfleet agents stop {one['session_id']}" in one["next_step"]
+    assert problems["phase3-plan3"]["reason"] == "session_failed"
+    assert {e["reason"] for e in env["errors"]} == {"not_in_worktree", "session_failed"}
+    # the failed plan may be dispatched again (the others are live); it fails again here
+    human = run_cli("dispatch", "--phase", "3", "--yes", cwd=repo)
+    assert human.code == 1
+    assert "PROBLEM" in human.out
+    assert "(session_failed): the session of .maxvision/phase-3/plans/plan-003-api.md" in (
+        human.out
+    )
+    assert [c[4] for c in fake.calls("--bg")][3:] == ["phase3-plan3"]
+
+
+def test_a_worktree_that_cannot_be_made_stops_the_dispatch(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    paths.ensure_planfleet_dir(repo)  # .planfleet/ is ignored, as after any run
+    occupied = repo / WORKTREES / "3.plan-003-api"
+    occupied.mkdir(parents=True)
+    (occupied / "notes.txt").write_text("someone's files\n", encoding="utf-8")
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    data = res.json()["data"]
+    assert data["failure"]["reason"] == "no_worktree"
+    assert data["failure"]["name"] == "phase3-plan3"
+    assert "exists but is not a git worktree" in data["failure"]["output"]
+    assert data["not_dispatched"] == OPEN[1:]
+    assert [c[4] for c in fake.calls("--bg")] == ["phase3-plan1"]  # nothing without a home
+    assert (occupied / "notes.txt").read_text(encoding="utf-8") == "someone's files\n"
+
+
+def test_a_plan_the_integration_branch_lacks_is_not_dispatched(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    # the phase's integration branch exists from before plan 6 was written
+    git(repo, "branch", f"planfleet/{RUN}/integration")
+    commit_file(repo, f"{PLANS}/plan-006-late.md", "# Late\n\nWritten afterwards.\n")
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 1, res.err
+    data = res.json()["data"]
+    assert data["failure"]["reason"] == "plan_not_in_worktree"
+    assert f"has no {PLANS}/plan-006-late.md" in data["failure"]["output"]
+    assert [s["name"] for s in manifest(repo)["sessions"]] == [
+        "phase3-plan1",
+        "phase3-plan3",
+        "phase3-plan5",
+    ]
+
+
+def test_dispatch_and_the_engine_keep_off_each_others_work(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    with runinfo.engine_lock(repo, RUN):
+        res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 3
+    assert res.json()["errors"][0]["reason"] == "engine_running"
+    assert fake.calls("--bg") == []
+
+    assert run_cli("dispatch", "--phase", "3", "--yes", cwd=repo).code == 0
+    first = {s["name"]: s for s in manifest(repo)["sessions"]}
+    # an engine run of the plan does not adopt a worktree a session works in
+    with pytest.raises(RefusedError) as refused:
+        worktrees.create_worktree(repo, RUN, "3.plan-001-auth")
+    assert refused.value.reason == "worktree_locked"
+    assert first["phase3-plan1"]["session_id"] in refused.value.message
+
+    # the session is stopped and its plan dispatched again: the new session takes over the
+    # same worktree, with what the first one committed there
+    wt = repo / first["phase3-plan1"]["worktree"]
+    work = commit_file(wt, "src/auth.py", "def login():\n    return True\n")
+    assert run_cli("agents", "stop", first["phase3-plan1"]["session_id"], cwd=repo).code == 0
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 0, res.err
+    (again,) = res.json()["data"]["sessions"]
+    assert (again["name"], again["worktree"]) == ("phase3-plan1", first["phase3-plan1"]["worktree"])
+    assert git(wt, "rev-parse", "HEAD").strip() == work
+    locked = {e["path"]: e.get("locked") for e in worktree_entries(repo)}
+    assert locked[str(wt)] == f"planfleet bg session {again['session_id']}"
+
+
+def test_a_worktree_that_cannot_be_held_still_records_its_session(
+    repo: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    fake.scenario(phase3_plan3="dispatch-lock")
+    res = run_cli("dispatch", "--phase", "3", "--yes", "--json", cwd=repo)
+    assert res.code == 0, res.err
+    data = res.json()["data"]
+    assert [s["name"] for s in manifest(repo)["sessions"]] == [
+        "phase3-plan1",
+        "phase3-plan3",
+        "phase3-plan5",
+    ]
+    (warning,) = data["warnings"]
+    assert f"could not lock {WORKTREES}/3.plan-003-api" in warning
+    assert "warning: could not lock" in res.err

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -308,7 +309,8 @@ def test_bootstrap_installs_once_even_when_started_twice_at_once(
         PIP_NO_INDEX="1",
         PIP_FIND_LINKS=str(wheelhouse),
     )
-    command = [str(plugin / "bin" / "planfleet"), "--version"]
+    # what a skill's preflight runs first: `context` says whether this very call installed
+    command = [str(plugin / "bin" / "planfleet"), "context", "--json"]
     first_runs = [
         subprocess.Popen(
             command,
@@ -332,9 +334,14 @@ def test_bootstrap_installs_once_even_when_started_twice_at_once(
                 process.wait()
     for out, err, code in outputs:
         assert code == 0, err + (data / "install.log").read_text(encoding="utf-8")
-        assert out == f"planfleet {__version__}\n"
+        assert json.loads(out)["data"]["environment"]["planfleet"] == __version__
         assert "Traceback" not in err
     assert sum(err.count(INSTALLING) for _, err, _ in outputs) == 1
+    # the one that installed says so (the other waited for it, then found it built)
+    installed = [json.loads(out)["data"]["environment"] for out, _, _ in outputs]
+    assert sorted(e["installed_now"] for e in installed) == [False, True]
+    (builder,) = [e for e in installed if e["installed_now"]]
+    assert builder["installed_into"] == str(data / "venv")
     stamp = data / "venv" / "planfleet-install.json"
     before = (stamp.read_bytes(), stamp.stat().st_mtime_ns, stamp.stat().st_ino)
 
@@ -342,6 +349,12 @@ def test_bootstrap_installs_once_even_when_started_twice_at_once(
     assert again.returncode == 0, again.stderr
     assert again.stdout == f"planfleet {__version__}\n"
     assert again.stderr == ""  # no install message, no waiting message
+    warm = run_shim(["context", "--json"], env, cwd=tmp_path, program=command[0])
+    assert json.loads(warm.stdout)["data"]["environment"]["installed_now"] is False
+    # a planfleet started by one that has just installed does not take it for its own
+    inherited = dict(env, PLANFLEET_INSTALLED_NOW=f"1 {data / 'venv'}")
+    nested = run_shim(["context", "--json"], inherited, cwd=tmp_path, program=command[0])
+    assert json.loads(nested.stdout)["data"]["environment"]["installed_now"] is False
     assert (stamp.read_bytes(), stamp.stat().st_mtime_ns, stamp.stat().st_ino) == before
     installed = subprocess.run(
         [str(data / "venv" / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],

@@ -86,15 +86,19 @@ def claude() -> str:
     return found
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A fresh copy of the bundled example repository, committed on main."""
-    target = tmp_path / "textstats"
+def example_repo(target: Path) -> Path:
+    """Return a fresh copy of the bundled example repository at ``target``, committed on main."""
     shutil.copytree(EXAMPLE, target)
     git(target, "init", "-q", "-b", "main")
     git(target, "add", "-A")
     git(target, "commit", "-qm", "textstats: starting point")
     return target
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh copy of the bundled example repository, committed on main."""
+    return example_repo(tmp_path / "textstats")
 
 
 def claude_env(claude: str, folder: Path, model: str | None = None, **extra: str) -> dict[str, str]:
@@ -278,6 +282,36 @@ def test_the_model_reaches_the_status_skill_through_the_skill_tool(
     last = all_text(session.requests[-1])
     assert "Status of plan runs (diagnosis)" in last
     assert '"command":"agents"' in last or '"command": "agents"' in last
+
+
+def test_the_skills_claude_starts_itself_need_the_rule_the_readme_gives(
+    drive: Callable[..., Session], repo: Path
+) -> None:
+    """A skill that pre-approves tools is a permission: refused in -p until allowed."""
+    ask = steps([tool_use("Skill", {"skill": "planfleet:status"})], [text("No runs yet.")])
+    refused = drive("how is my plan going?", ask)
+    assert refused.code == 0, refused.stderr
+    assert [d["tool_name"] for d in refused.result["permission_denials"]] == ["Skill"]
+    assert "Status of plan runs (diagnosis)" not in all_text(refused.requests[-1])
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (rule,) = re.findall(r'"allow": \["(Skill\([^)]*\))"\]', readme)
+    settings = repo / ".claude" / "settings.local.json"  # one of the files the README names
+    assert ".claude/settings.local.json" in readme
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"permissions": {"allow": [rule]}}), encoding="utf-8")
+    for skill, shown in (
+        ("planfleet:status", "Status of plan runs (diagnosis)"),
+        ("planfleet:plan", "# Write a planfleet plan"),
+    ):
+        ask = steps([tool_use("Skill", {"skill": skill})], [text("Done.")])
+        allowed = drive("how is my plan going?", ask)
+        assert allowed.code == 0, allowed.stderr
+        assert allowed.result["permission_denials"] == []
+        last = all_text(allowed.requests[-1])
+        assert shown in last
+        # its one preflight call ran (pre-approved by the skill's allowed-tools)
+        assert '"command":"context"' in last
 
 
 def test_run_skill_executes_the_plan(drive: Callable[..., Session], repo: Path) -> None:
@@ -593,7 +627,13 @@ def test_installed_from_the_marketplace_as_a_user_would(
         (plugin,) = [p for p in session.init["plugins"] if p["name"] == "planfleet"]
         assert plugin["source"] == "planfleet@planfleet"
         assert "planfleet:status" in session.init["slash_commands"]
-        # `planfleet` was found on the Bash tool's PATH and bootstrapped its environment.
+        # The command's one preflight call bootstrapped planfleet's environment and says so,
+        # with the line the model must open its reply with.
+        shown = all_text(requests[0])
+        assert '"installed_now":true' in shown
+        assert "First run: planfleet installed its Python environment" in " ".join(shown.split())
+        assert shown.count("planfleet: installing planfleet") == 1  # one call, one install
+        # `planfleet` was found on the Bash tool's PATH and ran from that environment.
         (result,) = session.results_of('"command":"status"')
         assert envelope(result)["data"]["runs"] == []
         stamps = [

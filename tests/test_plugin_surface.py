@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 
 from planfleet import cli
+from planfleet.commands import context as context_cmd
 from planfleet.errors import PlanfleetError
 from planfleet.schemas import load as load_schema
 
@@ -408,6 +409,23 @@ def test_preflight_context_can_never_abort(d: Doc) -> None:
         assert not re.search(r"[;&|`<>]", command.removesuffix("|| true")), command
 
 
+@pytest.mark.parametrize("d", of("skill") + of("command"), ids=ids(of("skill") + of("command")))
+def test_preflight_is_one_engine_call_that_names_its_parts(d: Doc) -> None:
+    # Each `planfleet` start costs a Python start and the engine's imports (and the first
+    # one in a new environment installs it): the context comes from one call.
+    (command,) = preflights(d.body)
+    argv = concrete(command)
+    assert argv[:2] == ["planfleet", "context"], f"{d.rel}: preflight {command!r}"
+    ns = cli.build_parser().parse_args(argv[1:])
+    asked = [name for name in context_cmd.SECTIONS if getattr(ns, name)]
+    assert asked, f"{d.rel}: the context asks for nothing"
+    body = d.body[d.body.index(command) :]
+    for name in asked:  # the model is told which part holds what
+        explained = re.search(rf"`{name}`\s+\(", body)
+        assert explained, f"{d.rel}: the context's part {name!r} is not explained"
+    assert "data.environment.installed_now" in body, f"{d.rel}: say when it just installed"
+
+
 def dispatch_offsets(d: Doc) -> list[int]:
     """Return where ``d`` tells the model to start paid agents (engine calls or subagents)."""
     offsets = [m.start() for m in re.finditer("subagent_type", d.body)]
@@ -488,7 +506,7 @@ def test_markdown_has_engine_calls() -> None:
         "verify",
         "state",
         "plan",
-        "preflight",
+        "context",
         "orchestrate",
         "phase-runner",
         "logs",

@@ -55,10 +55,11 @@ def claude_entries(repo: Path, exe: str | None = None) -> list[dict[str, Any]]:
 
 def session_states(entries: Sequence[dict[str, Any]]) -> dict[str, str]:
     """Return short id -> state for the background sessions in ``entries``."""
-    return {str(e["id"]): _state(e) for e in entries if e.get("id")}
+    return {str(e["id"]): entry_state(e) for e in entries if e.get("id")}
 
 
-def _state(entry: dict[str, Any]) -> str:
+def entry_state(entry: dict[str, Any]) -> str:
+    """Return the state of one `claude agents` entry (from ``status`` when it has none)."""
     state = entry.get("state")
     if state in STATES:
         return str(state)
@@ -81,6 +82,8 @@ class Session:
     session_uuid: str | None = None
     plan: str | None = None  # repository-relative plan file, from a dispatch manifest
     phase: int | None = None
+    worktree: str | None = None  # the worktree planfleet made for it (repository-relative)
+    branch: str | None = None
     run: str | None = None  # planfleet plan run tracking it, and its task
     task: str | None = None
     task_status: str | None = None
@@ -177,7 +180,7 @@ def list_sessions(
         s = Session(
             id=sid,
             name=e.get("name"),
-            state=_state(e),
+            state=entry_state(e),
             waiting_for=e.get("waitingFor"),
             status=e.get("status"),
             started_at=started if isinstance(started, int) else None,
@@ -202,6 +205,7 @@ def _annotate(
     if recorded is not None:
         s.plan = recorded.get("path") or recorded["plan"]
         s.phase = recorded.get("phase")
+        s.worktree, s.branch = recorded.get("worktree"), recorded.get("branch")
     hit = tracked.get(s.id) or (tracked.get(s.session_uuid) if s.session_uuid else None)
     if hit:
         s.run, s.task, s.task_status = hit

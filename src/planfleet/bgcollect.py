@@ -1,11 +1,13 @@
 """Collecting background sessions' work: the engine's gates, state and merge queue on it.
 
-A `claude --bg` session that reports ``done`` has committed in its own git worktree (Claude
-Code moves a background session into ``<repo>/.claude/worktrees/`` before it edits). For
-each session of a phase's dispatch, collect points the plan's task branch at the session's
-HEAD with ``update-ref`` (neither the user's checkout nor the session's worktree changes),
-runs the gates the engine runs, records the attempt in the plan's state and merges what
-passed into the integration branch. Blocked sessions are surfaced with what they wait for.
+A `claude --bg` session that reports ``done`` has committed in the task worktree planfleet
+made for its plan, on the plan's task branch (older dispatches: in a worktree Claude Code
+made under ``<repo>/.claude/worktrees/``). For each session of a phase's dispatch, collect
+takes that worktree's HEAD as the task branch (``update-ref`` if the session committed
+elsewhere; neither the user's checkout nor the session's worktree changes), runs the gates
+the engine runs (``verify.verify_attempt``), records the attempt in the plan's state and
+merges what passed into the integration branch. Blocked sessions are surfaced with what
+they wait for.
 A commit already verified, failed or merged is not looked at again: collecting twice is a
 no-op. While it records and merges, collect holds the plan's engine lock, so it never races
 an engine (or another collect) on the same plan.
@@ -204,14 +206,14 @@ def _open(repo: Path, plan: model.Plan, timeout_s: float) -> _Phase:
 
 def _collect_done(ctx: _Phase, s: Session, c: Collected, task: model.Task) -> None:
     """Verify a done session's commit and record the attempt (unless already recorded)."""
-    work = bgwork.locate_work(ctx.repo, s)
+    c.branch = worktrees.task_branch(ctx.plan.name, task.id)
+    work = bgwork.locate_work(ctx.repo, s, ctx.plan.name, task.id)
     if isinstance(work, str):
         c.result, c.message = "no_work", work
         c.next_step = f"see where its work is with `planfleet agents logs {c.id}`"
         return
     worktree, head = work
     c.worktree, c.commit = str(worktree), head
-    c.branch = worktrees.task_branch(ctx.plan.name, task.id)
     if _already(ctx, c, task.id, head):
         return
     try:
@@ -225,8 +227,8 @@ def _collect_done(ctx: _Phase, s: Session, c: Collected, task: model.Task) -> No
     try:
         base = bgwork.point_branch(ctx.repo, ctx.plan.name, c.branch, head)
         with ctx.store.transaction() as state:
-            # The session's worktree is Claude Code's, not the task's: it is left out of the
-            # record (an engine resuming the plan would treat that worktree as its own).
+            # The worktree stays the session's (it may be sent feedback and work on): it is
+            # left out of the record, so an engine resuming the plan does not adopt it.
             record = state["tasks"][task.id]
             record.update(branch=c.branch, base_commit=base, session_id=s.session_uuid or s.id)
             record["note"] = f"collected from background session {c.id} in {worktree}"
@@ -351,6 +353,8 @@ def _merge(ctx: _Phase) -> None:
         if res.ok:
             c.result = "merged" if res.status == "merged" else "already_merged"
             c.message = f"merged into {worktrees.integration_branch(ctx.plan.name)}"
+            if c.worktree:  # its work is in: the worktree is no longer the session's alone
+                bgwork.release(ctx.repo, Path(c.worktree))
         else:
             c.result, c.message, c.feedback = "merge_failed", res.status, res.feedback()
 

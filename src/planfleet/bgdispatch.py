@@ -2,9 +2,12 @@
 
 The plans of phase N are ``.maxvision/phase-N/plans/*.md``; each open one becomes a
 background session named ``phase<N>-plan<i>`` (``i``: the plan's 1-based position among the
-phase's plan files, so a name stays the same when earlier plans are finished). Every
-dispatched session is recorded at once in ``.maxvision/phase-N/bg-dispatch.json``, so a
-failure midway still leaves a record of what is running.
+phase's plan files, so a name stays the same when earlier plans are finished). Each session
+starts in a worktree of planfleet's own, on the task branch ``run`` would use for that plan
+(``planfleet/maxvision-phase-N/tasks/<task>``): Claude Code leaves a background session that
+already runs in a linked worktree where it is, so its edits and commits land on that branch.
+Every dispatched session is recorded at once in ``.maxvision/phase-N/bg-dispatch.json``, so a
+failure midway still leaves a record of what is running (``bglaunch`` starts them).
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, guards, preflight, proc
-from planfleet.errors import CommandError, InputError, RefusedError, UsageError
+from planfleet import attempt, fsutil, guards, model, paths, preflight, worktrees
+from planfleet.errors import InputError, RefusedError, UsageError
 from planfleet.formats.maxvision import READER, ROOT
 from planfleet.ids import check_id
-from planfleet.output import dumps
-from planfleet.statemodel import now_iso
+from planfleet.runners import claude as claude_runner
 
 EXECUTOR_AGENT = "planfleet:executor"
 DEFAULT_LIMIT = 10
@@ -33,11 +35,15 @@ DISPATCH_TIMEOUT_S = 180.0  # the first `--bg` of a day also starts Claude Code'
 SKIPPED_STATUSES = {"done": "completed", "blocked": "blocked", "skipped": "skipped"}
 # A previous session of a plan in one of these states still owns it: not dispatched again.
 LIVE_STATES = frozenset({"working", "blocked", "done"})
-CLAUDE_WORKTREES = ".claude/worktrees/"  # where Claude Code isolates a bg session's edits
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_SHORT_ID = re.compile(r"\bbackgrounded\s*·\s*([a-f0-9]{8})\b")
-_ATTACH_ID = re.compile(r"\bclaude attach ([a-f0-9]{8})\b")
+# Where Claude Code isolates the edits of a session that does not start in a linked worktree
+# (sessions of dispatches before planfleet made the worktrees work there).
+CLAUDE_WORKTREES = ".claude/worktrees/"
+PERMISSION_MODES = claude_runner.PERMISSION_MODES
+# As for `run`'s agents: edits in the worktree, and only the Bash calls the plan needs. A
+# background session's own default ("auto") refuses every Bash call when its safety check
+# cannot run, so the session could not even commit.
+DEFAULT_PERMISSION_MODE = claude_runner.DEFAULT_PERMISSION_MODE
+READ_ONLY_MODES = frozenset({"plan"})
 
 
 def phase_name(phase: int) -> str:
@@ -83,6 +89,9 @@ def read_manifest(path: Path, *, repo: Path) -> dict[str, Any] | None:
         for key in ("plan", "session_id", "name"):
             if not isinstance(s.get(key), str):
                 raise InputError(f"'{key}' must be a string", file=shown, field=f"{where}.{key}")
+        for key in ("path", "run", "task", "worktree", "branch"):  # absent in old manifests
+            if key in s and not isinstance(s[key], str):
+                raise InputError(f"'{key}' must be a string", file=shown, field=f"{where}.{key}")
         check_id(s["session_id"], what="session id", file=shown)
     return data
 
@@ -101,6 +110,17 @@ def check_limit(limit: int, accept_cost: bool) -> None:
             next_step=f"pass --accept-cost with --limit {limit}, or use --limit "
             f"{MAX_LIMIT_WITHOUT_ACCEPT} or less",
             details={"limit": limit, "max_without_accept": MAX_LIMIT_WITHOUT_ACCEPT},
+        )
+
+
+def check_permission_mode(mode: str | None) -> None:
+    """Raise UsageError for a permission mode in which a session cannot write at all."""
+    if mode in READ_ONLY_MODES:
+        raise UsageError(
+            f"--permission-mode {mode} lets a session read but never write: it could not "
+            "carry out its plan",
+            field="--permission-mode",
+            hint=f"leave it out (the default is {DEFAULT_PERMISSION_MODE}) or use acceptEdits",
         )
 
 
@@ -149,24 +169,30 @@ def _clean_check(repo: Path) -> preflight.Check:
 
 @dataclass(frozen=True)
 class Planned:
-    """One plan to dispatch and the exact command that will start its session."""
+    """One plan to dispatch: its task, worktree and branch, and the command of its session."""
 
     index: int
     plan: str  # repository-relative path of the plan file
     name: str
     status: str
+    task: str  # the plan's task id in the phase's run
+    worktree: Path  # where the session starts (planfleet's task worktree)
+    branch: str
     argv: tuple[str, ...]
 
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, repo: Path) -> dict[str, Any]:
         return {
             "index": self.index,
             "plan": self.plan,
             "name": self.name,
             "status": self.status,
+            "task": self.task,
+            "worktree": self.worktree.relative_to(repo).as_posix(),
+            "branch": self.branch,
             "argv": list(self.argv),
             "command": self.command,
         }
@@ -177,6 +203,7 @@ class DispatchPlan:
     """What a dispatch will do: the sessions to start, what is skipped and why."""
 
     phase: int
+    run: str  # the phase's plan run (``maxvision-phase-N``): names its branches and worktrees
     limit: int
     open_plans: int
     planned: list[Planned]
@@ -191,30 +218,45 @@ class DispatchPlan:
             f"{k} session(s) cost about {k} x one session"
         )
 
+    def worktrees_note(self) -> str:
+        root = (paths.worktrees_root(Path()) / self.run).as_posix()
+        return (
+            f"each session starts in its own git worktree ({root}/<task>, on branch "
+            f"planfleet/{self.run}/tasks/<task>) and commits there; "
+            "`planfleet agents collect` verifies and merges that branch"
+        )
+
     def to_json(self, repo: Path) -> dict[str, Any]:
         return {
             "phase": self.phase,
+            "run": self.run,
             "limit": self.limit,
             "open_plans": self.open_plans,
-            "plans": [p.to_json() for p in self.planned],
+            "plans": [p.to_json(repo) for p in self.planned],
             "skipped": self.skipped,
             "manifest_path": str(self.manifest.relative_to(repo)),
-            "worktrees": "each session moves into its own git worktree under "
-            ".claude/worktrees/ before its first edit",
+            "worktrees": self.worktrees_note(),
             "cost_note": self.cost_note(),
             "warnings": self.warnings,
         }
 
 
-def build_prompt(plan: str, phase: int, index: int) -> str:
-    """Return the task a session is started with (it names the plan file)."""
+def build_prompt(
+    plan: str, phase: int, index: int, *, worktree: Path, branch: str, checks: Sequence[str]
+) -> str:
+    """Return the task a session is started with: the plan file, its worktree, the checks."""
+    # one line: the command is shown to the user as one `$ claude --bg ...` line
     return (
-        f"Execute the plan in {plan} (phase {phase}, plan {index}). Read the whole plan file "
-        "first, then carry out each of its tasks in order. Run the verification commands "
-        "and the tests the plan names, and fix what fails. Commit your work on your own "
-        "branch (never push to main or master, never force-push, never merge). Finish with "
-        "a short report: the commits you made, the files changed, what was verified and "
-        "how, and anything left open."
+        f"Execute the plan in {plan} (phase {phase}, plan {index}). You start in your own "
+        f"git worktree, {worktree}, on branch {branch}, made for this plan by planfleet: "
+        "work and commit only there, with git add and git commit (never switch branches, "
+        "never create another worktree, never push, force-push or merge). Read the whole "
+        "plan file first, then carry out each of its tasks in order. Run the verification "
+        "commands and the tests the plan names, and fix what fails. Finish with a short "
+        "report: the commits you made, the files changed, what was verified and how, and "
+        "anything left open. When you are done, planfleet checks your branch itself: "
+        + "; ".join(checks)
+        + "."
     )
 
 
@@ -223,19 +265,23 @@ def bg_argv(
     *,
     name: str,
     prompt: str,
+    allowed_tools: Sequence[str],
+    permission_mode: str = DEFAULT_PERMISSION_MODE,
     model: str | None = None,
-    permission_mode: str | None = None,
     plugin_dirs: Sequence[str] = (),
 ) -> tuple[str, ...]:
-    """Return the argv of ``claude --bg`` for one session (no shell: the prompt is one arg)."""
+    """Return the argv of ``claude --bg`` for one session (no shell: the prompt is one arg).
+
+    ``--`` ends the options: ``--allowedTools`` takes a list and would swallow the prompt.
+    """
     argv = [exe, "--bg", "--agent", EXECUTOR_AGENT, "--name", name]
+    argv += ["--permission-mode", permission_mode]
+    argv += ["--allowedTools", ",".join(allowed_tools)]
     if model:
         argv += ["--model", model]
-    if permission_mode:
-        argv += ["--permission-mode", permission_mode]
     for d in plugin_dirs:
         argv += ["--plugin-dir", d]
-    return (*argv, prompt)
+    return (*argv, "--", prompt)
 
 
 def resolve(
@@ -254,20 +300,22 @@ def resolve(
     Plans recorded ``completed``/``blocked``/``skipped`` are skipped, and so are plans whose
     previous session (in the manifest) is still working, blocked or done.
     """
+    check_permission_mode(permission_mode)
     folder = phase_dir(repo, phase)
     manifest = folder / MANIFEST_NAME
     files = sorted(p for p in (folder / "plans").glob("*.md") if p.is_file())
     plan = READER.read(folder, repo=repo) if files else None
-    statuses: dict[str, str] = {}
-    for task in plan.tasks if plan else ():
-        statuses.update(dict.fromkeys(task.spec_files[:1], task.status))
+    tasks = {t.spec_files[0]: (plan, t) for t in plan.tasks if t.spec_files} if plan else {}
+    statuses = {rel: t.status for rel, (_, t) in tasks.items()}
     warnings = [d.render() for d in plan.warnings] if plan else []
     candidates: list[tuple[int, str, str]] = []
     skipped: list[dict[str, str]] = []
     for index, file in enumerate(files, start=1):
         rel = file.relative_to(repo).as_posix()
         status = statuses.get(rel, "pending")
-        if status in SKIPPED_STATUSES:
+        if rel not in tasks:  # the reader refused it (a warning says why)
+            skipped.append({"plan": rel, "reason": "not read as a plan (see the warnings)"})
+        elif status in SKIPPED_STATUSES:
             skipped.append({"plan": rel, "reason": SKIPPED_STATUSES[status]})
         elif live and rel in live:
             skipped.append({"plan": rel, "reason": f"dispatched before: {live[rel]}"})
@@ -275,19 +323,54 @@ def resolve(
             candidates.append((index, rel, status))
     for _, rel, _ in candidates[limit:]:
         skipped.append({"plan": rel, "reason": f"over the cap of {limit}"})
-    planned = []
-    for index, rel, word in candidates[:limit]:
-        name = check_id(f"phase{phase}-plan{index}", what="session name")
-        argv = bg_argv(
-            exe,
-            name=name,
-            prompt=build_prompt(rel, phase, index),
+    run = plan.name if plan else f"maxvision-{phase_name(phase)}"
+    planned = [
+        _planned(
+            repo,
+            *tasks[rel],
+            phase=phase,
+            index=index,
+            status=word,
+            exe=exe,
             model=model,
-            permission_mode=permission_mode,
+            permission_mode=permission_mode or DEFAULT_PERMISSION_MODE,
             plugin_dirs=plugin_dirs,
         )
-        planned.append(Planned(index, rel, name, word, argv))
-    return DispatchPlan(phase, limit, len(candidates), planned, skipped, manifest, warnings)
+        for index, rel, word in candidates[:limit]
+    ]
+    return DispatchPlan(phase, run, limit, len(candidates), planned, skipped, manifest, warnings)
+
+
+def _planned(
+    repo: Path,
+    plan: model.Plan,
+    task: model.Task,
+    *,
+    phase: int,
+    index: int,
+    status: str,
+    exe: str,
+    model: str | None,
+    permission_mode: str,
+    plugin_dirs: Sequence[str],
+) -> Planned:
+    """Return one plan's session: its worktree and branch as `run` names them, its argv."""
+    rel = task.spec_files[0]
+    name = check_id(f"phase{phase}-plan{index}", what="session name")
+    wt = worktrees.task_worktree(repo, plan.name, task.id)
+    branch = worktrees.task_branch(plan.name, task.id)
+    checks = attempt.engine_checks(plan, task)
+    prompt = build_prompt(rel, phase, index, worktree=wt, branch=branch, checks=checks)
+    argv = bg_argv(
+        exe,
+        name=name,
+        prompt=prompt,
+        allowed_tools=claude_runner.task_rules(plan, task, {}),
+        permission_mode=permission_mode,
+        model=model,
+        plugin_dirs=plugin_dirs,
+    )
+    return Planned(index, rel, name, status, task.id, wt, branch, argv)
 
 
 def live_plans(repo: Path, phase: int, states: Mapping[str, str]) -> dict[str, str]:
@@ -302,63 +385,3 @@ def live_plans(repo: Path, phase: int, states: Mapping[str, str]) -> dict[str, s
         if state in LIVE_STATES:
             found[s.get("path") or s["plan"]] = f"{s['session_id']} ({state})"
     return found
-
-
-def parse_short_id(output: str) -> str | None:
-    """Return the 8-hex short id `claude --bg` printed, or None."""
-    text = _ANSI.sub("", output)
-    m = _SHORT_ID.search(text) or _ATTACH_ID.search(text)
-    return m.group(1) if m else None
-
-
-@dataclass
-class Outcome:
-    """What a dispatch did: the sessions started, and the failure that stopped it, if any."""
-
-    sessions: list[dict[str, str]] = field(default_factory=list)
-    failure: dict[str, Any] | None = None
-    not_dispatched: list[str] = field(default_factory=list)
-
-
-def dispatch(repo: Path, plan: DispatchPlan) -> Outcome:
-    """Start each planned session in turn, recording each in the manifest as it starts.
-
-    Stops at the first session that fails to start or whose id cannot be read.
-    """
-    data = read_manifest(plan.manifest, repo=repo) or {"phase": plan.phase, "sessions": []}
-    data["phase"] = plan.phase
-    data["dispatched_at"] = now_iso()
-    outcome = Outcome()
-    for i, p in enumerate(plan.planned):
-        started = _start(repo, p)
-        if isinstance(started, dict):
-            outcome.failure = started
-            outcome.not_dispatched = [q.plan for q in plan.planned[i:]]
-            break
-        entry = {
-            "plan": Path(p.plan).name,
-            "path": p.plan,
-            "session_id": started,
-            "name": p.name,
-            "dispatched_at": now_iso(),
-        }
-        data["sessions"].append(entry)
-        outcome.sessions.append(entry)
-        fsutil.atomic_write(plan.manifest, dumps(data) + "\n")
-    return outcome
-
-
-def _start(repo: Path, p: Planned) -> str | dict[str, Any]:
-    """Return the short id of the started session, or a description of the failure."""
-    failure: dict[str, Any] = {"plan": p.plan, "name": p.name, "command": p.command}
-    try:
-        result = proc.run(p.argv, cwd=repo, timeout=DISPATCH_TIMEOUT_S, check=False)
-    except CommandError as exc:
-        return {**failure, "reason": "timeout", "output": exc.stdout + exc.stderr}
-    output = (result.stdout + result.stderr).strip()
-    if not result.ok:
-        return {**failure, "reason": "claude_failed", "exit": result.returncode, "output": output}
-    short = parse_short_id(result.stdout) or parse_short_id(result.stderr)
-    if short is None:
-        return {**failure, "reason": "no_session_id", "output": output}
-    return short

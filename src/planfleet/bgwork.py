@@ -1,10 +1,13 @@
-"""A background session seen from planfleet: where its work is, how it becomes a task
-branch, and what to do about a session that is not done.
+"""A background session seen from planfleet: its worktree, where its work is, how it
+becomes a task branch, and what to do about a session that is not done.
 
-Claude Code moves a background session into a git worktree under ``<repo>/.claude/worktrees/``
-before its first edit and the session commits there. planfleet takes the worktree's HEAD as
-the task's result: the task branch is pointed at it with ``update-ref``, so neither the
-user's checkout nor the session's worktree is touched.
+A dispatched session runs in the task worktree planfleet made for its plan, on the task
+branch, and commits there; while it may still work, the worktree is locked with
+``git worktree lock`` in its name, so an engine or `planfleet worktree remove` leaves it
+alone. Sessions of older dispatches worked in a worktree Claude Code made under
+``<repo>/.claude/worktrees/``. Either way planfleet takes the worktree's HEAD as the task's
+result: the task branch is pointed at it with ``update-ref`` when it is not there yet, so
+neither the user's checkout nor the session's worktree is touched.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from planfleet.bgagents import Session
 from planfleet.errors import RefusedError
 from planfleet.merge import integration_holder
 
+LOCK_PREFIX = "planfleet bg session "  # `git worktree lock --reason` of a session's worktree
 FEEDBACK_INTRO = (
     "planfleet checked the work you reported done and it did not pass. Keep working in your "
     "current worktree and commit there as before; planfleet takes your latest commit from it."
@@ -55,13 +59,46 @@ def unfinished(session: Session, phase: int) -> tuple[str, str, str]:
     return result, message, step.format(id=session.id, phase=phase)
 
 
-def locate_work(repo: Path, session: Session) -> tuple[Path, str] | str:
-    """Return (worktree, HEAD commit) holding a session's work, or why none was found.
+def hold(repo: Path, worktree: Path, session_id: str) -> None:
+    """Lock ``worktree`` in the name of the background session working in it."""
+    with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
+        reason = f"{LOCK_PREFIX}{session_id}"
+        git.git("worktree", "lock", "--reason", reason, str(worktree), cwd=repo)
 
-    The session's cwd counts when it lies in a linked worktree of this repository (never the
-    user's checkout); else the one worktree under ``.claude/worktrees/`` named after it.
+
+def release(repo: Path, worktree: Path) -> bool:
+    """Unlock ``worktree`` if a background session's lock holds it; return True if it did."""
+    with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
+        entry = next(
+            (e for e in git.worktree_list(repo) if e.path.resolve() == worktree.resolve()), None
+        )
+        if entry is None or not (entry.locked or "").startswith(LOCK_PREFIX):
+            return False
+        git.git("worktree", "unlock", str(worktree), cwd=repo)
+    return True
+
+
+def locate_work(repo: Path, session: Session, plan: str, task: str) -> tuple[Path, str] | str:
+    """Return (worktree, HEAD commit) holding the work of ``task``'s session, or why none was.
+
+    A dispatch records the worktree it made for the session (``plan``'s task worktree): it
+    holds the work. Without one (an older dispatch) the session's cwd counts when it lies in
+    a linked worktree of this repository (never the user's checkout); else the one worktree
+    under ``.claude/worktrees/`` named after it.
     """
     entries = git.worktree_list(repo)
+    if session.worktree:
+        worktree = worktrees.task_worktree(repo, plan, task)
+        recorded = (repo / session.worktree).resolve(), session.branch
+        if recorded != (worktree.resolve(), worktrees.task_branch(plan, task)):
+            return (
+                f"the dispatch manifest records {session.worktree} on {session.branch}, not "
+                f"the worktree and branch of task {task}: dispatch the plan again"
+            )
+        mine = next((e for e in entries if e.path.resolve() == worktree.resolve()), None)
+        if mine is None or not mine.present or not mine.head:
+            return f"its worktree {worktree} is gone (git no longer lists it with a commit)"
+        return mine.path, mine.head
     users = {repo.resolve(), *(e.path.resolve() for e in entries[:1])}
     linked = [e for e in entries if e.present and e.head and e.path.resolve() not in users]
     if session.cwd:

@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "batch",
     "orchestrate",
     "phase_runner",
+    "context",
 )
 
 EPILOG = """\

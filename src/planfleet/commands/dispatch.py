@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from planfleet import bgagents, bgdispatch, git, preflight
+from planfleet import bgagents, bgdispatch, bglaunch, git, preflight
 from planfleet.errors import ExitCode
 from planfleet.output import Out
 from planfleet.runners.claude import PERMISSION_MODES
@@ -22,10 +22,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         description="Resolve the plans of .maxvision/phase-N/plans/*.md (those recorded "
         "completed or blocked are skipped), check the environment, show the dispatch plan "
         "with the exact `claude --bg` command of each session, and after confirmation start "
-        "the sessions one after another. Each session is recorded at once in "
-        ".maxvision/phase-N/bg-dispatch.json; watch them with `planfleet agents`. "
+        "the sessions one after another, each in its own worktree "
+        "(.planfleet/worktrees/maxvision-phase-N/<task>, on the task branch `run` uses) "
+        "where it commits. Each session is recorded at once in "
+        ".maxvision/phase-N/bg-dispatch.json; watch them with `planfleet agents`, then "
+        "verify and merge their work with `planfleet agents collect`. "
         "Refusals exit 3 with a reason (missing, too_old, dirty, no_phase, cost, "
-        "not_confirmed) and a next step.",
+        "not_confirmed, engine_running) and a next step.",
     )
     p.add_argument("--phase", type=int, required=True, metavar="PHASE", help="the phase number")
     p.add_argument(
@@ -47,7 +50,9 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--permission-mode",
         choices=PERMISSION_MODES,
-        help="permission mode of every session (claude --permission-mode)",
+        help="permission mode of every session (claude --permission-mode; default "
+        f"{bgdispatch.DEFAULT_PERMISSION_MODE}, with the plan's own git, verify and test "
+        "commands allowed)",
     )
     p.add_argument(
         "--plugin-dir",
@@ -92,6 +97,7 @@ def run(
 ) -> int:
     """Resolve, check, show and (once confirmed) dispatch; return the exit code."""
     bgdispatch.check_limit(limit, accept_cost)
+    bgdispatch.check_permission_mode(permission_mode)
     repo = git.require_repo(start)
     verdict = bgdispatch.run_preflight(repo, phase)
     bad = verdict.failed
@@ -137,7 +143,7 @@ def run(
             out.result("dispatch", {"status": "skipped", **shown}, status="skipped")
             out.line("nothing dispatched")
             return ExitCode.OK
-    outcome = bgdispatch.dispatch(repo, plan)
+    outcome = bglaunch.dispatch(repo, plan)
     return _report(out, repo, plan, outcome, shown)
 
 
@@ -148,15 +154,13 @@ def _show(out: Out, plan: bgdispatch.DispatchPlan, shown: dict[str, Any]) -> Non
         f"Dispatch plan for phase {plan.phase}: {k} background session(s) "
         f"({k} of {plan.open_plans} open plan(s), cap {plan.limit})"
     )
-    for p in plan.planned:
+    for p, row in zip(plan.planned, shown["plans"], strict=True):
         out.line(f"  {p.name}  {p.plan}")
+        out.line(f"    worktree {row['worktree']}  branch {p.branch}")
         out.line(f"    $ {p.command}")
     for s in plan.skipped:
         out.line(f"  skipped  {s['plan']}  ({s['reason']})")
-    out.line(
-        "Worktrees: each session moves into its own git worktree under .claude/worktrees/ "
-        "before its first edit"
-    )
+    out.line(f"Worktrees: {plan.worktrees_note()}")
     out.line(f"Cost: {plan.cost_note()}")
     out.line(f"Manifest: {shown['manifest_path']}")
 
@@ -189,38 +193,54 @@ def _report(
     out: Out,
     repo: Path,
     plan: bgdispatch.DispatchPlan,
-    outcome: bgdispatch.Outcome,
+    outcome: bglaunch.Outcome,
     shown: dict[str, Any],
 ) -> int:
     manifest = str(plan.manifest.relative_to(repo))
     watch = f"planfleet agents --phase {plan.phase}"
+    ok = outcome.failure is None and not outcome.problems
     data = {
         **shown,
-        "status": "dispatched" if outcome.failure is None else "failed",
+        "status": "dispatched" if ok else "failed",
         "session_count": len(outcome.sessions),
         "sessions": outcome.sessions,
         "failure": outcome.failure,
         "not_dispatched": outcome.not_dispatched,
-        "next_step": f"watch them with `{watch}`",
+        "problems": outcome.problems,
+        "warnings": [*shown["warnings"], *outcome.warnings],
+        "next_step": f"watch them with `{watch}`; when they are done, verify and merge their "
+        f"work with `planfleet agents collect --phase {plan.phase}`",
     }
+    for warning in outcome.warnings:
+        out.warn(warning)
 
     def human() -> None:
         out.line(f"dispatched {len(outcome.sessions)} session(s) for phase {plan.phase}")
         for s in outcome.sessions:
-            out.line(f"  {s['session_id']}  {s['name']}  {s['path']}")
+            out.line(f"  {s['session_id']}  {s['name']}  {s['path']}  in {s['worktree']}")
         if outcome.sessions:
             out.line(f"manifest: {manifest}")
-            out.line(f"watch:  {watch}")
-            out.line("logs:   planfleet agents logs ID    attach: planfleet agents attach ID")
-            out.line(f"stop:   planfleet agents stop --all --phase {plan.phase}")
+            out.line(f"watch:   {watch}")
+            out.line("logs:    planfleet agents logs ID    attach: planfleet agents attach ID")
+            out.line(f"collect: planfleet agents collect --phase {plan.phase}")
+            out.line(f"stop:    planfleet agents stop --all --phase {plan.phase}")
+        for pr in outcome.problems:
+            out.line(f"PROBLEM {pr['session_id']} {pr['name']} ({pr['reason']}): {pr['message']}")
+            out.line(f"  next step: {pr['next_step']}")
         if outcome.failure is not None:
             f = outcome.failure
             out.line(f"FAILED to start {f['name']} ({f['reason']}): {f['output'][-500:]}")
             out.line(f"not dispatched: {', '.join(outcome.not_dispatched)}")
 
-    if outcome.failure is None:
+    if ok:
         out.result("dispatch", data, status="dispatched", human=human)
         return ExitCode.OK
+    # started sessions that cannot do their work where they run
+    errors = [{"type": "dispatch", **pr} for pr in outcome.problems]
+    if outcome.failure is None:
+        data["next_step"] = outcome.problems[0]["next_step"]
+        out.result("dispatch", data, status="failed", errors=errors, human=human)
+        return ExitCode.FAILED
     reason = outcome.failure["reason"]
     if reason == "no_session_id":
         data["next_step"] = (
@@ -233,6 +253,6 @@ def _report(
             "(plans already dispatched are not started twice)"
         )
     error = {"type": "dispatch", "reason": reason, "message": outcome.failure["output"][-2000:]}
-    out.result("dispatch", data, status="failed", errors=[error], human=human)
+    out.result("dispatch", data, status="failed", errors=[*errors, error], human=human)
     out.line(f"next step: {data['next_step']}")
     return ExitCode.REFUSED if reason == "no_session_id" else ExitCode.FAILED

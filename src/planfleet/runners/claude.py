@@ -18,6 +18,7 @@ from typing import Any
 
 from planfleet import preflight
 from planfleet.errors import UsageError
+from planfleet.model import Plan, Task
 from planfleet.runners import AgentRequest, AgentResult, base, claude_stream
 from planfleet.schemas import load as load_schema
 
@@ -77,10 +78,15 @@ def plugin_root() -> Path | None:
 
 def allowed_tools(request: AgentRequest, options: Mapping[str, Any]) -> list[str]:
     """Return the --allowedTools rules: the base list, extras, the task's own checks."""
+    return task_rules(request.plan, request.task, options)
+
+
+def task_rules(plan: Plan, task: Task, options: Mapping[str, Any]) -> list[str]:
+    """Return the rules an agent of ``task`` gets: the base list, extras, the task's checks."""
     rules = list(_strings(options, "allowed_tools") or DEFAULT_ALLOWED_TOOLS)
     rules.extend(_strings(options, "extra_allowed_tools") or ())
-    rules.extend(f"Bash({c})" for c in request.task.verify)
-    test = request.plan.meta.get("test_command")
+    rules.extend(f"Bash({c})" for c in task.verify)
+    test = plan.meta.get("test_command")
     if isinstance(test, str) and test.strip():
         # The engine runs the test command with a blast-radius pattern as one more argument.
         rules.extend((f"Bash({test.strip()})", f"Bash({test.strip()} *)"))
