@@ -9,7 +9,6 @@ failure midway still leaves a record of what is running.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, guards, preflight, proc
+from planfleet import fsutil, guards, jsonread, preflight, proc
 from planfleet.errors import CommandError, InputError, RefusedError, UsageError
 from planfleet.formats.maxvision import READER, ROOT
 from planfleet.ids import check_id
@@ -71,10 +70,7 @@ def read_manifest(path: Path, *, repo: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     shown = str(path.relative_to(repo)) if fsutil.is_within(path, repo) else str(path)
-    try:
-        data = json.loads(fsutil.read_text(path, display=shown))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", file=shown, line=exc.lineno) from None
+    data = jsonread.read(path, display=shown)
     if not isinstance(data, dict) or not isinstance(data.get("sessions"), list):
         raise InputError("expected an object with a 'sessions' list", file=shown, field="sessions")
     for i, s in enumerate(data["sessions"]):

@@ -4,11 +4,11 @@ and the final report (per task: status, duration, attempts, cost, files, tests).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from planfleet import jsonread
 from planfleet.output import table
 from planfleet.statemodel import State, ordered_ids, parse_iso
 
@@ -180,7 +180,7 @@ def _verification(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = jsonread.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
