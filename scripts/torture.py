@@ -14,9 +14,13 @@ Scenarios (trials in the short form / the long form):
                     (checkout, worktree), a worktree (or its .git link) deleted by hand,
                     the integration branch moved forward or rewound by someone else
                     (9 sub-cases: 1 / 3 each)
+  symlinks          a link to a folder outside the repository planted at every folder
+                    planfleet writes under .planfleet/ (and a committed .planfleet), then
+                    a command that writes there: refused, nothing outside changed (16 / 16)
 
-Prints one table (scenario, trials, passed, failed, worst case) and writes the same figures
-as JSON with --json-out. Exit 0 when every trial passed, 1 otherwise, 2 for bad usage.
+Prints one table (scenario, trials, passed, failed, worst case) and a closing line with the
+totals (and how many folders the symlink scenario covered), and writes the same figures as
+JSON with --json-out. Exit 0 when every trial passed, 1 otherwise, 2 for bad usage.
 Everything runs under a temporary folder with its own HOME and git config.
 """
 
@@ -37,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from torturelib import agents, common, crash, diskgit, hostile, procs
+from torturelib import agents, common, crash, diskgit, hostile, procs, symlinks
 from torturelib.common import ScenarioResult
 
 Runner = Callable[[Path, dict[str, str], bool, int], ScenarioResult]
@@ -70,11 +74,16 @@ def _diskgit(work: Path, env: dict[str, str], long: bool, seed: int) -> Scenario
     return diskgit.run_scenario(work, env, repeats=3 if long else 1, seed=seed)
 
 
+def _symlinks(work: Path, env: dict[str, str], long: bool, seed: int) -> ScenarioResult:
+    return symlinks.run_scenario(work, env, seed=seed)
+
+
 SCENARIOS: dict[str, Runner] = {
     "crash-and-resume": _crash,
     "agent-faults": _agents,
     "hostile-input": _hostile,
     "disk-and-git": _diskgit,
+    "symlinks": _symlinks,
 }
 
 
@@ -126,6 +135,21 @@ def table(results: list[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def closing_line(results: list[ScenarioResult]) -> str:
+    """Return the last line of the report: totals, and what the symlink scenario covered."""
+    trials = sum(len(r.trials) for r in results)
+    passed = sum(r.passed for r in results)
+    line = f"total: {trials} trials in {len(results)} scenarios, {passed} passed, "
+    line += f"{trials - passed} failed"
+    links = next((r for r in results if r.scenario == "symlinks"), None)
+    if links is not None:
+        line += (
+            f"; symlinks: {links.passed}/{len(links.trials)} refused safely, "
+            f"{len(symlinks.folders())} folders and files under .planfleet/ covered"
+        )
+    return line
+
+
 def report(results: list[ScenarioResult], *, long: bool, seed: int) -> dict[str, Any]:
     """Return the JSON report: the same figures as the table, plus failures and notes."""
     from planfleet import __version__
@@ -136,6 +160,7 @@ def report(results: list[ScenarioResult], *, long: bool, seed: int) -> dict[str,
         "seed": seed,
         "scenarios": [r.to_json() for r in results],
         "passed": all(r.failed == 0 and r.trials for r in results),
+        "summary": closing_line(results),
     }
 
 
@@ -190,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\n{r['scenario']} / {f['trial']}:", *(f"  - {p}" for p in f["problems"]), sep="\n"
             )
+    print(closing_line(results))
     if ns.json_out:
         ns.json_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0 if data["passed"] else 1

@@ -378,7 +378,7 @@ def test_no_task_files(repo: Path) -> None:
             '{\n  "tasks": {\n    "L1-001": {"status": "completed",}\n  }\n}',
             3,
             None,
-            "invalid JSON: Expecting property name enclosed in double quotes (column 38)",
+            "not valid JSON: Expecting property name enclosed in double quotes (column 38)",
         ),
         ("[1, 2]", 1, None, 'execute-state.json must be a JSON object with a "tasks" map'),
         (
@@ -399,7 +399,14 @@ def test_no_task_files(repo: Path) -> None:
             "tasks.L1-001",
             "the state of task 'L1-001' must be an object",
         ),
-        ("[" * 100000, None, None, "JSON nested too deeply"),
+        ("[" * 100000, None, None, "nested deeper than 64 levels"),
+        ("[" * 65 + "]" * 65, None, None, "nested deeper than 64 levels"),
+        (
+            '{"tasks": {}, "n": ' + "9" * 5000 + "}",
+            None,
+            None,
+            "a number with 5000 digits (more than 20)",
+        ),
     ],
 )
 def test_malformed_state_file(

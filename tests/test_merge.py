@@ -165,10 +165,14 @@ def test_merge_dry_run_and_cli(git_repo: Path, run_cli) -> None:
     assert any("merge-tree --write-tree" in c for c in commands)
     assert any("update-ref" in c and start in c for c in commands)
     assert _integ(git_repo) == start
+    before = _integ(git_repo)
     r = run_cli("merge", "p", "--tasks", "a,nope", "--json", cwd=git_repo)
-    assert r.code == 1
-    statuses = [x["status"] for x in r.json()["data"]["results"]]
-    assert statuses == ["merged", "missing_branch"]
+    assert r.code == 2, r.out
+    (error,) = r.json()["errors"]
+    assert error["field"] == "--tasks"
+    assert "nope" in error["message"]
+    assert "tasks with a branch: a" in error["hint"]
+    assert _integ(git_repo) == before  # nothing merged: the unknown task was found first
 
 
 def test_land_fast_forwards_a_clean_checkout(git_repo: Path, run_cli) -> None:

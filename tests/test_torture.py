@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, git, make_repo
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 import torture
-from torturelib import common, hostile_gen, hostile_run, procs
+from torturelib import common, hostile_gen, hostile_run, procs, symlinks
 from torturelib.common import ScenarioResult, Trial
 
 SEED = int(os.environ.get("TORTURE_SEED") or random.randrange(2**31))
@@ -56,6 +56,16 @@ def test_disk_and_git_faults(tmp_path: Path) -> None:
     assert len(result.trials) == 9
 
 
+def test_symlinks_in_every_folder_planfleet_writes(tmp_path: Path) -> None:
+    result = _short("symlinks", tmp_path)
+    assert len(result.trials) == len(symlinks.CASES) + 1
+    covered = {t.name.split(" -> ")[0] for t in result.trials if " -> " in t.name}
+    assert covered == set(symlinks.folders())
+    assert {".planfleet", ".planfleet/state", ".planfleet/locks", ".planfleet/logs"} <= covered
+    assert {".planfleet/runs/p", ".planfleet/worktrees/p", ".planfleet/knowledge"} <= covered
+    assert symlinks.TRACKED in {t.name for t in result.trials}
+
+
 # -- the report -------------------------------------------------------------------------------
 
 
@@ -81,6 +91,20 @@ def test_the_table_and_the_json_carry_the_same_figures(
     assert data["passed"] is False
     line = next(ln for ln in printed.splitlines() if ln.startswith("fake"))
     assert line.split()[1:4] == ["2", "1", "1"]
+    closing = printed.strip().splitlines()[-1]
+    assert closing == "total: 2 trials in 1 scenarios, 1 passed, 1 failed"
+    assert data["summary"] == closing
+
+
+def test_the_closing_line_counts_the_symlink_scenario() -> None:
+    links = ScenarioResult("symlinks", "seconds")
+    links.trials = [Trial("a", True), Trial("b", True), Trial("c", False, ["x"])]
+    other = ScenarioResult("other", "seconds")
+    other.trials = [Trial("d", True)]
+    assert torture.closing_line([other, links]) == (
+        "total: 4 trials in 2 scenarios, 3 passed, 1 failed; symlinks: 2/3 refused safely, "
+        f"{len(symlinks.folders())} folders and files under .planfleet/ covered"
+    )
 
 
 def test_an_unknown_scenario_is_a_usage_error() -> None:
@@ -173,6 +197,34 @@ def test_a_child_its_parent_never_waits_for_is_a_zombie_leak(tmp_path: Path) -> 
     finally:
         launcher.close()
     assert [z.ppid for z in watch.leaks.values()] == [neglectful.pid]
+
+
+def test_the_symlink_judge_flags_what_it_must(tmp_path: Path) -> None:
+    case = symlinks.Case(".planfleet/state", ("state", "init"))
+
+    def envelope(error: dict[str, object]) -> str:
+        return json.dumps({"command": "state init", "errors": [error]})
+
+    good = {"reason": "planfleet_symlink", "next_step": "rm it", "details": {"path": case.link}}
+    assert symlinks.judge(case, 3, envelope(good), "", python=False) == []
+    assert symlinks.judge(case, 0, "{}", "", python=False)
+    assert symlinks.judge(case, 3, envelope({**good, "reason": "other"}), "", python=False)
+    assert symlinks.judge(case, 3, envelope({**good, "next_step": ""}), "", python=False)
+    wrong = {**good, "details": {"path": ".planfleet"}}
+    assert symlinks.judge(case, 3, envelope(wrong), "", python=False)
+    assert symlinks.judge(
+        case, 3, envelope(good), "Traceback (most recent call last)", python=False
+    )
+    assert symlinks.judge(case, 0, "", "", python=True)
+    bait = tmp_path / "bait"
+    bait.mkdir()
+    (bait / "f").write_text("x")
+    before = symlinks.snapshot(bait)
+    bait.chmod(0o700)
+    assert symlinks.snapshot(bait) != before
+    bait.chmod(before["."][0] & 0o777)
+    (bait / "f").write_text("y")
+    assert symlinks.snapshot(bait) != before
 
 
 def test_the_hostile_judge_flags_what_it_must() -> None:

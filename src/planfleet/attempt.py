@@ -135,7 +135,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
             options=spec.options,
             prior_cost_usd=_session_spend(spec),
         )
-        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        paths.writable(spec.repo, request.log_path)
         out.agent = runner.run(request, stop)
         _judge(spec, out, wt.path, wt.branch, base)
         if out.verdict == "failed":

@@ -8,14 +8,13 @@ what it waits for, never waited on silently. logs/attach/stop pass through to cl
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import bgdispatch, fsutil, paths, preflight, proc
+from planfleet import bgdispatch, fsutil, jsonread, paths, preflight, proc
 from planfleet.errors import CommandError, InputError, PlanfleetError, RefusedError
 from planfleet.ids import check_id
 from planfleet.state import StateStore
@@ -45,8 +44,8 @@ def claude_entries(repo: Path, exe: str | None = None) -> list[dict[str, Any]]:
     argv = [exe or claude_exe(), "agents", "--json", "--all"]
     result = proc.run(argv, cwd=repo, timeout=LIST_TIMEOUT_S)
     try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError:
+        data = jsonread.parse(result.stdout)
+    except ValueError:
         data = None
     if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
         raise CommandError(argv, result.returncode, result.stdout, "not a JSON list", str(repo))

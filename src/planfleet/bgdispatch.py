@@ -12,7 +12,6 @@ failure midway still leaves a record of what is running (``bglaunch`` starts the
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import attempt, fsutil, guards, model, paths, preflight, worktrees
+from planfleet import attempt, fsutil, guards, jsonread, model, paths, preflight, worktrees
 from planfleet.errors import InputError, RefusedError, UsageError
 from planfleet.formats.maxvision import READER, ROOT
 from planfleet.ids import check_id
@@ -76,10 +75,7 @@ def read_manifest(path: Path, *, repo: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     shown = str(path.relative_to(repo)) if fsutil.is_within(path, repo) else str(path)
-    try:
-        data = json.loads(fsutil.read_text(path, display=shown))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", file=shown, line=exc.lineno) from None
+    data = jsonread.read(path, display=shown)
     if not isinstance(data, dict) or not isinstance(data.get("sessions"), list):
         raise InputError("expected an object with a 'sessions' list", file=shown, field="sessions")
     for i, s in enumerate(data["sessions"]):

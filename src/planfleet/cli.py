@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from planfleet import __version__
+from planfleet import __version__, links
 from planfleet.errors import ExitCode, PlanfleetError, UsageError
 from planfleet.output import Out, dumps, envelope
 
@@ -82,6 +82,12 @@ def common_parent() -> argparse.ArgumentParser:
         default=None,
         help="the repository to work in (default: the one holding the current directory)",
     )
+    parent.add_argument(
+        links.FLAG,
+        action="store_true",
+        help="read plan files, folders and specs that are symbolic links out of the "
+        "repository (refused by default)",
+    )
     return parent
 
 
@@ -136,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(ns, "repo", None) is None:
             ns.repo = ns.repo_top
         command = getattr(ns, "command_name", command)
-        return int(handler(ns, out))
+        with links.allowing(bool(getattr(ns, "allow_outside_links", False))):
+            return int(handler(ns, out))
     except PlanfleetError as exc:
         return report_error(out, command, exc)
     except KeyboardInterrupt:

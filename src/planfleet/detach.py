@@ -32,9 +32,7 @@ def child_argv(argv: Sequence[str]) -> list[str]:
 
 def launch(out: Out, repo: Path, plan: str, argv: Sequence[str]) -> int:
     """Start the engine detached; print the run id and how to watch and stop it."""
-    folder = paths.runs_dir(repo, plan)
-    paths.ensure_planfleet_dir(repo)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.writable(repo, paths.runs_dir(repo, plan), folder=True)
     log = folder / LOG_NAME
     env = {**os.environ, "PLANFLEET_DETACHED": "1", "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as fh:

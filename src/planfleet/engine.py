@@ -152,6 +152,7 @@ class Engine:
 
     def run(self) -> RunResult:
         started = time.monotonic()
+        paths.prepare_run(self.repo, self.plan.name)  # a link in .planfleet/ refuses at once
         with runinfo.engine_lock(
             self.repo, self.plan.name, detached=self.opts.detached, log=self.opts.log
         ):
@@ -536,8 +537,8 @@ def render_projections(repo: Path, plan: model.Plan, state: State) -> None:
         projections.render_all(repo, plan, state)
     except Exception:
         log = paths.runs_dir(repo, plan.name) / "projections.log"
-        with contextlib.suppress(OSError):
-            log.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError, PlanfleetError):
+            paths.writable(repo, log)
             with log.open("a", encoding="utf-8") as fh:
                 fh.write(f"{now_iso()} {traceback.format_exc()}\n")
 

@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, git, graph, model, paths, proc, stateops, verify, worktrees
+from planfleet import fsutil, git, graph, jsonread, model, paths, proc, stateops, verify, worktrees
 from planfleet.errors import InputError, RefusedError
 from planfleet.state import StateStore
 from planfleet.stateinit import init_from_plan
@@ -198,13 +198,13 @@ def load_or_take_baseline(
         return None
     path = paths.runs_dir(repo, plan.name) / BASELINE_FILE
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = jsonread.parse(path.read_text(encoding="utf-8"))
         if data.get("commit") == integration or data.get("keep"):
             return verify.Baseline.from_json(data["baseline"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     baseline = verify.take_baseline(repo, plan, integration, timeout_s=timeout_s)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    paths.writable(repo, path)
     # Kept for the whole plan run: later resumes compare against the same starting point.
     fsutil.atomic_write(
         path,

@@ -89,6 +89,14 @@ def read_text(path: Path, *, limit: int = MAX_TEXT_BYTES, display: str | None = 
     return text.removeprefix("\ufeff")
 
 
+def exists(path: Path) -> bool:
+    """Return True if ``path`` exists; a name the OS refuses (too long, ...) does not."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def is_file(path: Path) -> bool:
     """Return True if ``path`` is a file; a name the OS refuses (too long, ...) is not one."""
     try:

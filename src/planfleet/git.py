@@ -11,6 +11,7 @@ from pathlib import Path
 from planfleet import proc
 from planfleet.errors import CommandError, RefusedError
 
+MAX_REF_PART = 200  # a ref is a file: its name and ".lock" must fit in 255 bytes
 # Our own commits (merges into the integration branch) use a fixed identity.
 PLANFLEET_IDENTITY = {
     "GIT_AUTHOR_NAME": "planfleet",
@@ -186,6 +187,9 @@ def branch_name_problem(name: str, *, cwd: Path) -> str | None:
     """Return why ``name`` is not a usable branch name (git's own rules), or None."""
     if not name or name.startswith("-") or any(ord(c) < 32 for c in name):
         return "is empty, starts with '-' or holds control characters"
+    if any(len(part.encode()) > MAX_REF_PART for part in name.split("/")):
+        # git itself accepts it, then fails to create the ref file (and its .lock)
+        return f"has a part longer than {MAX_REF_PART} bytes (between slashes)"
     result = git("check-ref-format", "--branch", name, cwd=cwd, check=False)
     return None if result.ok else "is not a valid git branch name"
 

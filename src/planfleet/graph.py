@@ -11,6 +11,7 @@ from typing import Literal
 from planfleet.model import Diagnostic, Plan, gate_id, is_gate
 
 DEFAULT_ESTIMATE = 1.0
+MAX_SUGGESTIONS = 20  # unknown ids that get a "did you mean" hint
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def build(plan: Plan) -> Graph:
     wait for the gates of the phases it depends on; a phase's gate waits for its tasks.
     """
     g = Graph()
-    phase_ids = [p.id for p in plan.phases]
-    task_ids = [t.id for t in plan.tasks]
+    phase_list = [p.id for p in plan.phases]
+    phase_ids, task_ids = set(phase_list), {t.id for t in plan.tasks}
+    known = _Known([t.id for t in plan.tasks] + phase_list)
     for t in plan.tasks:
         g.nodes[t.id] = Node(t.id, "task", t.phase, _weight(t.estimate))
     for p in plan.phases:
@@ -66,7 +68,7 @@ def build(plan: Plan) -> Graph:
                     _diag(f"phase {p.id!r} depends on itself", p.source, "depends_on")
                 )
             else:
-                g.diagnostics.append(_unknown("phase", p.id, dep, phase_ids, p.source))
+                g.diagnostics.append(_unknown("phase", p.id, dep, _Known(phase_list), p.source))
         phase_deps[p.id] = resolved
         g.deps[gate_id(p.id)] = tuple(p.task_ids)
 
@@ -91,7 +93,7 @@ def build(plan: Plan) -> Graph:
                 else:
                     resolved.append(gate_id(dep))
             else:
-                g.diagnostics.append(_unknown("task", t.id, dep, task_ids + phase_ids, t.source))
+                g.diagnostics.append(_unknown("task", t.id, dep, known, t.source))
         g.deps[t.id] = tuple(dict.fromkeys(resolved))
 
     cycle = find_cycle(g)
@@ -135,8 +137,23 @@ def _diag(message: str, source: object, field: str) -> Diagnostic:
     return Diagnostic("error", message, file, line, field)
 
 
-def _unknown(what: str, owner: str, dep: str, known: list[str], source: object) -> Diagnostic:
-    close = difflib.get_close_matches(dep, known, n=1, cutoff=0.6)
+class _Known:
+    """The ids an unknown one is compared with, and how many suggestions were made."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.asked = 0
+
+
+def _unknown(what: str, owner: str, dep: str, known: _Known, source: object) -> Diagnostic:
+    # A close match costs a comparison with every id: only the first few unknown ids get
+    # one, so a plan with thousands of them is still read in linear time.
+    known.asked += 1
+    close = (
+        difflib.get_close_matches(dep, known.ids, n=1, cutoff=0.6)
+        if known.asked <= MAX_SUGGESTIONS
+        else []
+    )
     hint = f"did you mean {close[0]!r}?" if close else "check the id against the plan"
     d = _diag(f"{what} {owner!r} depends on unknown id {dep!r}", source, "depends_on")
     return Diagnostic(d.level, d.message, d.file, d.line, d.field, hint)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, model, paths
+from planfleet import fsutil, jsonread, model, paths
 from planfleet.ids import check_id, slugify
 from planfleet.skillmatch import Registry, mentions
 from planfleet.statemodel import now_iso
@@ -103,7 +103,7 @@ def _alias_of(slug: str, registry: Registry) -> bool:
 def load_index(repo: Path) -> dict[str, Any]:
     """Return the store's index (empty when missing or unreadable)."""
     try:
-        data = json.loads((store_dir(repo) / INDEX).read_text(encoding="utf-8"))
+        data = jsonread.parse((store_dir(repo) / INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -119,4 +119,7 @@ def record(repo: Path, tech: Technology, *, plan: str, report: Mapping[str, Any]
         "sources": list(report.get("sources", [])),
         "summary": str(report.get("summary", "")),
     }
-    fsutil.atomic_write(store_dir(repo) / INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    fsutil.atomic_write(
+        paths.writable(repo, store_dir(repo) / INDEX),
+        json.dumps(index, indent=2, sort_keys=True) + "\n",
+    )

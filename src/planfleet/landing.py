@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git, guards, worktrees
-from planfleet.errors import RefusedError
+from planfleet.errors import CommandError, InputError, RefusedError
 from planfleet.merge import MergeResult, integration_holder, write_tree
 
 
@@ -55,9 +55,13 @@ def land(repo: Path, plan: str, *, into: str | None = None, dry_run: bool = Fals
             next_step="pass --into BRANCH",
         )
     problem = git.branch_name_problem(target, cwd=repo)
-    if problem or target.startswith(f"planfleet/{plan}/"):
+    if problem:
+        raise InputError(
+            f"cannot land into {target[:80]!r}: {problem}", field="--into", hint="name a branch"
+        )
+    if target.startswith(f"planfleet/{plan}/"):
         raise RefusedError(
-            f"cannot land into {target!r}: {problem or 'a planfleet branch'}",
+            f"cannot land into {target!r}: a planfleet branch",
             reason="bad_target",
             next_step="pass --into with your own branch",
         )
@@ -84,7 +88,15 @@ def land(repo: Path, plan: str, *, into: str | None = None, dry_run: bool = Fals
     res.commands.append(step.render())
     res.after = new
     if not dry_run:
-        step.run()
+        try:
+            step.run()
+        except CommandError as exc:  # e.g. a branch "a" exists and the target is "a/b"
+            said = (exc.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise RefusedError(
+                f"git could not move {target[:80]!r}: {said[:300]}",
+                reason="land_failed",
+                next_step="land into another branch (--into), or fix what git reports",
+            ) from None
     return res
 
 

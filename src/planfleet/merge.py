@@ -334,6 +334,7 @@ def _check(
         if step.args[:2] == ("worktree", "add"):
             with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
                 git.git("worktree", "prune", cwd=repo)  # in case it was deleted by hand
+                paths.writable(repo, worktrees.merge_worktree(repo, plan))
                 _run(step, commit=commit)
         else:
             _run(step, commit=commit)

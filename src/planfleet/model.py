@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from planfleet.declared import declared_set
@@ -140,19 +141,29 @@ class Plan:
     diagnostics: tuple[Diagnostic, ...] = ()
 
     def task(self, task_id: str) -> Task:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        return self._index[0][task_id]
 
     def phase(self, phase_id: str) -> Phase:
-        for p in self.phases:
-            if p.id == phase_id:
-                return p
-        raise KeyError(phase_id)
+        return self._index[1][phase_id]
 
     def tasks_of(self, phase_id: str) -> tuple[Task, ...]:
-        return tuple(t for t in self.tasks if t.phase == phase_id)
+        return self._index[2].get(phase_id, ())
+
+    @cached_property
+    def _index(self) -> tuple[dict[str, Task], dict[str, Phase], dict[str, tuple[Task, ...]]]:
+        """Tasks and phases by id (the first of a repeated id) and each phase's tasks.
+
+        Built once: looking them up by scanning made reading a plan quadratic.
+        """
+        tasks: dict[str, Task] = {}
+        groups: dict[str, list[Task]] = {}
+        for t in self.tasks:
+            tasks.setdefault(t.id, t)
+            groups.setdefault(t.phase, []).append(t)
+        phases: dict[str, Phase] = {}
+        for p in self.phases:
+            phases.setdefault(p.id, p)
+        return tasks, phases, {k: tuple(v) for k, v in groups.items()}
 
     def first_open_task(self) -> Task | None:
         """Return the first task (in plan order) not recorded as done or skipped."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from pathlib import Path
 
 from planfleet import fsutil, git
+from planfleet.errors import RefusedError
 from planfleet.ids import check_id
 
 DIR_NAME = ".planfleet"
@@ -51,9 +54,11 @@ def planfleet_dir(repo: Path) -> Path:
 
 
 def ensure_planfleet_dir(repo: Path) -> Path:
-    """Create ``.planfleet/`` with its README and git exclude entry; return its path."""
-    root = planfleet_dir(repo)
-    root.mkdir(parents=True, exist_ok=True)
+    """Create ``.planfleet/`` with its README and git exclude entry; return its path.
+
+    RefusedError when ``.planfleet`` is a symbolic link or is tracked by git (see writable).
+    """
+    root = writable(repo, planfleet_dir(repo), folder=True, prepare=False)
     readme = root / "README.md"
     current = None
     with contextlib.suppress(OSError):
@@ -97,11 +102,7 @@ def state_path(repo: Path, plan: str) -> Path:
 
 def lock_dir(repo: Path) -> Path:
     """Return ``.planfleet/locks``, created (with the README and exclude entry) if missing."""
-    path = planfleet_dir(repo) / "locks"
-    if not path.is_dir():
-        ensure_planfleet_dir(repo)
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable(repo, planfleet_dir(repo) / "locks", folder=True)
 
 
 def logs_dir(repo: Path, plan: str) -> Path:
@@ -132,3 +133,116 @@ def worktrees_root(repo: Path) -> Path:
 def worktree_path(repo: Path, plan: str, task: str) -> Path:
     """Return ``.planfleet/worktrees/<plan>/<task>`` after checking both ids."""
     return worktrees_root(repo) / check_id(plan, what="plan name") / check_id(task, what="task id")
+
+
+# -- writing under .planfleet/ ------------------------------------------------------------
+
+_UNTRACKED: set[Path] = set()  # repositories whose .planfleet/ git was found not to track
+
+
+def prepare_run(repo: Path, plan: str) -> None:
+    """Create (or check) every folder a run of ``plan`` writes in; RefusedError for a link."""
+    for folder in (
+        state_dir(repo),
+        planfleet_dir(repo) / "locks",
+        logs_dir(repo, plan),
+        runs_dir(repo, plan),
+        worktrees_root(repo) / check_id(plan, what="plan name"),
+    ):
+        writable(repo, folder, folder=True)
+    writable(repo, state_path(repo, plan))
+
+
+def writable(
+    repo: Path, path: Path, *, folder: bool = False, create: bool = True, prepare: bool = True
+) -> Path:
+    """Return ``path`` (under ``.planfleet/``) once nothing on the way to it is a link.
+
+    Every writer of ``.planfleet/`` goes through here. Each component from ``.planfleet``
+    down is looked at with ``lstat``: a symbolic link (a repository can commit one, e.g.
+    ``.planfleet -> ~/.ssh``) or a non-folder is refused, so nothing is written outside the
+    repository through it; so is a ``.planfleet`` that git tracks (its files would be the
+    repository's, not ours). Missing folders are created one at a time (``path`` itself
+    with ``folder``, else its parent; none with ``create=False``); ``path`` itself must not
+    be a link either. ``prepare`` also writes ``.planfleet``'s README and exclude entry when
+    the folder is new. Raises RefusedError (exit 3) with the next step.
+    """
+    root = planfleet_dir(repo)
+    parts = path.relative_to(root).parts  # a path outside .planfleet/ is a bug: ValueError
+    if not _real_folder(root, repo, create=create):
+        return path  # nothing exists yet, and nothing may be created
+    if repo not in _UNTRACKED:  # as given: resolving it on every write costs a stat a part
+        _refuse_tracked(repo)
+        _UNTRACKED.add(repo)
+    if prepare and create and not (root / "README.md").exists():
+        ensure_planfleet_dir(repo)
+    current = root
+    for part in parts if folder else parts[:-1]:
+        current = current / part
+        if not _real_folder(current, repo, create=create):
+            return path
+    if not folder and parts:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise _link_refused(repo, path)
+    return path
+
+
+def _real_folder(path: Path, repo: Path, *, create: bool) -> bool:
+    """Return True if ``path`` is a real folder (made when missing and ``create``)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        if not create:
+            return False
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+            os.mkdir(path)
+        mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise _link_refused(repo, path)
+    if not stat.S_ISDIR(mode):
+        raise RefusedError(
+            f"{_shown(repo, path)} is not a folder; planfleet keeps its files there",
+            reason="planfleet_path_not_folder",
+            next_step=f"move {_shown(repo, path)} away, then run the command again",
+        )
+    return True
+
+
+def _link_refused(repo: Path, path: Path) -> RefusedError:
+    shown = _shown(repo, path)
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return RefusedError(
+        f"{shown} is a symbolic link (to {target}); planfleet does not write through links "
+        f"in {DIR_NAME}/, which could lead out of the repository",
+        reason="planfleet_symlink",
+        next_step=f"remove the link (`rm {shown}`) and run the command again; planfleet "
+        "creates a real folder in its place",
+        details={"path": shown, "target": target},
+    )
+
+
+def _refuse_tracked(repo: Path) -> None:
+    """Raise RefusedError if git tracks ``.planfleet`` or anything under it."""
+    found = git.git("ls-files", "-z", "--", DIR_NAME, cwd=repo, check=False)
+    if found.returncode != 0 or not found.stdout.strip("\0"):
+        return  # not a repository (or git failed): nothing that git tracks
+    first = found.stdout.split("\0", 1)[0]
+    raise RefusedError(
+        f"{DIR_NAME} is tracked by git in this repository ({first}); planfleet writes its "
+        "state there and will not write into files a repository provides",
+        reason="planfleet_tracked",
+        next_step=f"remove it from the repository (`git rm -r --cached {DIR_NAME}` and commit), "
+        "or run planfleet in a checkout you trust",
+        details={"path": first},
+    )
+
+
+def _shown(repo: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(repo))
+    except ValueError:
+        return str(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from planfleet import git, verify, worktrees
+from planfleet import git, paths, verify, worktrees
 from planfleet.errors import RefusedError
 from planfleet.ids import check_id
 from planfleet.scratch import remove_checkout
@@ -58,7 +58,7 @@ def open_fresh(repo: Path, plan: str, phase: str, step: str) -> Checkout:
     if not registered(repo, path):
         with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
             remove_checkout(repo, path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.writable(repo, path)
             git.git("worktree", "add", "--detach", "-q", str(path), integ, cwd=repo)
         return Checkout(path, integ)
     rescued = None

@@ -67,8 +67,7 @@ def run_gate(
 def _save(
     repo: Path, plan: str, phase: str, out: GateOutcome, results: list[dict[str, Any]]
 ) -> str:
-    path = paths.verify_dir(repo, plan) / f"{phase}.gate.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = paths.writable(repo, paths.verify_dir(repo, plan) / f"{phase}.gate.json")
     record = {
         "phase": phase,
         "commit": out.commit,

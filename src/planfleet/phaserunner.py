@@ -286,7 +286,7 @@ class PhaseRunner:
         where = stepgates.Where(self.repo, path, start, self.plan, self.phase)
         extra, note = stepgates.check_step(name, art, where, ph, self.commands, self.opts.timeout_s)
         phasecheckout.advance(self.repo, self.plan.name, path)
-        kept = steps.keep(self._artifact(name), self.records)
+        kept = steps.keep(self._artifact(name), self.records, self.repo)
         with self.store.transaction() as doc:
             phase_record(doc, self.phase.id).update(extra)
             rec = step_record(doc, self.phase.id, name)

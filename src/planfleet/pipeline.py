@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, git, knowledge, model, pipelineview, skillmatch, stepprompts, steps
+from planfleet import (
+    fsutil,
+    git,
+    knowledge,
+    model,
+    paths,
+    pipelineview,
+    skillmatch,
+    stepprompts,
+    steps,
+)
 from planfleet.engine import Listener
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.phaserunner import PhaseOptions, PhaseRunner
@@ -206,7 +216,7 @@ class Pipeline:
         copy_file = copy_dir / self.pdir.file.name
         artifact = self.review_dir / "plan-review.json"
         if not (self.handed_over and steps.artifact_waiting(artifact, self.ctx)):
-            _copy_plan(self.pdir.folder, copy_dir)
+            _copy_plan(self.pdir.folder, paths.writable(self.repo, copy_dir))
         docs = self.store.load()["stages"]["ingest"].get("data", {}).get("docs", [])
         spec = StepSpec(
             key="plan-review",
@@ -239,9 +249,9 @@ class Pipeline:
                 self.pdir.rel(self.pdir.file),
                 f"revised/{self.pdir.file.name}",
             )
-            diff_path = self.review_dir / "plan.diff"
+            diff_path = paths.writable(self.repo, self.review_dir / "plan.diff")
             fsutil.atomic_write(diff_path, "".join(diff))
-        steps.keep(artifact, self.review_dir / "accepted")
+        steps.keep(artifact, self.review_dir / "accepted", self.repo)
         issues = art["issues"]
         return "done", {
             "revised": art["revised"],
@@ -305,6 +315,7 @@ class Pipeline:
                 done[tech.slug] = {"status": "reused", "sheet": self.pdir.rel(sheet)}
                 continue
             artifact = self.store.folder / "research" / f"{tech.slug}.json"
+            paths.writable(self.repo, sheet)  # the researcher writes it: a real folder of ours
             used = [f"task {t}: {plan.task(t).title}" for t in tech.tasks] or [
                 "(named in the plan)"
             ]
@@ -351,7 +362,7 @@ class Pipeline:
 
     def _apply_revision(self) -> str:
         """Put the reviewed plan in place of the plan file; keep the original; return its copy."""
-        original = self.review_dir / f"original-{self.pdir.file.name}"
+        original = paths.writable(self.repo, self.review_dir / f"original-{self.pdir.file.name}")
         fsutil.atomic_write(original, fsutil.read_text(self.pdir.file))
         revised = fsutil.read_text(self.review_dir / self.pdir.name / self.pdir.file.name)
         fsutil.atomic_write(self.pdir.file, revised)

@@ -18,7 +18,7 @@ from typing import Any
 
 import filelock
 
-from planfleet import formats, fsutil, git, model, paths, proc, schemas
+from planfleet import formats, fsutil, git, jsonread, model, paths, proc, schemas
 from planfleet.errors import InputError, RefusedError, UsageError
 from planfleet.formats.plan_dir import PLAN_FILES, plan_file
 from planfleet.statemodel import now_iso
@@ -121,18 +121,14 @@ class PipelineStore:
         """Return the validated document, or a fresh one when there is none yet."""
         if not self.path.exists():
             return self._fresh()
-        try:
-            doc = json.loads(fsutil.read_text(self.path))
-        except ValueError as exc:
-            raise InputError(f"not valid JSON: {exc}", file=str(self.path)) from None
+        doc = jsonread.read(self.path)
         _check(doc, self.path)
         return dict(doc)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Doc]:
         """Yield the document under the lock; validate and write it back afterwards."""
-        paths.ensure_planfleet_dir(self.pdir.repo)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        paths.writable(self.pdir.repo, self.folder, folder=True)
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -153,8 +149,7 @@ class PipelineStore:
     @contextlib.contextmanager
     def running(self, what: str) -> Iterator[None]:
         """Hold the plan's pipeline run lock for ``what``; RefusedError when another holds it."""
-        paths.ensure_planfleet_dir(self.pdir.repo)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        paths.writable(self.pdir.repo, self.folder, folder=True)
         lock = filelock.FileLock(str(self.folder / "pipeline.run.lock"), timeout=0)
         try:
             lock.acquire(timeout=0)

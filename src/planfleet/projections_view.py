@@ -8,14 +8,13 @@ and where the log goes.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, model
+from planfleet import fsutil, jsonread, model
 from planfleet.errors import PlanfleetError
 from planfleet.statemodel import SATISFIED, State, TaskRecord, ordered_ids
 
@@ -173,7 +172,7 @@ def _load_evidence(path: Path) -> Evidence | None:
     try:
         if path.stat().st_size > MAX_RECORD_BYTES:
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonread.parse(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from planfleet import fsutil, model
+from planfleet import fsutil, links, model
 
 SPEC_FILE_CAP = 24_000  # characters of one spec file
 SPEC_TOTAL_CAP = 60_000  # characters of all spec files together
 FEEDBACK_CAP = 8_000  # characters of retry feedback
+_LONG_TICKS = re.compile(r"`{3,}")
 FEEDBACK_HEADING = "The previous attempt failed"
 
 _RULES = """\
@@ -174,7 +175,7 @@ def _specs(paths: Sequence[str], repo: Path) -> str:
 def _read_spec(repo: Path, rel: str, cap: int) -> tuple[str, str]:
     """Return (text, note) for one spec file: at most ``cap`` characters."""
     path = repo / rel
-    if Path(rel).is_absolute() or not fsutil.is_within(path, repo):
+    if (Path(rel).is_absolute() or not fsutil.is_within(path, repo)) and not links.allowed():
         return "", "outside the repository: not included"
     if not fsutil.is_file(path):
         return "", "not found in the repository"
@@ -201,6 +202,7 @@ def _bullets(items: Sequence[str], *, code: bool = False) -> str:
 
 def _fence(text: str) -> str:
     """Return ``text`` in a code fence longer than any backtick run inside it."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    # only runs of three or more backticks can close a fence of three
+    longest = max(map(len, _LONG_TICKS.findall(text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{text.rstrip()}\n{fence}"

@@ -4,12 +4,12 @@ and the final report (per task: status, duration, attempts, cost, files, tests).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from planfleet import jsonread
 from planfleet.output import table
 from planfleet.statemodel import SATISFIED, State, ordered_ids, parse_iso
 
@@ -258,7 +258,7 @@ def _verification(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = jsonread.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -17,6 +17,7 @@ from planfleet import (
     formats,
     fsutil,
     graph,
+    jsonread,
     model,
     paths,
     preflight,
@@ -71,7 +72,9 @@ def fill_run_flags(ns: argparse.Namespace, saved: dict[str, Any] | None = None) 
 def saved_run_flags(repo: Path, plan: str) -> dict[str, Any]:
     """Return the run flags the plan's run started with ({} if none were saved)."""
     try:
-        data = json.loads((paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8"))
+        data = jsonread.parse(
+            (paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8")
+        )
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if k in RUN_DEFAULTS} if isinstance(data, dict) else {}
@@ -79,8 +82,7 @@ def saved_run_flags(repo: Path, plan: str) -> dict[str, Any]:
 
 def save_run_flags(ns: argparse.Namespace, repo: Path, plan: str) -> None:
     """Keep the effective run flags for a later `resume`."""
-    folder = paths.runs_dir(repo, plan)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.writable(repo, paths.runs_dir(repo, plan), folder=True)
     values = {key: getattr(ns, key) for key in RUN_DEFAULTS}
     fsutil.atomic_write(folder / OPTIONS_FILE, json.dumps(values, indent=1) + "\n")
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import filelock
 
-from planfleet import fsutil, paths, proc
-from planfleet.errors import RefusedError
+from planfleet import fsutil, jsonread, paths, proc
+from planfleet.errors import InputError, RefusedError
 from planfleet.ids import check_id
 from planfleet.statemodel import hostname, now_iso
 
@@ -33,6 +33,7 @@ REQUESTS = "requests"
 PAUSE = "pause"
 # Why a task is held: the words of the event, the note and `status` after `stop --task`.
 HELD_NOTE = "stopped by request (planfleet stop --task)"
+MAX_PID = 2**22  # the largest pid_max Linux allows
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,23 @@ class EngineInfo:
 
 
 def read_info(repo: Path, plan: str) -> EngineInfo | None:
-    """Return the last engine's description for ``plan``, or None if there never was one."""
+    """Return the last engine's description for ``plan``, or None if there never was one.
+
+    Raises InputError naming ``engine.json`` when it is there but damaged.
+    """
+    path = paths.runs_dir(repo, plan) / INFO_NAME
+    if not path.exists():
+        return None
+    shown = str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
+    hint = f"when no engine of {plan} runs, delete {shown} (the engine writes it anew)"
+    data = jsonread.read(path, display=shown, hint=hint)
     try:
-        data = json.loads((paths.runs_dir(repo, plan) / INFO_NAME).read_text(encoding="utf-8"))
+        pid = data["pid"]
+        if type(pid) is not int or not 0 < pid <= MAX_PID:
+            raise ValueError(f"pid {str(pid)[:20]!r} is not a process id")
         return EngineInfo(
             plan=str(data["plan"]),
-            pid=int(data["pid"]),
+            pid=pid,
             pid_start=data.get("pid_start"),
             host=str(data["host"]),
             started_at=str(data["started_at"]),
@@ -73,8 +85,13 @@ def read_info(repo: Path, plan: str) -> EngineInfo | None:
             detached=bool(data.get("detached", False)),
             log=data.get("log"),
         )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        why = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(
+            f"not an engine description (an object with plan, pid, host, started_at): {why}",
+            file=shown,
+            hint=hint,
+        ) from None
 
 
 def is_running(repo: Path, plan: str) -> bool:
@@ -96,14 +113,15 @@ def engine_lock(
     repo: Path, plan: str, *, detached: bool = False, log: Path | None = None
 ) -> Iterator[EngineInfo]:
     """Hold the plan's engine lock and publish ``engine.json``; RefusedError if held."""
-    folder = paths.runs_dir(repo, check_id(plan, what="plan name"))
-    paths.ensure_planfleet_dir(repo)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.writable(repo, paths.runs_dir(repo, plan), folder=True)
     lock = filelock.FileLock(str(folder / LOCK_NAME), timeout=0)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        holder = read_info(repo, plan)
+        try:
+            holder = read_info(repo, plan)
+        except InputError:
+            holder = None  # the refusal matters, not who holds the lock
         who = (
             f"pid {holder.pid} on {holder.host} ({holder.command}) since {holder.started_at}"
             if holder
@@ -137,8 +155,7 @@ def engine_lock(
 
 def request(repo: Path, plan: str, name: str) -> Path:
     """Leave the request ``name`` (``pause`` or ``stop-<task>``) for the plan's engine."""
-    folder = paths.runs_dir(repo, plan) / REQUESTS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.writable(repo, paths.runs_dir(repo, plan) / REQUESTS, folder=True)
     target = folder / name
     fsutil.atomic_write(target, now_iso() + "\n", fsync_dir=False)
     return target

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from planfleet import git, worktrees
+from planfleet import git, paths, worktrees
 from planfleet.ids import check_id
 
 
@@ -20,7 +20,7 @@ def scratch_worktree(repo: Path, plan: str, name: str, commit: str) -> Iterator[
     path = worktrees.merge_worktree(repo, plan).with_name(f"_{check_id(name, what='checkout')}")
     with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
         remove_checkout(repo, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.writable(repo, path)
         git.git("worktree", "add", "--detach", "-q", str(path), commit, cwd=repo)
     try:
         yield path

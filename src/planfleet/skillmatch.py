@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, model, paths, schemas
+from planfleet import fsutil, jsonread, model, paths, schemas
 from planfleet.errors import InputError
 
 REGISTRY_NAME = "skill-registry.json"
@@ -126,10 +125,7 @@ def load_registry(repo: Path) -> Registry:
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"not valid JSON: {exc}", file=where) from None
+    doc = jsonread.loads(text, file=where)
     error = schemas.first_error("skill_registry", doc)
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "(top)"

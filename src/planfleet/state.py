@@ -18,7 +18,7 @@ from typing import Any
 
 import filelock
 
-from planfleet import fsutil, paths
+from planfleet import fsutil, jsonread, paths
 from planfleet.errors import InputError, RefusedError
 from planfleet.statecodec import Blocks, Codec
 from planfleet.statemigrate import MIGRATIONS, Migration
@@ -74,9 +74,7 @@ class StateStore:
 
     def create(self, state: State, *, replace: bool = False) -> None:
         """Write a new state file; RefusedError if one exists (unless ``replace``)."""
-        if self.repo is not None:
-            paths.ensure_planfleet_dir(self.repo)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare(create=True)
         with self._locked():
             if self.path.exists():
                 if not replace:
@@ -100,6 +98,7 @@ class StateStore:
             raise RuntimeError("nested state transactions would lose the outer one's update")
         if not self.path.exists():
             self._read()  # raises the error that names `planfleet state init`
+        self._prepare(create=False)
         with self._locked():
             old_text = self._read()
             state, version = self._codec.decode(old_text, file=str(self.path))
@@ -123,7 +122,16 @@ class StateStore:
         except OSError as exc:
             raise self._unwritable(exc) from None
 
+    def _prepare(self, *, create: bool) -> None:
+        """Check (and with ``create`` make) the folder: no link on the way, none as the file."""
+        if self.repo is not None:
+            paths.writable(self.repo, self.path, create=create)
+        elif create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
     def _read(self) -> str:
+        # A linked state file would be read from elsewhere, then replaced by a regular file.
+        self._prepare(create=False)
         try:
             return self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -171,7 +179,7 @@ class StateStore:
             "since": now_iso(),
         }
         data = (json.dumps(holder) + "\n").encode()
-        fd = os.open(self.holder_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(self.holder_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             os.write(fd, data)
             os.ftruncate(fd, len(data))
@@ -210,7 +218,7 @@ class StateStore:
 def read_holder(path: Path) -> dict[str, Any] | None:
     """Return the holder record next to a state lock, or None if absent or unreadable."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonread.parse(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from planfleet import jsonread
 from planfleet.errors import InputError
 from planfleet.statemigrate import (
     DAMAGED_HINT,
@@ -44,7 +45,7 @@ def _indent(text: str) -> str:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text)
+        return jsonread.parse(text)
     except ValueError:
         return None
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from planfleet import schemas
+from planfleet import jsonread, schemas
 from planfleet.errors import InputError, RefusedError
 from planfleet.jsoncheck import CompiledSchema
 from planfleet.statemodel import SCHEMA_VERSION
@@ -30,12 +29,7 @@ def compiled_schema() -> CompiledSchema:
 
 def parse(text: str, *, file: str) -> dict[str, Any]:
     """Return the JSON object in ``text``; InputError with the line if it is not one."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"not valid JSON: {exc.msg}", file=file, line=exc.lineno, hint=DAMAGED_HINT
-        ) from None
+    doc = jsonread.loads(text, file=file, hint=DAMAGED_HINT)
     if not isinstance(doc, dict):
         raise InputError("a state file must hold a JSON object", file=file, hint=DAMAGED_HINT)
     return doc

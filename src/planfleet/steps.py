@@ -13,14 +13,13 @@ against git and the tests) decides whether the next step may run.
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, model, paths, preflight, schemas
+from planfleet import fsutil, jsonread, model, paths, preflight, schemas
 from planfleet.runners import AgentRequest, AgentResult
 from planfleet.runners.base import prompt_path
 from planfleet.runners.claude import ClaudeRunner, plugin_root
@@ -104,10 +103,12 @@ def artifact_waiting(artifact: Path, ctx: StepContext) -> bool:
 def run_step(spec: StepSpec, ctx: StepContext, attempt: int) -> StepRun:
     """Run ``spec``'s agent (or hand it to the session); the caller then gates the artifact."""
     log = paths.attempt_log(ctx.repo, ctx.plan.name, spec.key, attempt)
-    prompt_file = prompt_path(log)
+    prompt_file = prompt_path(paths.writable(ctx.repo, log))
     fsutil.atomic_write(prompt_file, spec.prompt, fsync_dir=False)
     set_aside(spec.artifact)  # an old artifact must not pass for this attempt's
-    spec.artifact.parent.mkdir(parents=True, exist_ok=True)
+    # The artifact is in the .planfleet/ of the step's folder (a checkout's is shaped by
+    # the commits merged into it).
+    paths.writable(spec.cwd, spec.artifact, prepare=False)
     if not ctx.subprocess:
         return StepRun(
             "needs_agent", prompt_file, instructions=instructions(spec, ctx, prompt_file)
@@ -176,7 +177,7 @@ def read_artifact(step: str, path: Path, schema: str) -> dict[str, Any]:
     if not path.is_file():
         raise GateFailed(step, f"the step wrote no artifact ({path} does not exist)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonread.parse(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise GateFailed(step, f"the artifact {path} cannot be read: {exc}") from None
     except ValueError as exc:
@@ -193,9 +194,9 @@ def read_artifact(step: str, path: Path, schema: str) -> dict[str, Any]:
     return data
 
 
-def keep(artifact: Path, folder: Path) -> Path:
-    """Copy an accepted artifact into the run's records; return the copy."""
-    target = folder / artifact.name
+def keep(artifact: Path, folder: Path, repo: Path) -> Path:
+    """Copy an accepted artifact into the run's records (``folder`` in ``repo``); return it."""
+    target = paths.writable(repo, folder / artifact.name)
     fsutil.atomic_write(target, artifact.read_text(encoding="utf-8"), fsync_dir=False)
     return target
 

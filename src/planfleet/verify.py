@@ -384,6 +384,7 @@ def _code(code: int | None) -> str:
 def save_record(repo: Path, plan: str, task: str, attempt: int, v: Verification) -> Path:
     """Write ``.planfleet/runs/<plan>/verify/<task>.<attempt>.json`` atomically; return it."""
     path = paths.verify_dir(repo, plan) / f"{check_id(task, what='task id')}.{int(attempt)}.json"
+    paths.writable(repo, path)
     record = {"version": RECORD_VERSION, "plan": plan, "task": task, "attempt": attempt}
     record.update(v.to_json())
     fsutil.atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -7,7 +7,6 @@ names are compared after :func:`normalize` (case, and ``-``/``_``/``.`` all alik
 from __future__ import annotations
 
 import configparser
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from planfleet import git
+from planfleet import git, jsonread
 
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 _SKIP_DIRS = frozenset({"node_modules", "vendor", ".venv", "venv", "site-packages", "target"})
@@ -67,13 +66,13 @@ def _requirements(text: str) -> set[str]:
 
 
 def _package_json(text: str) -> set[str]:
-    data = json.loads(text)
+    data = jsonread.parse(text)
     keys = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies")
     return {n for k in keys if isinstance(data.get(k), dict) for n in data[k]}
 
 
 def _composer_json(text: str) -> set[str]:
-    data = json.loads(text)
+    data = jsonread.parse(text)
     return {n for k in ("require", "require-dev") if isinstance(data.get(k), dict) for n in data[k]}
 
 

@@ -53,6 +53,7 @@ def rescue_branch(plan: str, task: str, when: _dt.datetime | None = None) -> str
 
 def _inside_root(repo: Path, path: Path) -> Path:
     """Return ``path`` if it resolves inside the worktree root; RefusedError otherwise."""
+    paths.writable(repo, path, create=False)  # no link on the way, none as the folder
     root = paths.worktrees_root(repo)
     if not (fsutil.is_within(root, repo) and fsutil.is_within(path, root)):
         raise RefusedError(
@@ -411,6 +412,7 @@ def _register(
 ) -> bool:
     """Run the metadata step for ``wt`` (under the lock); return True if it needs a checkout."""
     try:
+        paths.writable(repo, wt.path)  # git would create the folders through any link
         steps = _decide(repo, wt, entries, heads)
         if wt.spare is not None and wt.base is not None:
             worktree_pool.prepare(wt.spare, wt.path, wt.branch, wt.base)

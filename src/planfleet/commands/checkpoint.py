@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from planfleet import formats, git, paths, projections
+from planfleet import formats, git, jsonread, paths, projections
 from planfleet.errors import ExitCode, RefusedError
 from planfleet.ids import id_problem
 from planfleet.model import Plan
@@ -101,7 +100,7 @@ def _state_names(repo: Path, plan: Plan) -> list[str]:
     found = []
     for file in sorted(paths.state_dir(repo).glob("*.json")):
         try:
-            recorded = json.loads(file.read_text(encoding="utf-8"))["plan"]["path"]
+            recorded = jsonread.parse(file.read_text(encoding="utf-8"))["plan"]["path"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
         where = Path(str(recorded))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from planfleet import attemptsave, git, paths
+from planfleet import attemptsave, git, jsonread, paths
 from planfleet.commands import agents
 from planfleet.commands.stop import SESSION_ID
 from planfleet.errors import ExitCode, InputError, PlanfleetError, RefusedError
@@ -117,7 +117,7 @@ def readable(text: str) -> list[str]:
     lines: list[str] = []
     for raw in text.splitlines():
         try:
-            ev = json.loads(raw)
+            ev = jsonread.parse(raw)
         except ValueError:
             lines.append(raw)
             continue

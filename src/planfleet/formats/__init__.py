@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Protocol
 
+from planfleet import links
 from planfleet.errors import InputError
+from planfleet.fsutil import exists
 from planfleet.model import Plan
 
 # Detection order: the most specific shapes first, the loosest (Superpowers) last.
@@ -118,8 +121,9 @@ def detect(path: Path) -> Reader:
 
 def load_plan(path: Path, *, repo: Path, format: str | None = None) -> Plan:
     """Read the plan at ``path`` (a file or a plan folder) with the given or detected format."""
-    if not path.exists():
+    if not exists(path):
         raise InputError("no such file or folder", file=str(path))
+    links.check(path, repo, what="plan")
     reader = get_reader(format) if format else detect(path)
     return reader.read(path, repo=repo)
 
@@ -166,9 +170,13 @@ def resolve(arg: str, *, repo: Path, format: str | None = None) -> Path:
     candidate = Path(arg)
     if not candidate.is_absolute():
         for base in (Path.cwd(), repo):
-            if (base / candidate).exists():
-                return (base / candidate).resolve()
-    elif candidate.exists():
+            if exists(base / candidate):
+                found = Path(os.path.abspath(base / candidate))
+                if links.target(found, repo) is None:
+                    return found.resolve()
+                # A link out: refused, or (allowed) kept as named, for its format's layout.
+                return links.check(found, repo, what="plan")
+    elif exists(candidate):
         return candidate
     matches = []
     for ref in discover(repo):

@@ -10,9 +10,11 @@ blocked); unknown words are warnings. A malformed file is an InputError with its
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from planfleet import jsonread
 from planfleet.errors import InputError
 from planfleet.formats.builder import PlanBuilder, status_from_word
 from planfleet.fsutil import read_text
@@ -23,14 +25,7 @@ STATE_FILE = "execute-state.json"
 def read_state(path: Path, shown: str) -> dict[str, Any]:
     """Return execute-state.json checked for shape; InputError with the line otherwise."""
     text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"invalid JSON: {exc.msg} (column {exc.colno})", file=shown, line=exc.lineno
-        ) from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply", file=shown) from None
+    data = jsonread.loads(text, file=shown)
     if not isinstance(data, dict):
         raise InputError(
             'execute-state.json must be a JSON object with a "tasks" map', file=shown, line=1
@@ -57,8 +52,31 @@ def read_state(path: Path, shown: str) -> dict[str, Any]:
 
 
 def _key_line(text: str, key: str) -> int | None:
-    at = text.find(json.dumps(key))
-    return text.count("\n", 0, at) + 1 if at >= 0 else None
+    return KeyLines(text)(key)
+
+
+class KeyLines:
+    """The line of every key of a JSON text (its first occurrence), found in one pass.
+
+    Looking each task id up in the whole text made a big state file quadratic to read.
+    """
+
+    # Every string is consumed, so a match never starts inside one; a colon makes it a key.
+    _STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"(\s*:)?')
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[str, int] = {}
+        line, pos = 1, 0
+        for m in self._STRING.finditer(text):
+            if m.group(1) is None:
+                continue
+            line += text.count("\n", pos, m.start())
+            pos = m.start()
+            self.lines.setdefault(text[m.start() : m.start(1)], line)
+
+    def __call__(self, key: str) -> int | None:
+        found = self.lines.get(json.dumps(key))
+        return found if found is not None else self.lines.get(json.dumps(key, ensure_ascii=False))
 
 
 _STATE_META = (
@@ -78,7 +96,7 @@ _STATE_META = (
 
 def apply_state(b: PlanBuilder, state: dict[str, Any], path: Path, *, partial: bool) -> None:
     """Import recorded statuses and run details of execute-state.json into the tasks."""
-    text = state["text"]
+    key_line = KeyLines(state["text"])
     queue = {
         str(e.get("task_id")): e.get("status", "queued")
         for e in state.get("merge_queue", [])
@@ -93,14 +111,14 @@ def apply_state(b: PlanBuilder, state: dict[str, Any], path: Path, *, partial: b
                     "warning",
                     f"execute-state.json names task {tid!r}, which has no task file",
                     file=path,
-                    line=_key_line(text, tid),
+                    line=key_line(tid),
                     field=f"tasks.{tid}",
                 )
             continue
         word = entry.get("status")
         if not isinstance(word, (str, type(None))):
             word = str(word)
-        task["status"] = b.status(word, line=_key_line(text, tid), file=path)
+        task["status"] = b.status(word, line=key_line(tid), file=path)
         meta = {new: entry[old] for old, new in _STATE_META if entry.get(old) is not None}
         meta["state_status"] = word or "pending"
         if tid in queue:

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from planfleet import links
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
@@ -92,14 +93,19 @@ def _opens_fm(path: Path) -> bool:
         return False
 
 
-def _phase_dirs(path: Path) -> list[Path]:
-    """Return the phase folders ``path`` stands for, in phase order."""
+def _phase_dirs(path: Path, repo: Path | None = None) -> list[Path]:
+    """Return the phase folders ``path`` stands for, in phase order (links: see links.follow)."""
     if (path / "phases").is_dir():
         path = path / "phases"
     if _plan_files(path):
         return [path]
     try:
-        subs = [d for d in path.iterdir() if d.is_dir() and not d.is_symlink()]
+        subs = [
+            d
+            for d in path.iterdir()
+            if d.is_dir()
+            and (not d.is_symlink() or links.follow(d, repo, what="phase folder", root=path))
+        ]
     except OSError:
         return []
     found = [
@@ -141,7 +147,7 @@ class GsdReader:
                 )
             folders, files = [path.parent], {path.parent: [path]}
         else:
-            folders = _phase_dirs(path)
+            folders = _phase_dirs(path, repo)
             if not folders:
                 raise InputError(
                     "no <phase>-<plan>-PLAN.md files with frontmatter found",
@@ -223,6 +229,8 @@ def _str_list(value: Any) -> list[str]:
 def _read_plan(b: PlanBuilder, path: Path) -> dict[str, Any]:
     """Return the task fields of one PLAN.md (with ``_wave`` and ``_deps_given`` for ordering)."""
     shown = b.rel(path)
+    root = b.path if b.path.is_dir() else b.path.parent
+    links.check(path, b.repo, what="plan file", root=root)
     text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
     data, lines, body, body_line = read_frontmatter(text, file=shown)
     phase, plan = path.name.removesuffix("-PLAN.md").rsplit("-", 1)

@@ -85,12 +85,11 @@ def sections_of(doc: Document) -> tuple[list[Line], list[Section]]:
 def subtree(all_sections: list[Section], index: int) -> list[Section]:
     """Return the sections nested under ``all_sections[index]`` (deeper levels, contiguous)."""
     level = all_sections[index].level
-    nested = []
-    for sec in all_sections[index + 1 :]:
-        if sec.level <= level:
-            break
-        nested.append(sec)
-    return nested
+    end = index + 1
+    # walk by index: slicing the rest of the list for every section made this quadratic
+    while end < len(all_sections) and all_sections[end].level > level:
+        end += 1
+    return all_sections[index + 1 : end]
 
 
 def prose(body: list[Line]) -> list[Line]:

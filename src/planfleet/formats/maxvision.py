@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from planfleet import links
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
@@ -159,13 +160,13 @@ class MaxvisionReader:
             for file in files:
                 # A link out of the repository and the plan folder would feed an agent
                 # someone else's file.
-                if not (is_within(file, repo) or is_within(file, path)):
+                if not (is_within(file, repo) or is_within(file, path) or links.allowed()):
                     b.diag(
                         "error",
                         f"plan file {file.name} links outside the repository",
                         file=file,
                         field="plan",
-                        hint="keep plan files inside the repository",
+                        hint=links.HINT,
                     )
                     continue
                 _task(b, pid, file, ids, outside)

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from planfleet import schemas
+from planfleet import links, schemas
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
 from planfleet.formats.markdown import fenced_blocks, lines_of
 from planfleet.formats.yamlutil import line_of, load_yaml
 from planfleet.fsutil import read_text
+from planfleet.ids import check_id
 from planfleet.model import Plan
 
 _MARKER = re.compile(r"^planfleet\s*:", re.MULTILINE)
@@ -83,7 +84,9 @@ class NativeReader:
                 field=field,
                 hint="see the plan format in the README (schema: schemas/plan.schema.json)",
             )
-        return _build(data, lines, path, repo)
+        # The builder makes names derived from file names safe; a name given is kept or refused.
+        check_id(data["name"], what="name", file=shown, line=line_of(lines, ("name",)))
+        return _build(data, lines, path, repo, shown)
 
 
 def _shown(path: Path, repo: Path) -> str:
@@ -104,7 +107,7 @@ def _schema_message(error: Any) -> str:
     return str(error.message)
 
 
-def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path) -> Plan:
+def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path, shown: str) -> Plan:
     defaults = data.get("defaults", {})
     b = PlanBuilder(
         format="planfleet",
@@ -137,6 +140,11 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path) 
         for j, t in enumerate(ph.get("tasks", ())):
             tline = line_of(lines, ("phases", i, "tasks", j))
             spec = t.get("spec", ())
+            for name in (spec,) if isinstance(spec, str) else spec:
+                where = line_of(lines, ("phases", i, "tasks", j, "spec")) or tline
+                links.check(
+                    repo / name, repo, what="spec file", file=shown, line=where, field="spec"
+                )
             b.add_task(
                 t["id"],
                 t.get("title", t["id"]),

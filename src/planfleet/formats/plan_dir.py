@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planfleet import links
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
@@ -123,7 +124,7 @@ class PlanDirReader:
                 file=str(path),
                 hint="a plan directory holds task_plan.md (or manifest.md) and specs",
             )
-        text = read_text(found)
+        text = read_text(links.check(found, repo, what="plan file", root=path))
         preamble, secs = sections(text)
         title = next((s.title for s in secs if s.level == 1), found.parent.name)
         b = PlanBuilder(
@@ -282,13 +283,14 @@ def _spec(ctx: _Ctx, spec: str, line: int) -> tuple[str, str] | None:
         candidate = base / spec
         if not is_file(candidate):
             continue
-        if not is_within(candidate, ctx.repo):  # a plan may not feed an agent files from outside
+        # a plan may not feed an agent files from outside (unless the user said so)
+        if not is_within(candidate, ctx.repo) and not links.allowed():
             b.diag(
                 "error",
                 f"spec file {spec} is outside the repository",
                 line=line,
                 field="spec",
-                hint="keep spec files inside the repository",
+                hint=links.HINT,
             )
             return None
         try:

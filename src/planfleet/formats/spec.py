@@ -30,6 +30,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+from planfleet import links
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe, status_from_word
@@ -98,7 +99,7 @@ class SpecReader:
 
 
 def _read(plan_file: Path, root: Path, repo: Path) -> Plan:
-    text = read_text(plan_file)
+    text = read_text(links.check(plan_file, repo, what="plan file", root=plan_file.parent))
     preamble, secs = sections(text)
     title = next((s.title for s in secs if s.level == 1), "")
     blocks = phase_blocks(secs)
@@ -255,13 +256,13 @@ def _implementation(
         )
         return (), ""
     # A link out of the repository and the plan folder would feed an agent someone else's file.
-    if not (is_within(path, b.repo) or is_within(path, root)):
+    if not (is_within(path, b.repo) or is_within(path, root) or links.allowed()):
         b.diag(
             "error",
             f"implementation file {shown} links outside the repository",
             file=path,
             field="implementation",
-            hint="keep implementation files inside the repository",
+            hint=links.HINT,
         )
         return (), ""
     try:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
+from planfleet import links
 from planfleet.errors import InputError
 from planfleet.formats import walk
 from planfleet.formats.builder import PlanBuilder, dedupe
@@ -169,7 +170,7 @@ class XmlTasksReader:
             name=path.stem if single else path.name,
             title=path.name,
         )
-        files = [(path.parent, path)] if single else list(_xml_files(path))
+        files = [(path.parent, path)] if single else list(_xml_files(path, repo))
         parsed = [p for folder, f in files if (p := _parse_file(b, f, folder, root)) is not None]
         if not parsed:
             raise InputError(
@@ -177,7 +178,7 @@ class XmlTasksReader:
                 file=b.rel(path),
                 hint="put task files in layer folders like 1-foundation/L1-001-create-enums.xml",
             )
-        state_path = root / STATE_FILE
+        state_path = links.check(root / STATE_FILE, repo, what=STATE_FILE, root=root)
         state = read_state(state_path, b.rel(state_path)) if state_path.is_file() else None
         _add_all(b, parsed)
         if state is not None:
@@ -196,20 +197,29 @@ def _has_task_root(path: Path) -> bool:
     return bool(_TASK_ROOT.search(head))
 
 
-def _xml_files(root: Path) -> Iterator[tuple[Path, Path]]:
-    """Yield ``(folder, file)`` for XML files in ``root`` and its layer folders, in order."""
+def _xml_files(root: Path, repo: Path | None = None) -> Iterator[tuple[Path, Path]]:
+    """Yield ``(folder, file)`` for XML files in ``root`` and its layer folders, in order.
+
+    Symbolic links are skipped, or refused when they lead out (see links.follow).
+    """
     try:
         entries = sorted(root.iterdir(), key=lambda p: _layer_key(p.name))
     except OSError:
         return
     for entry in entries:
-        if entry.is_symlink():
+        what = "task file" if entry.suffix == ".xml" else "layer folder"
+        if entry.is_symlink() and not (
+            (entry.suffix == ".xml" or _LAYER.match(entry.name))
+            and links.follow(entry, repo, what=what, root=root)
+        ):
             continue
         if entry.is_file() and entry.suffix == ".xml":
             yield root, entry
         elif entry.is_dir() and _LAYER.match(entry.name):
             for f in sorted(entry.glob("*.xml")):
-                if f.is_file() and not f.is_symlink():
+                if f.is_symlink() and not links.follow(f, repo, what="task file", root=root):
+                    continue
+                if f.is_file():
                     yield entry, f
 
 
@@ -419,10 +429,12 @@ def _add_all(b: PlanBuilder, parsed: list[_Parsed]) -> None:
             number=int(m.group(1)) if m else None,
             depends_on=(order[k - 1],) if k else (),
         )
+    by_layer: dict[str, list[_Parsed]] = {}
+    for p in parsed:
+        by_layer.setdefault(p.layer, []).append(p)
     for layer in order:
-        for p in parsed:
-            if p.layer == layer:
-                b.add_task(p.id, p.title, phase=layer, line=p.line, file=p.file, **p.fields)
+        for p in by_layer[layer]:
+            b.add_task(p.id, p.title, phase=layer, line=p.line, file=p.file, **p.fields)
 
 
 READER = XmlTasksReader()

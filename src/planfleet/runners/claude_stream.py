@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from planfleet import jsonread
 from planfleet.runners import AgentResult, base
 
 TAIL_CHARS = 4000
@@ -62,7 +63,7 @@ def read(path: Path) -> Stream:
 
 def _take(stream: Stream, line: str) -> None:
     try:
-        event = json.loads(line) if line.startswith("{") else None
+        event = jsonread.parse(line) if line.startswith("{") else None
     except ValueError:
         event = None
     if not isinstance(event, dict):
