@@ -735,17 +735,6 @@ def test_manifest_names(path: str, text: str, expected: set[str]) -> None:
     assert verify_deps.manifest_names(path, text) == expected
 
 
-@pytest.mark.parametrize("text", [PYPROJECT, CARGO, '[packages]\nhttpx = "*"\n'])
-def test_line_reader_agrees_with_tomllib(text: str) -> None:
-    """The reader used on Python 3.10 finds the same names as tomllib does."""
-    for spec in (verify_deps._PYPROJECT, verify_deps._CARGO, verify_deps._PIPFILE):
-        read = verify_deps._toml_reader(spec)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(verify_deps, "_load_toml", lambda _text: None)
-            scanned = read(text)
-        assert scanned == read(text)
-
-
 def test_dependency_names_and_unreadable_manifests() -> None:
     cases = {
         "python-dateutil>=2.9": "python-dateutil",
@@ -788,3 +777,28 @@ def test_dependencies_gate_reads_the_committed_manifests(git_repo: Path) -> None
     v = check(git_repo, task, wt)
     assert v.ok, v.feedback
     assert "react@18 in web/package.json" in gate(v, "dependencies").message
+
+
+def test_a_url_requirement_with_a_fragment_hides_no_other_dependency(git_repo: Path) -> None:
+    """A ``#`` inside a TOML string is not a comment (the old line reader cut there)."""
+    task = task_of("urls", add_dependencies=("requests", "mylib", "attrs"))
+    wt = start(git_repo, "urls")
+    commit(
+        wt,
+        {
+            "pyproject.toml": (
+                '[project]\nname = "demo"\nversion = "0"\ndependencies = [\n'
+                '    "mylib @ git+https://example.invalid/mylib.git#egg=mylib",\n'
+                '    "requests>=2.31",\n'
+                "]\n\n[project.optional-dependencies]\n"
+                'dev = ["attrs # not a comment", "pytest"]  # a real comment\n'
+            )
+        },
+    )
+    v = check(git_repo, task, wt)
+    assert v.ok, gate(v, "dependencies").message
+    assert "requests in pyproject.toml" in gate(v, "dependencies").message
+    bad = {"pyproject.toml": '[project]\ndependencies = ["x"\n'}
+    commit(wt, bad)
+    v = check(git_repo, task, wt)
+    assert "unreadable: pyproject.toml" in gate(v, "dependencies").message
