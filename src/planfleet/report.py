@@ -190,8 +190,8 @@ def render_final(rows: Sequence[dict[str, Any]]) -> str:
     """Return the final report as a plain table plus files and test lines."""
 
     def tests(v: Any) -> str:
-        if not isinstance(v, dict):
-            return "-"
+        if not isinstance(v, dict) or (v.get("passed") is None and v.get("failed") is None):
+            return "-"  # no test command, or one judged by its exit code only
         return f"{v.get('passed', '?')}✓/{v.get('failed', '?')}✗"
 
     body = table(

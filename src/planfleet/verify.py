@@ -252,7 +252,8 @@ def _tests_gate(
 ) -> tuple[Gate, dict[str, Any] | None]:
     command = verify_tests.test_command(plan)
     if command is None:
-        return Gate("tests", True, "the plan has no test command"), None
+        why = plan.meta.get("test_command_reason")
+        return Gate("tests", True, f"no test command ({why})" if why else "no test command"), None
     if not a.commits:
         return Gate("tests", True, "nothing committed: no change to test"), None
     before = baseline.run if baseline is not None and baseline.command == command else None

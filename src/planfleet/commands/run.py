@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from planfleet import detach, git, runcli
+from planfleet import detach, git, runcli, testcmd
 from planfleet.errors import RefusedError
 from planfleet.output import Out
 from planfleet.state import StateStore
@@ -71,6 +71,8 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
             reason="no_run",
             next_step=f"start it with `planfleet run {ns.plan}`",
         )
+    tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
+    testcmd.require(plan, tests)  # before anything starts, detached or not
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
     runcli.save_run_flags(ns, repo, plan.name)
     if ns.detach:

@@ -113,7 +113,7 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path) 
         name=data["name"],
         title=data.get("title", data["name"]),
         meta={k: data[k] for k in ("branch", "status", "description") if k in data}
-        | ({"test_command": defaults["test_command"]} if "test_command" in defaults else {}),
+        | {k: defaults[k] for k in ("test_command", "test_timeout") if k in defaults},
     )
     for i, ph in enumerate(data["phases"]):
         pline = line_of(lines, ("phases", i))
