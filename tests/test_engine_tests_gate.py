@@ -152,7 +152,7 @@ phases:
 """
 
 
-def tests_command(repo: Path, task: str) -> str:
+def gate_command(repo: Path, task: str) -> str:
     """Return the test command the tests gate of ``task``'s first attempt ran."""
     record = json.loads(
         (repo / ".planfleet" / "runs" / "p" / "verify" / f"{task}.1.json").read_text()
@@ -170,7 +170,7 @@ def test_resume_keeps_the_test_command_given_to_run(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     res = cli(repo, "resume", "p", "--tasks", "b", timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert tests_command(repo, "b") == command  # not the pytest detected in the repository
+    assert gate_command(repo, "b") == command  # not the pytest detected in the repository
     saved = json.loads((runs / "options.json").read_text())
     assert (saved["test_cmd"], saved["test_timeout"]) == (command, 50.0)
     baseline = json.loads((runs / "baseline.json").read_text())
@@ -179,7 +179,7 @@ def test_resume_keeps_the_test_command_given_to_run(tmp_path: Path) -> None:
     other = f"{sys.executable} -c pass"
     res = cli(repo, "resume", "p", "--test-cmd", other, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert tests_command(repo, "c") == other
+    assert gate_command(repo, "c") == other
     retaken = json.loads((runs / "baseline.json").read_text())
     assert retaken["baseline"]["command"] == other
     assert retaken["commit"] == baseline["commit"]

@@ -221,7 +221,7 @@ def test_plan_show_dry_run_and_preflight_say_which_command_and_why(
     assert "45 s per test run (--test-timeout)" in res.out
 
     res = run("preflight", "--no-claude", "--plan", AI_PLAN, "--json", cwd=repo)
-    check = next(c for c in res.json()["data"]["checks"] if c["name"] == "test_command")
+    check = next(c for c in res.json()["data"]["checks"] if c["name"] == "test_cmd")
     assert check["ok"]
     assert command in check["detail"]
     assert "detected" in check["detail"]

@@ -188,12 +188,12 @@ def check_tests(root: Path, plan_path: Path | None, flag: str | None) -> Check:
             plan = formats.load_plan(where, repo=root)
     choice = testcmd.choose(root, plan, flag=flag)
     if choice.command is not None:
-        return Check("test_command", True, choice.describe(), required=False)
+        return Check("test_cmd", True, choice.describe(), required=False)
     try:
         testcmd.require(plan or model.Plan("-", "", "", "", (), ()), choice)
     except RefusedError as exc:
-        return Check("test_command", False, exc.message, exc.reason, exc.next_step)
-    return Check("test_command", True, f"{choice.describe()} (no tests gate)", required=False)
+        return Check("test_cmd", False, exc.message, exc.reason, exc.next_step)
+    return Check("test_cmd", True, f"{choice.describe()} (no tests gate)", required=False)
 
 
 def run_preflight(
