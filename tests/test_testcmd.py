@@ -259,3 +259,20 @@ def test_a_test_command_that_cannot_start_refuses_the_run_unrecorded(
     assert "could not run" in res.json()["errors"][0]["message"]
     assert not (repo / ".planfleet" / "state").exists()
     assert not (repo / ".planfleet" / "runs" / "adder" / "baseline.json").exists()
+
+
+def test_only_a_plans_own_test_command_counts_as_the_plans_commands(tmp_path: Path) -> None:
+    """A plan from outside the repository may not run its commands; a test command found in
+    the repository (or given with --test-cmd) is not the plan's."""
+    from planfleet.enginesetup import refuse_foreign_commands
+
+    repo = make_repo(tmp_path / "r", {"pytest.ini": "[pytest]\n"})
+    outside = plan_with()
+    outside = type(outside)(**{**outside.__dict__, "path": str(tmp_path / "elsewhere.md")})
+    refuse_foreign_commands(testcmd.apply(outside, testcmd.choose(repo, outside)), repo)
+    flagged = testcmd.choose(repo, outside, flag="pytest")
+    refuse_foreign_commands(testcmd.apply(outside, flagged), repo)
+    own = type(outside)(**{**outside.__dict__, "meta": {"test_command": "sh evil.sh"}})
+    with pytest.raises(RefusedError) as caught:
+        refuse_foreign_commands(testcmd.apply(own, testcmd.choose(repo, own)), repo)
+    assert caught.value.reason == "plan_outside_repo"

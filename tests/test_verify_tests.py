@@ -33,6 +33,7 @@ CASES = {
         (" --color=yes", True),  # CI colours: PY_COLORS=1 and --color=yes
         (" -rA -v", False),  # options the engine would add are not added again
         (" -p no:junitxml --color=yes", True),  # no report: the -v lines, colours removed
+        (" -n 2", False),  # xdist: workers report out of order, the JUnit report is exact
     ],
 )
 def test_ids_with_dashes_are_exact_and_a_new_failure_is_blamed(
