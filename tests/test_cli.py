@@ -201,7 +201,8 @@ def test_preflight_ok(
     data = r.json()["data"]
     assert data["status"] == "ok"
     assert data["reason"] is None
-    assert [c["name"] for c in data["checks"]] == ["claude", "git_repo", "clean_tree", "test"]
+    names = [c["name"] for c in data["checks"]]
+    assert names == ["claude", "git_repo", "clean_tree", "test_cmd", "test"]
 
 
 @pytest.mark.parametrize(

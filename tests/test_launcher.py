@@ -139,11 +139,14 @@ def repack(dist: metadata.Distribution, dest: Path) -> Path:
     return wheel
 
 
-def runtime_requirements() -> list[str]:
-    """Return the [project] dependencies of pyproject.toml."""
+def runtime_requirements(*, all_pythons: bool = False) -> list[str]:
+    """Return the [project] dependencies of pyproject.toml (those this Python needs)."""
     project = pyproject()["project"]
     assert isinstance(project, dict)
-    return list(project["dependencies"])
+    found = list(project["dependencies"])
+    if all_pythons:
+        return found
+    return [t for t in found if (m := Requirement(t).marker) is None or m.evaluate()]
 
 
 @pytest.fixture(scope="session")
@@ -171,13 +174,26 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_requirements_match_pyproject() -> None:
     shim = load_shim()
-    declared = {}
-    for text in runtime_requirements():
+    declared, below = {}, {}
+    for text in runtime_requirements(all_pythons=True):
         req = Requirement(text)
         (spec,) = req.specifier
         assert spec.operator == ">="
         declared[req.name] = tuple(int(p) for p in spec.version.split("."))
+        if req.marker is not None:
+            found = re.fullmatch(r'python_version < "(\d+)\.(\d+)"', str(req.marker))
+            assert found, f"the launcher reads only python_version markers: {req}"
+            below[req.name] = (int(found[1]), int(found[2]))
     assert declared == shim.REQUIREMENTS
+    assert below == shim.NEEDED_BELOW_PYTHON
+
+
+def test_a_requirement_for_older_pythons_only_is_missing_only_there() -> None:
+    shim = load_shim()
+    have = {shim.normalize(n): ".".join(map(str, v)) for n, v in shim.REQUIREMENTS.items()}
+    del have["tomli"]
+    assert shim.missing_requirements(have, (3, 11)) == []
+    assert shim.missing_requirements(have, (3, 10)) == ["tomli>=1.1"]
 
 
 def test_missing_requirements_reads_metadata_folder_names(tmp_path: Path) -> None:
@@ -194,7 +210,7 @@ def test_missing_requirements_reads_metadata_folder_names(tmp_path: Path) -> Non
         (second / folder).mkdir(parents=True)
     versions = shim.installed_versions([str(first), str(tmp_path / "absent"), str(second)])
     assert versions["jsonschema"] == "4.10.3"  # the first one on the path wins, as in Python
-    assert shim.missing_requirements(versions) == [
+    assert shim.missing_requirements(versions, (3, 12)) == [
         "jsonschema>=4.18",
         "python-frontmatter>=1.0",
         "filelock>=3.12",

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import GIT_IDENTITY, git, make_repo
 from planfleet import git as pgit
-from planfleet import model, paths, verify, verify_deps, verify_diff, worktrees
+from planfleet import model, paths, verify, verify_deps, verify_diff, verify_tests, worktrees
 from planfleet.errors import InputError
 from planfleet.verify_baseline import Baseline
 from planfleet.verify_tests import TestRun, compare, parse_output, prepare_command
@@ -280,7 +280,8 @@ def test_blast_radius_narrows_the_run(env: Env) -> None:
     assert v.ok, v.feedback
     ev = gate(v, "tests").evidence
     assert ev is not None
-    assert ev["command"].endswith("-rA tests/test_calc.py")
+    assert ev["command"].endswith(" tests/test_calc.py")
+    assert "--junitxml=" in ev["command"]
     assert "narrowed to tests/test_calc.py" in gate(v, "tests").message
     assert v.tests is not None
     assert v.tests["after"] == {"passed": 2, "failed": 0}
@@ -297,11 +298,11 @@ def test_prepare_command_narrows_only_pytest(tmp_path: Path) -> None:
     (tmp_path / "tests" / "unit" / "test_a.py").write_text("")
     (tmp_path / "tests" / "test_b.py").write_text("")
     cmd, narrowed, _ = prepare_command("pytest -q tests", tmp_path, "tests/unit, tests/nope")
-    assert (cmd, narrowed) == ("pytest -q -rA tests/unit", True)
+    assert (cmd, narrowed) == ("pytest -q --verbosity=1 -rA tests/unit", True)
     cmd, _, _ = prepare_command("python -m pytest -k tests", tmp_path, "tests/*.py")
-    assert cmd == "python -m pytest -k tests -rA tests/test_b.py"
+    assert cmd == "python -m pytest -k tests --verbosity=1 -rA tests/test_b.py"
     cmd, narrowed, note = prepare_command("pytest -q", tmp_path, "does/not/exist")
-    assert (cmd, narrowed) == ("pytest -q -rA", False)
+    assert (cmd, narrowed) == ("pytest -q --verbosity=1 -rA", False)
     assert "ran every test" in note
     cmd, narrowed, note = prepare_command("make test", tmp_path, "tests/unit")
     assert (cmd, narrowed) == ("make test", False)
@@ -310,7 +311,43 @@ def test_prepare_command_narrows_only_pytest(tmp_path: Path) -> None:
     assert (cmd, narrowed) == ("pytest -q && echo hi", False)
     assert prepare_command("python -m unittest discover", tmp_path, None)[0].endswith(" -v")
     cmd, _, _ = prepare_command("pytest -q", tmp_path, "../etc /abs tests/unit")
-    assert cmd == "pytest -q -rA tests/unit"
+    assert cmd == "pytest -q --verbosity=1 -rA tests/unit"
+    report = tmp_path / "r.xml"
+    cmd, _, _ = prepare_command("pytest", tmp_path, "tests/unit", report=report)
+    assert cmd == f"pytest --verbosity=1 --junitxml={report} tests/unit"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        # nothing the command already says is said a second time
+        ("pytest -rA -v", "pytest -rA -v"),
+        ("pytest -ra --verbose tests", "pytest -ra --verbose tests"),
+        ("pytest --verbosity 2 -rA", "pytest --verbosity 2 -rA"),
+        ("python -m unittest -v", "python -m unittest -v"),
+        ("pytest -q -rA -v --junitxml=out/j.xml", "pytest -q -rA -v --junitxml=out/j.xml"),
+        # with a report to write: only the report is added
+        ("pytest -v -rA REPORT", "pytest -v -rA --junitxml=r.xml"),
+        # their own report is read where they asked for it; none is added
+        ("pytest --junitxml=out/j.xml REPORT", "pytest --junitxml=out/j.xml --verbosity=1"),
+        ("pytest -p no:junitxml REPORT", "pytest -p no:junitxml --verbosity=1 -rA"),
+    ],
+)
+def test_prepare_command_adds_no_option_twice(tmp_path: Path, command: str, expected: str) -> None:
+    report = Path("r.xml") if command.endswith(" REPORT") else None
+    got, _, _ = prepare_command(command.removesuffix(" REPORT"), tmp_path, None, report=report)
+    assert got == expected
+
+
+@pytest.mark.parametrize("radius", ["", "``", "` `", '""', " , "])
+def test_an_empty_blast_radius_means_every_test(tmp_path: Path, radius: str) -> None:
+    (tmp_path / "tests").mkdir()
+    cmd, narrowed, note = prepare_command("pytest tests", tmp_path, radius)
+    assert (cmd, narrowed, note) == ("pytest tests --verbosity=1 -rA", False, "")
+    assert verify_tests.all_tests(radius)
+    assert not verify_tests.all_tests(None)
+    assert not verify_tests.all_tests("`tests/unit`")
+    assert verify_tests.scope_words("`tests/unit`, tests/b.py") == ["tests/unit", "tests/b.py"]
 
 
 def test_unittest_suite_baseline_and_new_failure(tmp_path: Path) -> None:
@@ -383,7 +420,7 @@ def test_parse_output_formats() -> None:
     run = parse_output("pytest", 1, pytest_out)
     assert (run.format, run.passed, run.failed) == ("pytest", 1, 2)
     assert "PASSED" not in run.output_tail
-    assert run.failing == ("t/test_a.py::test_bad[x", "t/test_c.py")
+    assert run.failing == ("t/test_a.py::test_bad[x - y]", "t/test_c.py")
     assert run.ids_known
     old_unittest = (
         "FAIL: test_x (pkg.mod.Case)\n----\nTraceback...\n\n"
@@ -416,9 +453,15 @@ def test_compare_rules() -> None:
     assert compare(base, none_collected, narrowed=True).ok
     assert not compare(base, none_collected, narrowed=False).ok
     unnamed = TestRun("p", 1, "pytest", 1, 2, ("a",), ("c",), True)  # one failure has no id
-    assert compare(base, unnamed, narrowed=False).ok  # the baseline failed too
+    got = compare(base, unnamed, narrowed=False)  # the baseline failed too: still a rise
+    assert not got.ok
+    assert "failures rose from 1 to 2" in got.message
     clean = TestRun("p", 0, "pytest", 3, 0, ("a", "b", "c"), (), True)
     assert not compare(clean, unnamed, narrowed=False).ok
+    same_unnamed = TestRun("p", 1, "pytest", 2, 1, ("a", "b"), (), False)
+    assert compare(base, same_unnamed, narrowed=False).ok  # as many failures as before
+    text_only = TestRun("make", 1, None)
+    assert compare(TestRun("make", 2, None), text_only, narrowed=False).ok  # exit codes only
 
 
 # --- commit, uncommitted work, claims -----------------------------------------------------
@@ -735,17 +778,6 @@ def test_manifest_names(path: str, text: str, expected: set[str]) -> None:
     assert verify_deps.manifest_names(path, text) == expected
 
 
-@pytest.mark.parametrize("text", [PYPROJECT, CARGO, '[packages]\nhttpx = "*"\n'])
-def test_line_reader_agrees_with_tomllib(text: str) -> None:
-    """The reader used on Python 3.10 finds the same names as tomllib does."""
-    for spec in (verify_deps._PYPROJECT, verify_deps._CARGO, verify_deps._PIPFILE):
-        read = verify_deps._toml_reader(spec)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(verify_deps, "_load_toml", lambda _text: None)
-            scanned = read(text)
-        assert scanned == read(text)
-
-
 def test_dependency_names_and_unreadable_manifests() -> None:
     cases = {
         "python-dateutil>=2.9": "python-dateutil",
@@ -788,3 +820,28 @@ def test_dependencies_gate_reads_the_committed_manifests(git_repo: Path) -> None
     v = check(git_repo, task, wt)
     assert v.ok, v.feedback
     assert "react@18 in web/package.json" in gate(v, "dependencies").message
+
+
+def test_a_url_requirement_with_a_fragment_hides_no_other_dependency(git_repo: Path) -> None:
+    """A ``#`` inside a TOML string is not a comment (the old line reader cut there)."""
+    task = task_of("urls", add_dependencies=("requests", "mylib", "attrs"))
+    wt = start(git_repo, "urls")
+    commit(
+        wt,
+        {
+            "pyproject.toml": (
+                '[project]\nname = "demo"\nversion = "0"\ndependencies = [\n'
+                '    "mylib @ git+https://example.invalid/mylib.git#egg=mylib",\n'
+                '    "requests>=2.31",\n'
+                "]\n\n[project.optional-dependencies]\n"
+                'dev = ["attrs # not a comment", "pytest"]  # a real comment\n'
+            )
+        },
+    )
+    v = check(git_repo, task, wt)
+    assert v.ok, gate(v, "dependencies").message
+    assert "requests in pyproject.toml" in gate(v, "dependencies").message
+    bad = {"pyproject.toml": '[project]\ndependencies = ["x"\n'}
+    commit(wt, bad)
+    v = check(git_repo, task, wt)
+    assert "unreadable: pyproject.toml" in gate(v, "dependencies").message

@@ -31,6 +31,7 @@ from planfleet import (
     runinfo,
     scheduler,
     stateops,
+    testcmd,
     verify,
     worktree_pool,
     worktrees,
@@ -85,6 +86,8 @@ class RunOptions:
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False
     log: Path | None = None
+    test_command: str | None = None  # --test-cmd: wins over the plan's ("": no tests gate)
+    test_timeout_s: float | None = None  # --test-timeout: a fixed limit per test run
 
 
 @dataclass
@@ -113,7 +116,10 @@ class Engine:
         self, repo: Path, plan: model.Plan, opts: RunOptions, listener: Listener | None = None
     ) -> None:
         self.repo = repo.resolve()
-        self.plan = plan
+        self.tests = testcmd.choose(
+            self.repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s
+        )
+        self.plan = plan = testcmd.apply(plan, self.tests)
         self.opts = opts
         self.listener = listener
         self.graph = graph.build(plan)
@@ -157,11 +163,13 @@ class Engine:
             self.repo, self.plan.name, detached=self.opts.detached, log=self.opts.log
         ):
             refuse_foreign_commands(self.plan, self.repo)  # before any branch is made
+            testcmd.require(self.plan, self.tests)
             integ = worktrees.ensure_integration(self.repo, self.plan.name, self.opts.base)
-            prepare_state(self.store, self.plan, self.repo, integ, self.scope)
+            # Before the state: a baseline that cannot be taken refuses the run unrecorded.
             self.baseline = load_or_take_baseline(
                 self.repo, self.plan, integ, timeout_s=self.opts.timeout_s
             )
+            prepare_state(self.store, self.plan, self.repo, integ, self.scope)
             # Verified work a previous engine queued but did not merge goes first.
             self.recorder.merge_queue()
             with (

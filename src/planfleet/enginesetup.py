@@ -20,7 +20,19 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, git, graph, jsonread, model, paths, proc, stateops, verify, worktrees
+from planfleet import (
+    fsutil,
+    git,
+    graph,
+    jsonread,
+    model,
+    paths,
+    proc,
+    stateops,
+    verify,
+    verify_tests,
+    worktrees,
+)
 from planfleet.errors import InputError, RefusedError
 from planfleet.state import StateStore
 from planfleet.stateinit import init_from_plan
@@ -78,7 +90,9 @@ def refuse_foreign_commands(plan: model.Plan, repo: Path) -> None:
     runs = any(t.commands or t.verify for t in plan.tasks) or any(
         p.gate_commands for p in plan.phases
     )
-    if runs or plan.meta.get("test_command"):
+    # A test command found in the repository or given on the command line is not the plan's.
+    own_tests = plan.meta.get("test_command_source", "plan") == "plan"
+    if runs or (own_tests and plan.meta.get("test_command")):
         raise RefusedError(
             f"plan {plan.path} is outside the repository {repo} and has commands to run",
             reason="plan_outside_repo",
@@ -193,22 +207,65 @@ def _describe(node: str) -> str:
 def load_or_take_baseline(
     repo: Path, plan: model.Plan, integration: str, *, timeout_s: float
 ) -> verify.Baseline | None:
-    """Return the test baseline of this run, taken once on ``integration`` and kept."""
-    if not plan.meta.get("test_command"):
+    """Return the test baseline of this run, taken once on ``integration`` and kept.
+
+    A kept baseline of another test command is taken again on the commit it was taken on.
+    RefusedError (nothing kept) when the command cannot judge anything there: it timed
+    out, or it could not start.
+    """
+    command = verify_tests.test_command(plan)
+    if command is None:
         return None
     path = paths.runs_dir(repo, plan.name) / BASELINE_FILE
+    commit = integration
     try:
         data: dict[str, Any] = jsonread.parse(path.read_text(encoding="utf-8"))
         if data.get("commit") == integration or data.get("keep"):
-            return verify.Baseline.from_json(data["baseline"])
+            kept = verify.Baseline.from_json(data["baseline"])
+            if kept.command == command:
+                return kept
+            if git.rev_parse(f"{kept.commit}^{{commit}}", cwd=repo):
+                commit = kept.commit  # the same starting point, measured with this command
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    baseline = verify.take_baseline(repo, plan, integration, timeout_s=timeout_s)
+    baseline = verify.take_baseline(repo, plan, commit, timeout_s=timeout_s)
+    _refuse_unusable(baseline)
     paths.writable(repo, path)
     # Kept for the whole plan run: later resumes compare against the same starting point.
     fsutil.atomic_write(
         path,
-        json.dumps({"commit": integration, "keep": True, "baseline": baseline.to_json()}, indent=1)
+        json.dumps({"commit": commit, "keep": True, "baseline": baseline.to_json()}, indent=1)
         + "\n",
     )
     return baseline
+
+
+def _refuse_unusable(baseline: verify.Baseline) -> None:
+    """RefusedError when the baseline run timed out or its command could not start."""
+    run = baseline.run
+    if run is None or baseline.command is None:
+        return
+    where = f"on the base commit {baseline.commit[:12]}"
+    if run.exit_code is None:
+        raise RefusedError(
+            f"the test command `{baseline.command}` {verify_tests.timed_out(run)} {where}",
+            reason="baseline_timeout",
+            next_step="make the suite finish, or give each test run more time with "
+            "--test-timeout S (or pick another command with --test-cmd)",
+            details={"output_tail": run.output_tail},
+        )
+    if run.exit_code in (126, 127) or (
+        run.format is None
+        and run.exit_code != 0
+        and verify_tests.runner_kind(baseline.command) is not None
+    ):
+        last = (run.output_tail.strip().splitlines() or [""])[-1]
+        raise RefusedError(
+            f"the test command `{baseline.command}` could not run {where} (exit "
+            f"{run.exit_code}): {last}",
+            reason="test_command_broken",
+            next_step="pass a command that runs your tests with --test-cmd CMD, e.g. with "
+            "the Python of your virtual environment by its absolute path (tests run in each "
+            "task's worktree): --test-cmd '/path/to/.venv/bin/python -m pytest'",
+            details={"output_tail": run.output_tail},
+        )

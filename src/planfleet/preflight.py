@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git, proc
-from planfleet.errors import CommandError, InputError
+from planfleet.errors import CommandError, InputError, PlanfleetError, RefusedError
 
 MIN_CLAUDE_FOREGROUND = "2.0.0"
 MIN_CLAUDE_BACKGROUND = "2.1.139"  # `claude --bg` and `claude agents` first shipped here
@@ -175,6 +176,26 @@ def check_command(name: str, command: str, cwd: Path, timeout: float) -> Check:
     )
 
 
+def check_tests(root: Path, plan_path: Path | None, flag: str | None) -> Check:
+    """Say which test command a run would use and why; fail when the plan needs one and
+    none was found (it declares a blast radius)."""
+    from planfleet import formats, model, testcmd
+
+    plan: model.Plan | None = None
+    if plan_path is not None:
+        with contextlib.suppress(PlanfleetError):  # the plan check reports a missing plan
+            where = plan_path if plan_path.is_absolute() else root / plan_path
+            plan = formats.load_plan(where, repo=root)
+    choice = testcmd.choose(root, plan, flag=flag)
+    if choice.command is not None:
+        return Check("test_cmd", True, choice.describe(), required=False)
+    try:
+        testcmd.require(plan or model.Plan("-", "", "", "", (), ()), choice)
+    except RefusedError as exc:
+        return Check("test_cmd", False, exc.message, exc.reason, exc.next_step)
+    return Check("test_cmd", True, f"{choice.describe()} (no tests gate)", required=False)
+
+
 def run_preflight(
     *,
     start: Path,
@@ -184,8 +205,12 @@ def run_preflight(
     paths: Sequence[tuple[str, Path, str]] = (),
     commands: Sequence[tuple[str, str]] = (),
     timeout: float = 600,
+    tests: tuple[Path | None, str | None] | None = None,
 ) -> Verdict:
-    """Run the checks in order; later ones are skipped once a required one fails."""
+    """Run the checks in order; the commands are skipped once a required check failed.
+
+    ``tests`` (the plan's path and ``--test-cmd``) adds the test command check.
+    """
     verdict = Verdict()
     if require_claude:
         verdict.checks.append(check_claude(minimum_claude))
@@ -197,6 +222,8 @@ def run_preflight(
             verdict.checks.append(
                 check_path(name, path if path.is_absolute() else root / path, reason)
             )
+        if tests is not None:  # (the plan, --test-cmd)
+            verdict.checks.append(check_tests(root, *tests))
         if verdict.failed is None:
             for name, command in commands:
                 verdict.checks.append(check_command(name, command, root, timeout))

@@ -277,8 +277,8 @@ def final_cells(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     """Return the final report's table, one list of cells per task (FINAL_HEADERS)."""
 
     def tests(v: Any) -> str:
-        if not isinstance(v, dict):
-            return "-"
+        if not isinstance(v, dict) or (v.get("passed") is None and v.get("failed") is None):
+            return "-"  # no test command, or one judged by its exit code only
         return f"{v.get('passed', '?')}✓/{v.get('failed', '?')}✗"
 
     return [

@@ -24,6 +24,7 @@ from planfleet import (
     prompts,
     report,
     runcheck,
+    testcmd,
     worktrees,
 )
 from planfleet.engine import Engine, Listener, RunOptions, RunResult
@@ -57,6 +58,8 @@ RUN_DEFAULTS: dict[str, Any] = {
     "permission_mode": "acceptEdits",
     "allowed_tools": None,
     "agent_command": None,
+    "test_cmd": None,
+    "test_timeout": None,
 }
 OPTIONS_FILE = "options.json"
 
@@ -178,6 +181,19 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         nargs="+",
         help="the command runner's template, e.g. my-agent --prompt-file "
         "{prompt_file} --cwd {worktree}",
+    )
+    p.add_argument(
+        "--test-cmd",
+        metavar="CMD",
+        help="the test command the tests gate runs (wins over the plan's, planfleet.toml, "
+        "pyproject.toml [tool.planfleet] and what is detected; '' turns the gate off)",
+    )
+    p.add_argument(
+        "--test-timeout",
+        type=positive_float,
+        metavar="S",
+        help="seconds per test run, the baseline included (default: the baseline gets "
+        "--timeout, later runs 3 x the baseline's duration + 30 s)",
     )
     p.add_argument("--accept-cost", action="store_true", help="allow more than 10 parallel agents")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -310,6 +326,8 @@ def options_from(ns: argparse.Namespace, plan: model.Plan) -> RunOptions:
         strict_files=bool(ns.strict_files),
         projections=not ns.no_projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
+        test_command=ns.test_cmd,
+        test_timeout_s=ns.test_timeout,
     )
 
 
@@ -319,6 +337,8 @@ def _split(value: str | None) -> list[str]:
 
 def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     """Print, per task, the prompt size and commands; plus parallelism and the cost cap."""
+    tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
+    plan = testcmd.apply(plan, tests)
     g = graph.build(plan)
     runner = get_runner(opts.runner, opts.runner_options)
     rows: list[dict[str, Any]] = []
@@ -353,6 +373,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "widest_level": widest,
         "cost_cap_running_usd": cap,
         "budget_usd": opts.budget_usd,
+        "tests": testcmd.summary(plan, tests, opts.timeout_s),
         "tasks": rows,
         "tasks_without_commands": no_commands,
         "updates_in_place": updates,
@@ -360,6 +381,8 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
 
     def human() -> None:
         out.line(f"dry run of {plan.name} with the {opts.runner} runner (nothing is started)")
+        for line in testcmd.summary_lines(plan, tests, opts.timeout_s):
+            out.line(line)
         out.line(
             table(
                 [

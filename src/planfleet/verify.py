@@ -38,6 +38,8 @@ _ADVICE = {
     "verify_failed": "Make this command pass in the worktree, then commit.",
     "test_failure": "Fix the tests that your change broke; failures present before it are "
     "not counted.",
+    "test_timeout": "A test did not finish in time after your change (the one named above "
+    "was running when it was stopped): make it finish, e.g. remove the endless loop or wait.",
     "tests_deleted": "Restore the deleted test files; change the code, not the tests.",
     "tests_skipped": "Remove the skip markers you added and make those tests pass instead.",
     "false_claim": "You reported the task done, but nothing was committed on {branch}. "
@@ -276,17 +278,25 @@ def _tests_gate(
 ) -> tuple[Gate, dict[str, Any] | None]:
     command = verify_tests.test_command(plan)
     if command is None:
-        return Gate("tests", True, "the plan has no test command"), None
+        why = plan.meta.get("test_command_reason")
+        return Gate("tests", True, f"no test command ({why})" if why else "no test command"), None
     if not a.commits:
         return Gate("tests", True, "nothing committed: no change to test"), None
-    run, narrowed, note = verify_tests.run_tests(
-        command, cwd=a.worktree, timeout_s=timeout_s, blast_radius=a.task.blast_radius
-    )
     before = baseline.run if baseline is not None and baseline.command == command else None
+    limit = verify_tests.time_limit(before, verify_tests.test_timeout(plan), timeout_s)
+    run, narrowed, note = verify_tests.run_tests(
+        command, cwd=a.worktree, timeout_s=limit, blast_radius=a.task.blast_radius
+    )
     verdict = verify_tests.compare(before, run, narrowed=narrowed)
     notes = [n for n in (note, "" if before else "no baseline: every failure counts") if n]
     message = verdict.message + "".join(f" ({n})" for n in notes)
-    evidence = {"command": run.command, "exit_code": run.exit_code, "output_tail": run.output_tail}
+    evidence: dict[str, Any] = {
+        "command": run.command,
+        "exit_code": run.exit_code,
+        "output_tail": run.output_tail,
+    }
+    if run.exit_code is None:
+        evidence.update(time_limit_s=limit, running=run.running)
     tests = {
         "before": before.counts() if before else None,
         "after": run.counts(),
@@ -294,8 +304,8 @@ def _tests_gate(
         "fixed": list(verdict.fixed),
         "added": list(verdict.added),
     }
-    gate = Gate("tests", verdict.ok, message, evidence, None if verdict.ok else "test_failure")
-    return gate, tests
+    kind = "test_timeout" if run.exit_code is None else "test_failure"
+    return Gate("tests", verdict.ok, message, evidence, None if verdict.ok else kind), tests
 
 
 def _deleted_gate(a: _Attempt) -> Gate:

@@ -47,13 +47,17 @@ class Baseline:
 
 
 def take_baseline(repo: Path, plan: model.Plan, commit: str, *, timeout_s: float) -> Baseline:
-    """Run the plan's test command on ``commit`` in a temporary detached worktree."""
+    """Run the plan's test command on ``commit`` in a temporary detached worktree.
+
+    It may take the plan's test time limit (``--test-timeout``), else ``timeout_s``.
+    """
     command = verify_tests.test_command(plan)
     if command is None:
         return Baseline(commit, None)
     repo = repo.resolve()
+    limit = verify_tests.test_timeout(plan) or timeout_s
     with scratch_worktree(repo, plan.name, "baseline", commit) as path:
         # the same untracked files (.env, ...) a task's worktree gets
         worktree_include.copy_into(repo, path, worktree_include.sources(repo))
-        run, _, _ = verify_tests.run_tests(command, cwd=path, timeout_s=timeout_s)
+        run, _, _ = verify_tests.run_tests(command, cwd=path, timeout_s=limit)
     return Baseline(commit, command, run)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import configparser
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from planfleet import git, jsonread
+from planfleet import git, jsonread, tomlread
 
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 _SKIP_DIRS = frozenset({"node_modules", "vendor", ".venv", "venv", "site-packages", "target"})
@@ -23,17 +22,6 @@ _SKIP_DIRS = frozenset({"node_modules", "vendor", ".venv", "venv", "site-package
 _NAME = re.compile(r"\s*(@[^/\s]+/)?([^\s\[<>=!~;@,:(^'\"]+)")
 _GEM = re.compile(r"""^\s*gem\s+['"]([^'"]+)['"]""", re.MULTILINE)
 _EGG = re.compile(r"[#&]egg=([^&\s]+)")
-
-if sys.version_info >= (3, 11):
-    import tomllib
-
-    def _load_toml(text: str) -> dict[str, Any] | None:
-        return tomllib.loads(text)
-else:  # pragma: no cover - Python 3.10: :func:`scan_toml` reads the manifests
-
-    def _load_toml(text: str) -> dict[str, Any] | None:
-        return None
-
 
 Path_ = tuple[str, ...]  # a path into a parsed TOML document; "*" matches any key
 
@@ -163,10 +151,6 @@ def _toml_reader(spec: _TomlSpec) -> Callable[[str], set[str]]:
 
 def toml_leaves(text: str) -> Iterator[tuple[Path_, Any]]:
     """Yield ``(key path, value)`` for every non-table value of a TOML document."""
-    data = _load_toml(text)
-    if data is None:  # pragma: no cover - no tomllib before Python 3.11
-        yield from scan_toml(text)
-        return
 
     def walk(prefix: Path_, node: Any) -> Iterator[tuple[Path_, Any]]:
         if isinstance(node, dict):
@@ -177,67 +161,7 @@ def toml_leaves(text: str) -> Iterator[tuple[Path_, Any]]:
         else:
             yield prefix, node
 
-    yield from walk((), data)
-
-
-_TOML_KEY = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*(\.|=|\]|$)""")
-_TOML_STRING = re.compile(r""""((?:[^"\\]|\\.)*)"|'([^']*)'""")
-
-
-def _toml_key(text: str) -> tuple[Path_, str]:
-    """Return the dotted key at the start of ``text`` and what follows it."""
-    parts: list[str] = []
-    rest = text
-    while True:
-        m = _TOML_KEY.match(rest)
-        if not m:
-            raise ValueError(f"cannot read a TOML key in {text[:40]!r}")
-        parts.append(next(g for g in m.groups()[:3] if g is not None))
-        rest = rest[m.end() :]
-        if m.group(4) != ".":
-            return tuple(parts), m.group(4) + rest
-
-
-def scan_toml(text: str) -> Iterator[tuple[Path_, Any]]:
-    """Yield what :func:`toml_leaves` yields, read line by line (the subset manifests use).
-
-    Arrays yield the list of their strings; an inline table yields one leaf per key.
-    """
-    table: Path_ = ()
-    lines = iter(text.splitlines())
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            key, _ = _toml_key(line.strip("[]"))
-            table = key
-            yield table, {}
-            continue
-        key, rest = _toml_key(line)
-        value = rest[1:].strip() if rest.startswith("=") else ""
-        quotes = value[:3]
-        if quotes in ('"""', "'''"):
-            while value.count(quotes) < 2:  # a multi-line string: not a package list
-                value += "\n" + next(lines, quotes)
-            continue
-        if value.startswith("["):
-            while value.count("[") > value.count("]"):
-                value += " " + next(lines, "]").split("#", 1)[0]
-            items = re.sub(r"\{[^}]*\}", "", value)  # tables in a list are not requirements
-            yield (*table, *key), [a or b for a, b in _TOML_STRING.findall(items)]
-        elif value.startswith("{"):
-            inner = value.strip("{} ")
-            for item in filter(None, (s.strip() for s in inner.split(","))):
-                try:
-                    sub, sub_rest = _toml_key(item)
-                except ValueError:  # the tail of an array inside the table
-                    continue
-                strings = _TOML_STRING.findall(sub_rest)
-                yield (*table, *key, *sub), (strings[0][0] or strings[0][1]) if strings else None
-        else:
-            strings = _TOML_STRING.findall(value)
-            yield (*table, *key), (strings[0][0] or strings[0][1]) if strings else value
+    yield from walk((), tomlread.loads(text))
 
 
 _READERS: dict[str, Callable[[str], set[str]]] = {

@@ -1,22 +1,52 @@
-"""The tests gate: running a plan's test command, reading its output, and the baseline.
+"""The tests gate: the test command, narrowed to a blast radius, run and judged.
 
-Output is read as pytest (``-rA`` summary lines, ``N passed, M failed``) or unittest
-(``Ran N tests``, ``FAIL: test_x (mod.Class)``); anything else is judged by its exit code.
+pytest gets a JUnit XML report in a temporary folder (its exact test ids, read by
+:mod:`planfleet.testresults`) and ``-v``, so that a run stopped at its time limit names the
+test it was in; unittest gets ``-v``; anything else runs as written and is judged by its
+exit code. :func:`compare` judges a run against the baseline: a test that passed there and
+fails now is a regression, and so is any rise in the number of failures.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass
+import tempfile
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from planfleet import model, proc
 from planfleet.errors import CommandError
+from planfleet.testresults import (
+    OUTPUT_TAIL_CHARS,
+    TestRun,
+    parse_output,
+    read_junit,
+    running_test,
+    tail,
+)
 
-OUTPUT_TAIL_CHARS = 4000
+__all__ = [
+    "OUTPUT_TAIL_CHARS",
+    "CommandOutcome",
+    "Comparison",
+    "TestRun",
+    "compare",
+    "parse_output",
+    "prepare_command",
+    "run_tests",
+    "run_user_command",
+    "tail",
+    "test_command",
+    "time_limit",
+]
+
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing
+# A test run after the baseline may take this many times the baseline's duration, plus this.
+TIMEOUT_FACTOR = 3.0
+TIMEOUT_SLACK_S = 30.0
 
 # Shell syntax after which appending arguments would change a different command.
 _SHELL_SYNTAX = re.compile(r"[;&|<>`$(){}\n]")
@@ -24,27 +54,20 @@ _SHELL_SYNTAX = re.compile(r"[;&|<>`$(){}\n]")
 _VALUE_OPTIONS = frozenset({
     "-k", "-m", "-p", "-c", "-o", "-W", "-r", "-n", "--rootdir", "--confcutdir", "--ignore",
     "--ignore-glob", "--deselect", "--basetemp", "--junitxml", "--junit-xml", "--tb", "--cov",
-    "--durations", "--maxfail",
+    "--durations", "--maxfail", "--verbosity",
 })  # fmt: skip
-
-_PYTEST_SUMMARY = re.compile(r"^=*\s*((?:\d+ [a-z]+(?:, )?)+|no tests ran) in [\d.]+s\b.*$")
-_PYTEST_RESULT = re.compile(r"^(PASSED|FAILED|ERROR) (\S.*?)(?: - .*)?$")
-_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in [\d.]+s$")
-_UNITTEST_RESULT = re.compile(r"^(OK|FAILED)(?: \((.*)\))?$")
-_UNITTEST_FAIL = re.compile(r"^(FAIL|ERROR|UNEXPECTED SUCCESS): (\w+) \(([^)]*)\)")
-_UNITTEST_NAME = re.compile(r"^(\w+) \(([\w.]+)\)")
-_UNITTEST_STATUS = re.compile(
-    r" \.\.\. (ok|FAIL|ERROR|skipped|expected failure|unexpected success)"
-)
+_VERBOSE = frozenset({"-v", "-vv", "-vvv", "--verbose"})
+_JUNIT = ("--junitxml", "--junit-xml")
 
 
 @dataclass(frozen=True)
 class CommandOutcome:
-    """What one user command did: exit code (None: timed out) and combined output."""
+    """What one user command did: exit code (None: timed out), combined output, seconds."""
 
     command: str
     exit_code: int | None
     output: str
+    duration_s: float = 0.0
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -60,170 +83,15 @@ def run_user_command(command: str, *, cwd: Path, timeout_s: float) -> CommandOut
         result = proc.run(proc.user_command(command), cwd=cwd, timeout=timeout_s, check=False)
     except CommandError as exc:  # with check=False this is only a timeout
         text = _join(exc.stdout, exc.stderr) + f"\n[timed out after {timeout_s:g} s]"
-        return CommandOutcome(command, None, text)
-    return CommandOutcome(command, result.returncode, _join(result.stdout, result.stderr))
+        return CommandOutcome(command, None, text, timeout_s)
+    output = _join(result.stdout, result.stderr)
+    return CommandOutcome(command, result.returncode, output, result.duration_s)
 
 
 def _join(stdout: str, stderr: str) -> str:
     if stdout.strip() and stderr.strip():
         return f"{stdout.rstrip()}\n{stderr.rstrip()}\n"
     return stdout or stderr
-
-
-def tail(text: str, limit: int = OUTPUT_TAIL_CHARS, *, drop_passed: bool = False) -> str:
-    """Return the last ``limit`` characters of ``text``, cut at a line start when possible."""
-    text = text.rstrip()
-    if drop_passed:  # pytest -rA lists every passing test: they crowd out the failures
-        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("PASSED "))
-    if len(text) <= limit:
-        return text
-    cut = text[-limit:]
-    newline = cut.find("\n")
-    if 0 <= newline < limit // 4:
-        cut = cut[newline + 1 :]
-    return f"[... {len(text) - len(cut)} earlier characters cut]\n{cut}"
-
-
-@dataclass(frozen=True)
-class TestRun:
-    """One run of the test command, as read from its output."""
-
-    __test__ = False  # not a pytest test class
-
-    command: str  # what actually ran (after narrowing)
-    exit_code: int | None
-    format: str | None  # "pytest", "unittest" or None (judged by exit code only)
-    passed: int | None = None
-    failed: int | None = None  # failures and errors
-    passing: tuple[str, ...] = ()
-    failing: tuple[str, ...] = ()
-    ids_known: bool = False  # every passing test was listed by id
-    output_tail: str = ""
-
-    def counts(self) -> dict[str, int | None]:
-        return {"passed": self.passed, "failed": self.failed}
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["passing"], data["failing"] = list(self.passing), list(self.failing)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TestRun:
-        """Return the run stored by :meth:`to_json`; ValueError/TypeError when malformed."""
-        if not isinstance(data, dict) or not isinstance(data.get("command"), str):
-            raise ValueError("a test run needs a command")
-        passing, failing = data.get("passing", []), data.get("failing", [])
-        if not all(isinstance(x, str) for x in [*passing, *failing]):
-            raise ValueError("test ids must be strings")
-        exit_code = data.get("exit_code")
-        if exit_code is not None and not isinstance(exit_code, int):
-            raise TypeError("exit_code must be an integer or null")
-        return cls(
-            command=data["command"],
-            exit_code=exit_code,
-            format=data.get("format"),
-            passed=data.get("passed"),
-            failed=data.get("failed"),
-            passing=tuple(passing),
-            failing=tuple(failing),
-            ids_known=bool(data.get("ids_known", False)),
-            output_tail=str(data.get("output_tail", "")),
-        )
-
-
-def parse_output(command: str, exit_code: int | None, output: str) -> TestRun:
-    """Return what the test output says: counts and test ids when the format is known."""
-    lines = output.splitlines()
-    for parser in (_parse_pytest, _parse_unittest):
-        run = parser(command, exit_code, lines)
-        if run is not None:
-            cut = tail(output, drop_passed=run.format == "pytest")
-            return TestRun(**{**asdict(run), "output_tail": cut})
-    return TestRun(command, exit_code, None, output_tail=tail(output))
-
-
-def _parse_pytest(command: str, exit_code: int | None, lines: list[str]) -> TestRun | None:
-    summary = next((m for ln in reversed(lines) if (m := _PYTEST_SUMMARY.match(ln))), None)
-    if summary is None:
-        return None
-    counts: dict[str, int] = {}
-    for number, word in re.findall(r"(\d+) ([a-z]+)", summary.group(1)):
-        key = word.rstrip("s") if word in ("errors", "warnings") else word
-        counts[key] = counts.get(key, 0) + int(number)
-    passing: list[str] = []
-    failing: list[str] = []
-    for line in lines:
-        m = _PYTEST_RESULT.match(line)
-        if m:
-            (passing if m.group(1) == "PASSED" else failing).append(m.group(2))
-    passed = counts.get("passed", 0)
-    return TestRun(
-        command,
-        exit_code,
-        "pytest",
-        passed=passed,
-        failed=counts.get("failed", 0) + counts.get("error", 0),
-        passing=tuple(sorted(set(passing))),
-        failing=tuple(sorted(set(failing))),
-        ids_known=len(set(passing)) == passed,
-    )
-
-
-def _parse_unittest(command: str, exit_code: int | None, lines: list[str]) -> TestRun | None:
-    ran_at = next((i for i in range(len(lines) - 1, -1, -1) if _UNITTEST_RAN.match(lines[i])), None)
-    if ran_at is None:
-        return None
-    ran = int(_UNITTEST_RAN.match(lines[ran_at]).group(1))  # type: ignore[union-attr]
-    counts: dict[str, int] = {}
-    for line in lines[ran_at + 1 :]:
-        m = _UNITTEST_RESULT.match(line.strip())
-        if m:
-            for key, _, value in (p.partition("=") for p in (m.group(2) or "").split(", ")):
-                if value.isdigit():
-                    counts[key] = int(value)
-            break
-    failed = counts.get("failures", 0) + counts.get("errors", 0)
-    failed += counts.get("unexpected successes", 0)
-    not_passed = failed + counts.get("skipped", 0) + counts.get("expected failures", 0)
-    failing = {
-        _unittest_id(m.group(2), m.group(3)) for ln in lines if (m := _UNITTEST_FAIL.match(ln))
-    }
-    passing = set(_unittest_passing(lines))
-    passed = max(ran - not_passed, 0)
-    return TestRun(
-        command,
-        exit_code,
-        "unittest",
-        passed=passed,
-        failed=failed,
-        passing=tuple(sorted(passing - failing)),
-        failing=tuple(sorted(failing)),
-        ids_known=len(passing - failing) == passed,
-    )
-
-
-def _unittest_id(name: str, where: str) -> str:
-    """Return ``mod.Class.test``: Python 3.11+ already prints it, older ones ``mod.Class``."""
-    return where if where.endswith(f".{name}") else f"{where}.{name}"
-
-
-def _unittest_passing(lines: list[str]) -> list[str]:
-    """Return the ids ``-v`` output reports as ``ok`` (a docstring may put it a line later)."""
-    found: list[str] = []
-    pending: str | None = None
-    for line in lines:
-        named = _UNITTEST_NAME.match(line)
-        status = _UNITTEST_STATUS.search(line)
-        if named:
-            pending = _unittest_id(named.group(1), named.group(2))
-        if pending and status:
-            if status.group(1) == "ok":
-                found.append(pending)
-            pending = None
-        elif not named:
-            pending = None
-    return found
 
 
 def _tokens(command: str) -> list[str] | None:
@@ -249,10 +117,21 @@ def runner_kind(command: str) -> str | None:
     return None
 
 
+def scope_words(blast_radius: str | None) -> list[str]:
+    """Return the blast radius's patterns, quotes and backticks around them removed."""
+    words = (w.strip("`'\"") for w in re.split(r"[\s,]+", blast_radius or ""))
+    return [w for w in words if w]
+
+
+def all_tests(blast_radius: str | None) -> bool:
+    """Return True when a blast radius was given and names every test (``""``, ````` `` `````)."""
+    return blast_radius is not None and not scope_words(blast_radius)
+
+
 def blast_paths(blast_radius: str | None, cwd: Path) -> list[str]:
     """Return the blast radius's paths (globs expanded) that exist in ``cwd``, sorted."""
     found: set[str] = set()
-    for word in re.split(r"[\s,]+", blast_radius or ""):
+    for word in scope_words(blast_radius):
         path = word.partition("::")[0]
         if not path or path.startswith("-") or Path(path).is_absolute() or ".." in Path(path).parts:
             continue
@@ -263,26 +142,47 @@ def blast_paths(blast_radius: str | None, cwd: Path) -> list[str]:
     return sorted(found)
 
 
-def prepare_command(command: str, cwd: Path, blast_radius: str | None) -> tuple[str, bool, str]:
+@dataclass(frozen=True)
+class _Prepared:
+    """The command to run, whether it was narrowed, a note, and where pytest reports."""
+
+    command: str
+    narrowed: bool
+    note: str
+    report: Path | None = None
+
+
+def prepare_command(
+    command: str, cwd: Path, blast_radius: str | None, *, report: Path | None = None
+) -> tuple[str, bool, str]:
     """Return the test command to run in ``cwd``, whether it was narrowed, and a note.
 
-    pytest gets ``-rA`` (every test's id) and the blast radius's paths in place of its own;
-    unittest gets ``-v``; anything else runs as written.
+    pytest gets ``-v``, ``--junitxml=REPORT`` (``-rA`` without a report) and the blast
+    radius's paths in place of its own; unittest gets ``-v``; anything else runs as written.
+    An option the command already has is not added again.
     """
+    prep = _prepare(command, cwd, blast_radius, report)
+    return prep.command, prep.narrowed, prep.note
+
+
+def _prepare(command: str, cwd: Path, blast_radius: str | None, report: Path | None) -> _Prepared:
     kind = runner_kind(command)
     words = _tokens(command) or []
-    scope = blast_paths(blast_radius, cwd) if blast_radius else []
+    patterns = scope_words(blast_radius)
     if kind == "unittest":
-        note = "the blast radius applies to pytest commands only" if blast_radius else ""
-        return shlex.join([*words, "-v"]), False, note
+        note = "the blast radius applies to pytest commands only" if patterns else ""
+        verbose = [] if _VERBOSE.intersection(words) else ["-v"]
+        return _Prepared(shlex.join([*words, *verbose]), False, note)
     if kind != "pytest":
-        note = "not a pytest command: ran as written" if blast_radius else ""
-        return command, False, note
-    if not blast_radius:
-        return shlex.join([*words, "-rA"]), False, ""
+        note = "not a pytest command: ran as written" if patterns else ""
+        return _Prepared(command, False, note)
+    extra, report = _pytest_options(words, cwd, report)
+    scope = blast_paths(blast_radius, cwd)
+    if not patterns:
+        return _Prepared(shlex.join([*words, *extra]), False, "", report)
     if not scope:
         note = f"no path of the blast radius {blast_radius!r} exists: ran every test"
-        return shlex.join([*words, "-rA"]), False, note
+        return _Prepared(shlex.join([*words, *extra]), False, note, report)
     kept = [
         w
         for i, w in enumerate(words)
@@ -291,16 +191,104 @@ def prepare_command(command: str, cwd: Path, blast_radius: str | None) -> tuple[
         or words[i - 1] in _VALUE_OPTIONS
         or not (cwd / w.partition("::")[0]).exists()
     ]
-    return shlex.join([*kept, "-rA", *scope]), True, f"narrowed to {' '.join(scope)}"
+    note = f"narrowed to {' '.join(scope)}"
+    return _Prepared(shlex.join([*kept, *extra, *scope]), True, note, report)
+
+
+def _pytest_options(
+    words: list[str], cwd: Path, report: Path | None
+) -> tuple[list[str], Path | None]:
+    """Return the options pytest needs added, and the JUnit report it will write (if any)."""
+    extra = []
+    if not (_VERBOSE.intersection(words) or any(w.startswith("--verbosity") for w in words)):
+        extra.append("--verbosity=1")  # names each test as it starts
+    theirs = _option_value(words, _JUNIT)
+    if theirs is not None:
+        return extra, cwd / theirs
+    if report is not None and not any(w.endswith("no:junitxml") for w in words):
+        return [*extra, f"--junitxml={report}"], report
+    if not any(w.startswith("-r") for w in words):
+        extra.append("-rA")  # without a report, the summary names every test
+    return extra, None
+
+
+def _option_value(words: list[str], names: tuple[str, ...]) -> str | None:
+    """Return the value of the last of the options ``names`` in ``words``, or None."""
+    value = None
+    for i, word in enumerate(words):
+        name, eq, inline = word.partition("=")
+        if name in names:
+            value = inline if eq else (words[i + 1] if i + 1 < len(words) else None)
+    return value
 
 
 def run_tests(
     command: str, *, cwd: Path, timeout_s: float, blast_radius: str | None = None
 ) -> tuple[TestRun, bool, str]:
     """Run the test command narrowed to ``blast_radius``; return the run, narrowed?, a note."""
-    actual, narrowed, note = prepare_command(command, cwd, blast_radius)
-    outcome = run_user_command(actual, cwd=cwd, timeout_s=timeout_s)
-    return parse_output(actual, outcome.exit_code, outcome.output), narrowed, note
+    with tempfile.TemporaryDirectory(prefix="planfleet-tests-") as tmp:
+        prep = _prepare(command, cwd, blast_radius, Path(tmp) / "junit.xml")
+        started = time.time()
+        outcome = run_user_command(prep.command, cwd=cwd, timeout_s=timeout_s)
+        run = _read(prep, outcome, cwd, started)
+    return run, prep.narrowed, prep.note
+
+
+def _read(prep: _Prepared, outcome: CommandOutcome, cwd: Path, started: float) -> TestRun:
+    """Return the run as its JUnit report says, else as its output says."""
+    run = parse_output(prep.command, outcome.exit_code, outcome.output)
+    if outcome.exit_code is None:  # stopped: any report is partial
+        return replace(run, duration_s=outcome.duration_s, running=running_test(outcome.output))
+    found = None
+    if prep.report is not None and _written_since(prep.report, started):
+        found = read_junit(prep.report, cwd)
+    if found is None:
+        return replace(run, duration_s=outcome.duration_s)
+    passing, failing = found
+    return TestRun(
+        prep.command,
+        outcome.exit_code,
+        "pytest",
+        passed=len(passing),
+        failed=len(failing),
+        passing=tuple(sorted(passing)),
+        failing=tuple(sorted(failing)),
+        ids_known=True,
+        output_tail=tail(outcome.output, drop_passed=True),
+        duration_s=outcome.duration_s,
+    )
+
+
+def _written_since(path: Path, started: float) -> bool:
+    try:
+        return path.stat().st_mtime >= started - 1  # coarse file system clocks
+    except OSError:
+        return False
+
+
+def time_limit(baseline: TestRun | None, configured: float | None, default: float) -> float:
+    """Return the seconds a test run may take: ``configured``, else derived from the baseline.
+
+    A baseline that finished sets :data:`TIMEOUT_FACTOR` x its duration +
+    :data:`TIMEOUT_SLACK_S`, so a change that makes the suite hang is stopped soon after the
+    suite should have finished; without one, ``default`` (the attempt's time limit).
+    """
+    if configured is not None:
+        return configured
+    if baseline is not None and baseline.exit_code is not None and baseline.duration_s:
+        return round(TIMEOUT_FACTOR * baseline.duration_s + TIMEOUT_SLACK_S, 1)
+    return default
+
+
+def timed_out(run: TestRun) -> str:
+    """Return what a run stopped at its time limit tells: how long, and the test it was in."""
+    after = f" after {run.duration_s:g} s" if run.duration_s else ""
+    where = (
+        f" while running {run.running}"
+        if run.running
+        else " (its output names no test that was running)"
+    )
+    return f"the test command timed out{after}{where}"
 
 
 @dataclass(frozen=True)
@@ -320,11 +308,22 @@ def compare(before: TestRun | None, after: TestRun, *, narrowed: bool) -> Compar
     fixed, added = _fixed(before, after, narrowed=narrowed), _added(before, after)
     counts = f"{after.passed} passed, {after.failed} failed" if after.format else ""
     if after.exit_code is None:
-        return Comparison(False, "the test command timed out", fixed=fixed, added=added)
+        return Comparison(False, timed_out(after), fixed=fixed, added=added)
     new = tuple(t for t in after.failing if t not in old_failing)
     if new:
         shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
         return Comparison(False, f"{counts}; new failures: {shown}", new, fixed, added)
+    if (
+        before is not None
+        and after.format is not None
+        and before.format == after.format
+        and after.failed is not None
+        and after.failed > (before.failed or 0)
+    ):
+        # More failures than the whole suite had at the base: some test that passed there
+        # fails now, whatever the exit codes say, even when the output does not name it.
+        rise = f"failures rose from {before.failed or 0} to {after.failed}"
+        return Comparison(False, f"{counts}; {rise}", fixed=fixed, added=added)
     unnamed = (after.failed or 0) > len(after.failing)
     if after.exit_code == 0 or (after.failing and not unnamed):
         pre = len(after.failing)
@@ -368,3 +367,11 @@ def test_command(plan: model.Plan) -> str | None:
     """Return the plan's test command, or None when it has none (no tests gate)."""
     command = plan.meta.get("test_command")
     return command.strip() or None if isinstance(command, str) else None
+
+
+def test_timeout(plan: model.Plan) -> float | None:
+    """Return the time limit the plan (or ``--test-timeout``) sets for each test run."""
+    value = plan.meta.get("test_timeout")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return float(value)

@@ -148,11 +148,14 @@ def _list(ns: argparse.Namespace, out: Out) -> int:
 
 
 def _show(ns: argparse.Namespace, out: Out) -> int:
-    from planfleet import analysis  # imported here: the parser is built for every command
+    # imported here: the parser is built for every command
+    from planfleet import analysis, testcmd, verify_tests
 
-    _, plan = _load(ns)
+    repo, plan = _load(ns)
     a = analysis.analyze(plan)
     data = analysis.plan_json(a)
+    tests = testcmd.choose(repo, plan)
+    data["tests"] = testcmd.summary(plan, tests, None)
 
     def human() -> None:
         level, reasons = data["complexity"]["level"], data["complexity"]["reasons"]
@@ -166,12 +169,15 @@ def _show(ns: argparse.Namespace, out: Out) -> int:
         for key in ("branch", "worktree", "status"):
             if plan.meta.get(key):
                 out.line(f"- {key.capitalize()}: {plan.meta[key]}")
+        for line in testcmd.summary_lines(plan, tests, None):
+            out.line(f"- {line[0].upper()}{line[1:]}")
         for ph in plan.phases:
             extra = [f"owner {ph.owner}"] if ph.owner else []
             if ph.depends_on:
                 extra.append("after " + ", ".join(ph.depends_on))
             if ph.blast_radius is not None:
-                extra.append(f"blast radius {ph.blast_radius or '(all tests)'}")
+                every = verify_tests.all_tests(ph.blast_radius)
+                extra.append(f"blast radius {'(all tests)' if every else ph.blast_radius}")
             out.line(f"\nPhase {ph.id}: {ph.title}" + (f"  ({'; '.join(extra)})" if extra else ""))
             for t in plan.tasks_of(ph.id):
                 mark = "x" if t.status in ("done", "skipped") else " "
@@ -203,7 +209,9 @@ def _checks(t: Any) -> list[str]:
     if t.add_dependencies:
         checks.append("dependencies " + ", ".join(t.add_dependencies))
     if t.blast_radius is not None:
-        checks.append(f"tests {t.blast_radius or '(all)'}")
+        from planfleet.verify_tests import all_tests
+
+        checks.append(f"tests {'(all)' if all_tests(t.blast_radius) else t.blast_radius}")
     return checks
 
 

@@ -17,8 +17,10 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="check claude, the repository and your commands before a run",
         description="Check that a run can start: claude installed and recent enough, inside a "
-        "git repository, a clean working tree, the plan present, and optionally that your "
-        "test, build and lint commands pass. Exit 3 with a reason and a next step when not.",
+        "git repository, a clean working tree, the plan present, which test command a run "
+        "would use and why (refused when the plan declares a blast radius and none is "
+        "found), and optionally that your test, build and lint commands pass. Exit 3 with a "
+        "reason and a next step when not.",
     )
     p.add_argument("--plan", type=Path, metavar="PLAN", help="plan file or folder that must exist")
     p.add_argument(
@@ -29,7 +31,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--min-claude", metavar="X.Y.Z", help="require at least this claude version")
     p.add_argument("--no-claude", action="store_true", help="skip the claude check (shell runner)")
     p.add_argument("--allow-dirty", action="store_true", help="accept uncommitted changes")
-    p.add_argument("--test-cmd", metavar="CMD", help="a test command that must pass")
+    p.add_argument(
+        "--test-cmd",
+        metavar="CMD",
+        help="a test command that must pass (without it: the command a run would use, "
+        "and why, is shown)",
+    )
     p.add_argument("--build-cmd", metavar="CMD", help="a build command that must pass")
     p.add_argument("--lint-cmd", metavar="CMD", help="a lint command that must pass")
     p.add_argument(
@@ -56,6 +63,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         plan=ns.plan,
         commands=commands,
         timeout=ns.timeout,
+        test_cmd=ns.test_cmd,
     )
 
 
@@ -69,6 +77,7 @@ def run(
     plan: Path | None,
     commands: list[tuple[str, str]],
     timeout: float,
+    test_cmd: str | None = None,
 ) -> int:
     paths = [("plan", plan, "no_plan")] if plan else []
     verdict = preflight.run_preflight(
@@ -79,6 +88,7 @@ def run(
         paths=paths,
         commands=commands,
         timeout=timeout,
+        tests=(plan, test_cmd),
     )
     data = verdict.to_json()
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from planfleet import detach, git, runcheck, runcli
+from planfleet import detach, git, runcheck, runcli, testcmd
 from planfleet.errors import RefusedError
 from planfleet.output import Out
 from planfleet.state import StateStore, no_run
@@ -69,6 +69,8 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
         )
     if not store.exists() and resume and command == "resume":
         raise no_run(plan.name, f"start it with `planfleet run {ns.plan}`")
+    tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
+    testcmd.require(plan, tests)  # before anything starts, detached or not
     runcheck.refuse_without_commands(repo, plan, opts)
     confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
     runcli.save_run_flags(ns, repo, plan.name)

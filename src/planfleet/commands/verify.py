@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from planfleet import git, runcli, verify, worktrees
+from planfleet import git, runcli, testcmd, verify, worktrees
 from planfleet.enginesetup import load_or_take_baseline
 from planfleet.errors import ExitCode, InputError, RefusedError
 from planfleet.ids import check_id
@@ -56,6 +56,12 @@ def _checkout(repo: Path, plan: str, task: str, head: str) -> Iterator[Path]:
 def _handler(ns: argparse.Namespace, out: Out) -> int:
     repo = git.require_repo(ns.repo)
     plan = runcli.load_plan(repo, ns.plan, ns.format)
+    # the test command (and limit) the plan's run uses: --test-cmd of the run, config, ...
+    saved = runcli.saved_run_flags(repo, plan.name)
+    choice = testcmd.choose(
+        repo, plan, flag=saved.get("test_cmd"), flag_timeout=saved.get("test_timeout")
+    )
+    plan = testcmd.apply(plan, choice)
     task_id = check_id(ns.task, what="task id")
     try:
         task = plan.task(task_id)

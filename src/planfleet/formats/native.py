@@ -116,7 +116,11 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path, 
         name=data["name"],
         title=data.get("title", data["name"]),
         meta={k: data[k] for k in ("branch", "status", "description") if k in data}
-        | {k: defaults[k] for k in ("test_command", "strict_files") if k in defaults}
+        | {
+            k: defaults[k]
+            for k in ("test_command", "test_timeout", "strict_files")
+            if k in defaults
+        }
         | ({"shared_files": tuple(defaults["shared_files"])} if "shared_files" in defaults else {}),
     )
     for i, ph in enumerate(data["phases"]):
