@@ -22,7 +22,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "with --rescue. Refused while the plan's engine runs.",
     )
     p.add_argument("plan", metavar="PLAN", help="a plan run's name")
-    p.add_argument("--task", metavar="ID", help="only this task's branches")
+    p.add_argument("--task", metavar="TASK", help="only this task's branches")
     p.add_argument("--rescue", action="store_true", help="delete the rescue branches too")
     p.add_argument("--dry-run", action="store_true", help="print the git commands, run none")
     p.set_defaults(handler=_handler, command_name="clean")
