@@ -147,3 +147,29 @@ def test_terminate_escalates_and_never_touches_its_own_group(tmp_path: Path) -> 
             p.wait()
         if stubborn.stdout is not None:
             stubborn.stdout.close()
+
+
+def test_without_proc_the_portable_code_finds_and_stops_the_same_processes(
+    pidfile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What macOS runs (no /proc): psutil's process list, environments and start times.
+    monkeypatch.setattr(proctree, "_HAVE_PROC", False)
+    me = os.getpid()
+    start = proc.process_start_time(me)
+    assert start is not None
+    assert "." in start  # psutil's creation time, not Linux clock ticks
+    assert proc.process_start_time(me) == start
+    assert proc.pid_alive(me)
+    script = DOUBLE_FORK.format(pidfile=pidfile) + "echo ready; sleep 120"
+    child = proc.spawn(["sh", "-c", script], cwd=tmp_path, stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    escaped = int(pidfile.read_text())
+    assert escaped in proctree.processes_in(tmp_path, name_prefix="")
+    token = proctree.lineage_of(escaped)
+    assert token is not None
+    found = {p.pid for p in proctree.marked(lambda t: t == token.split()[-1])}
+    assert {child.pid, escaped} <= found  # the leader, the escaped one (and the sleep)
+    proc.stop_group(child, grace_s=0.5)
+    child.stdout.close()
+    assert not proc.pid_alive(escaped)

@@ -30,11 +30,19 @@ _HAVE_PROC = Path("/proc/self/environ").exists()
 
 
 def process_start_time(pid: int) -> str | None:
-    """Return an opaque start-time token for ``pid`` (Linux clock ticks), or None."""
+    """Return an opaque start-time token for ``pid``, or None if there is no such process.
+
+    Linux: the clock ticks of ``/proc/PID/stat``; elsewhere psutil's creation time.
+    """
+    if not _HAVE_PROC:
+        try:
+            return f"{psutil.Process(pid).create_time():.3f}"
+        except (psutil.Error, OSError, ValueError):
+            return None
     try:
         fields = _read(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
-        return _portable_start_time(pid)
+        return None
     # Field 22 of /proc/PID/stat is starttime; after the ")" split it is index 19.
     return fields[19].decode() if len(fields) > 19 else None
 
@@ -197,12 +205,8 @@ def terminate(procs: Iterable[psutil.Process], *, grace_s: float = 3.0) -> list[
     the pids still alive at the end (only a process stuck in the kernel can be one).
     """
     spared = _spared()
-    own_group = os.getpgid(0)
-    alive = []
-    for p in {p.pid: p for p in procs}.values():
-        with contextlib.suppress(OSError):
-            if p.pid not in spared and os.getpgid(p.pid) != own_group:
-                alive.append(p)
+    alive = [p for p in {p.pid: p for p in procs}.values() if p.pid not in spared]
+    alive = [p for p in alive if not _in_own_group(p.pid)]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         alive = _living(alive)
         if not alive:
@@ -236,6 +240,15 @@ def processes_in(path: Path, *, name_prefix: str) -> list[int]:
 
 def _within(path: str, target: str) -> bool:
     return path == target or path.startswith(target + os.sep)
+
+
+def _in_own_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == os.getpgid(0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return False  # macOS refuses to tell for another session: then it is not our group
 
 
 def _spared() -> set[int]:
