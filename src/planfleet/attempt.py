@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,7 @@ class AttemptSpec:
     budget_usd: float | None = None
     baseline: verify.Baseline | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
 
 
 @dataclass
@@ -116,6 +117,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
             budget_usd=spec.budget_usd,
             options=spec.options,
             prior_cost_usd=_session_spend(spec),
+            on_start=spec.on_start,
         )
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         out.agent = runner.run(request, stop)

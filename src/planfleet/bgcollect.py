@@ -47,7 +47,7 @@ from planfleet.statemodel import (
     new_task,
     set_run_status,
 )
-from planfleet.staterecover import orphan_reason
+from planfleet.staterecover import orphan_reason, stop_leftovers
 
 OWNER = "planfleet agents collect"
 DEFAULT_TIMEOUT_S = 600.0
@@ -306,6 +306,7 @@ def _already(ctx: _Phase, c: Collected, tid: str, head: str) -> bool:
         if why is None:
             c.result, c.message = "busy", f"task {tid} is in progress elsewhere"
             return True
+        stop_leftovers([record])  # what the dead holder left running goes first
         with ctx.store.transaction() as st:
             stateops.release(st, tid, f"orphaned: {why}")
         return False

@@ -132,19 +132,32 @@ def marked(match: Callable[[str], bool], *, since: str | None = None) -> list[ps
 
 def lineage_of(pid: int) -> str | None:
     """Return the lineage mark in the environment of ``pid`` (None: none, or unreadable)."""
+    return environ_value(pid, LINEAGE_ENV)
+
+
+def environ_value(pid: int, name: str) -> str | None:
+    """Return variable ``name`` of the environment ``pid`` started with (None: unset/unreadable)."""
     if _HAVE_PROC:
         # Read raw: a scan reads every process's environment, psutil would cost 10x more.
         try:
             data = _read(f"/proc/{pid}/environ")
         except OSError:
             return None  # gone meanwhile, or another user's: not one of ours
-        key = LINEAGE_ENV.encode() + b"="
+        key = name.encode() + b"="
         for entry in data.split(b"\0"):
             if entry.startswith(key):
                 return entry[len(key) :].decode(errors="replace")
         return None
     try:
-        return psutil.Process(pid).environ().get(LINEAGE_ENV)
+        return psutil.Process(pid).environ().get(name)
+    except (psutil.Error, OSError):
+        return None
+
+
+def cwd_of(pid: int) -> str | None:
+    """Return the working folder of ``pid`` (None if it cannot be read)."""
+    try:
+        return psutil.Process(pid).cwd()
     except (psutil.Error, OSError):
         return None
 
@@ -233,12 +246,13 @@ def processes_in(path: Path, *, name_prefix: str) -> list[int]:
             args = p.cmdline()
         except (psutil.Error, OSError):
             continue
-        if _within(cwd, target) or any(_within(a, target) for a in args):
+        if within(cwd, target) or any(within(a, target) for a in args):
             found.append(p.pid)
     return found
 
 
-def _within(path: str, target: str) -> bool:
+def within(path: str, target: str) -> bool:
+    """Return True if ``path`` is ``target`` or inside it (both absolute, resolved)."""
     return path == target or path.startswith(target + os.sep)
 
 

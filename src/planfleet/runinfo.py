@@ -31,6 +31,7 @@ LOCK_NAME = "engine.lock"
 INFO_NAME = "engine.json"
 REQUESTS = "requests"
 PAUSE = "pause"
+OPTIONS_FILE = "options.json"  # the run flags a run started with, for `resume`
 
 
 @dataclass(frozen=True)
@@ -182,3 +183,12 @@ def signal_engine(info: EngineInfo, sig: signal.Signals = signal.SIGTERM) -> boo
         os.kill(info.pid, sig)
         return True
     return False
+
+
+def saved_flags(repo: Path, plan: str) -> dict[str, Any]:
+    """Return the run flags the plan's run started with, as saved ({} if none or unreadable)."""
+    try:
+        data = json.loads((paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

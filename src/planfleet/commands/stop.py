@@ -9,7 +9,6 @@ from typing import Any
 
 from planfleet import git, runinfo, stateops, staterecover
 from planfleet.commands import agents
-from planfleet.enginesetup import stop_leftovers
 from planfleet.errors import ExitCode, InputError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out
@@ -78,7 +77,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             if record is None:
                 raise InputError(f"no task {task!r} in plan {plan!r}", field="--task")
             if not running and record["status"] == "in_progress":
-                stop_leftovers(record["worktree"])
+                staterecover.stop_leftovers([record])
                 stateops.release(state, task, "stopped by planfleet stop --task")
             if record["status"] == "pending":
                 stateops.block(state, task, "stopped by planfleet stop --task")
@@ -92,10 +91,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 runinfo.signal_engine(info)
             data["paused"] = runinfo.wait_stopped(repo, plan, 10)
     else:
+        staterecover.stop_leftovers(store.load()["tasks"].values())
         with store.transaction() as state:
-            for record in state["tasks"].values():
-                if record["status"] == "in_progress" and record["worktree"]:
-                    stop_leftovers(record["worktree"])
             data["orphans"] = staterecover.requeue_orphans(state)
             if state["status"] == "running":
                 set_run_status(state, "paused")
