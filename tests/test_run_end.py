@@ -245,3 +245,56 @@ def test_a_stopped_run_is_paused_and_its_attempt_is_given_back(tmp_path: Path, h
     res = cli(repo, "resume", "p", "--runner", "shell", env={"T": str(marks)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert assert_truthful_end(repo)["status"] == "completed"
+
+
+TWO_SLOW = """\
+    planfleet: 1
+    name: p
+    phases:
+      - id: one
+        tasks:
+          - id: a
+            title: a
+            files: {create: [a.txt]}
+            commands:
+              - if [ ! -e "$T/a" ]; then echo $$ > "$T/a"; exec sleep 120; fi; echo a > a.txt
+          - id: b
+            title: b
+            files: {create: [b.txt]}
+            commands:
+              - if [ ! -e "$T/b" ]; then echo $$ > "$T/b"; exec sleep 120; fi; echo b > b.txt
+"""
+
+
+def test_stop_of_one_task_after_a_crash_stops_only_that_tasks_processes(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    repo = plan_repo(tmp_path, TWO_SLOW)
+    env = {"T": str(marks)}
+    with engine_process(repo, env) as engine:
+
+        def both() -> bool:
+            if not all((marks / t).exists() for t in "ab"):
+                return False
+            tasks = state_of(repo)["tasks"]
+            return all((marks / t).exists() and tasks[t].get("pgid") for t in "ab")
+
+        wait_until(both, "both attempts to start")
+        engine.send_signal(signal.SIGKILL)
+        engine.wait(timeout=10)
+    a, b = (int((marks / t).read_text()) for t in "ab")
+    try:
+        assert live(a)
+        assert live(b)
+        res = cli(repo, "stop", "p", "--task", "a", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not live(a)
+        assert live(b)  # another task's agent: stopped by resume, not by `stop --task a`
+        res = cli(repo, "resume", "p", "--runner", "shell", env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not live(b)
+    finally:
+        for pid in (a, b):
+            if live(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert assert_truthful_end(repo)["status"] == "completed"

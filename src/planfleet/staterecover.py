@@ -128,17 +128,20 @@ def _works_on(pid: int, task_id: str, worktree: str | None) -> bool:
     return proctree.within(cwd, str(Path(worktree).resolve()))
 
 
-def stop_leftovers(records: Iterable[TaskRecord], *, grace_s: float = 3.0) -> list[int]:
+def stop_leftovers(
+    records: Iterable[TaskRecord], *, task_id: str | None = None, grace_s: float = 3.0
+) -> list[int]:
     """Stop what dead holders of ``records`` left running (INT, TERM, KILL); return survivors.
 
-    Returns when every such process is gone (or stuck in the kernel past a SIGKILL): only
-    then may the worktree be given to a new attempt. Looks again after each round, for
-    children they forked meanwhile (they carry the same mark).
+    With ``task_id`` only that task's processes (see :func:`leftover_processes`). Returns
+    when every such process is gone (or stuck in the kernel past a SIGKILL): only then may
+    the worktree be given to a new attempt. Looks again after each round, for children
+    they forked meanwhile (they carry the same mark).
     """
     records = list(records)
     survivors: list[int] = []
     for _ in range(3):
-        procs = {p.pid: p for r in records for p in leftover_processes(r)}
+        procs = {p.pid: p for r in records for p in leftover_processes(r, task_id)}
         if not set(procs) - set(survivors):
             break
         survivors = proctree.terminate(procs.values(), grace_s=grace_s)

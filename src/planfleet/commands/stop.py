@@ -77,7 +77,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             if record is None:
                 raise InputError(f"no task {task!r} in plan {plan!r}", field="--task")
             if not running and record["status"] == "in_progress":
-                staterecover.stop_leftovers([record])
+                staterecover.stop_leftovers([record], task_id=task)
                 stateops.release(state, task, "stopped by planfleet stop --task")
             if record["status"] == "pending":
                 stateops.block(state, task, "stopped by planfleet stop --task")
