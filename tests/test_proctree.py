@@ -173,3 +173,16 @@ def test_without_proc_the_portable_code_finds_and_stops_the_same_processes(
     proc.stop_group(child, grace_s=0.5)
     child.stdout.close()
     assert not proc.pid_alive(escaped)
+
+
+def test_a_command_that_starts_a_service_keeps_it_and_its_output(pidfile: Path) -> None:
+    # `claude --bg` leaves its session (and maybe the user's daemon) running by design.
+    script = SETSID_CHILD.format(pidfile=pidfile) + "echo 'backgrounded · 1a2b3c4d · x'"
+    began = time.monotonic()
+    result = proc.run(["sh", "-c", script], timeout=200, services=True)
+    assert result.stdout == "backgrounded · 1a2b3c4d · x\n"
+    assert time.monotonic() - began < 60
+    service = int(pidfile.read_text())
+    assert proc.pid_alive(service)
+    ours = proctree.holder_prefix(os.getpid(), proc.process_start_time(os.getpid()))
+    assert not any(t.startswith(ours) for t in (proctree.lineage_of(service) or "").split())

@@ -377,7 +377,11 @@ def _feedback(ctx: _Phase, s: Session, c: Collected, send: bool) -> None:
         return
     try:
         result = proc.run(
-            c.resume_argv, cwd=ctx.repo, timeout=bgdispatch.DISPATCH_TIMEOUT_S, check=False
+            c.resume_argv,
+            cwd=ctx.repo,
+            timeout=bgdispatch.DISPATCH_TIMEOUT_S,
+            check=False,
+            services=True,  # the session it resumes runs on in the background
         )
     except PlanfleetError as exc:
         c.message += f"; sending the feedback failed: {exc.message}"

@@ -353,7 +353,8 @@ def _start(repo: Path, p: Planned) -> str | dict[str, Any]:
     """Return the short id of the started session, or a description of the failure."""
     failure: dict[str, Any] = {"plan": p.plan, "name": p.name, "command": p.command}
     try:
-        result = proc.run(p.argv, cwd=repo, timeout=DISPATCH_TIMEOUT_S, check=False)
+        # `claude --bg` leaves the session (and maybe its daemon) running: by design.
+        result = proc.run(p.argv, cwd=repo, timeout=DISPATCH_TIMEOUT_S, check=False, services=True)
     except CommandError as exc:
         return {**failure, "reason": "timeout", "output": exc.stdout + exc.stderr}
     output = (result.stdout + result.stderr).strip()

@@ -63,15 +63,23 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     input_text: str | None = None,
+    services: bool = False,
 ) -> Result:
     """Run ``argv`` to completion and return its output.
+
+    ``services``: the command starts long-lived processes by design (`claude --bg` and the
+    daemon it may start, which serves every session of the user): they are not marked
+    with our lineage and never stopped with it; after a timeout only its group is.
 
     Raises CommandError when ``check`` and the exit code is not 0, or on timeout;
     InputError when the program does not exist.
     """
     args = [str(a) for a in argv]
     start = time.monotonic()
-    child_env, token = proctree.mark(env)
+    if services:
+        child_env, token = dict(os.environ if env is None else env), None
+    else:
+        child_env, token = proctree.mark(env)
     try:
         proc = subprocess.Popen(
             args,
@@ -89,7 +97,8 @@ def run(
         raise InputError(f"program not found: {args[0]}", hint="install it or fix PATH") from None
     except PermissionError:
         raise InputError(f"program is not executable: {args[0]}") from None
-    _tokens[proc] = (token, process_start_time(proc.pid))
+    if token is not None:
+        _tokens[proc] = (token, process_start_time(proc.pid))
     try:
         out, err, timed_out = _communicate(proc, input_text, timeout)
     except BaseException:
@@ -123,8 +132,9 @@ def _communicate(
             out, err = _drain(proc)
             return out, err, True
         if exited_at is not None and now - exited_at >= LINGER_S:
-            stop_group(proc)
-            out, err = _drain(proc)
+            if proc in _tokens:  # what it left is ours to stop; a service is only let be
+                stop_group(proc)
+            out, err = _drain(proc, READ_AFTER_KILL_S if proc in _tokens else 0.1)
             return out, err, False
         slice_s = 0.5 if deadline is None else min(0.5, max(deadline - now, 0.01))
         try:
@@ -136,20 +146,30 @@ def _communicate(
                 exited_at = time.monotonic()
 
 
-def _drain(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """Return what a stopped command printed, reading for at most READ_AFTER_KILL_S."""
+def _drain(proc: subprocess.Popen[str], limit_s: float = READ_AFTER_KILL_S) -> tuple[str, str]:
+    """Return what a stopped (or exited) command printed, reading for at most ``limit_s``.
+
+    If something still holds the pipes then, what was read so far is returned and the
+    rest is given up.
+    """
     try:
-        out, err = proc.communicate(timeout=READ_AFTER_KILL_S)
+        out, err = proc.communicate(timeout=limit_s)
         return out or "", err or ""
-    except subprocess.TimeoutExpired:
-        # Something we could not stop still holds the pipes: give up on the rest.
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            with contextlib.suppress(OSError):
-                if stream is not None:
-                    stream.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
-        return "", "[planfleet: output not read: a process it started kept the pipe open]"
+    except subprocess.TimeoutExpired as exc:
+        out, err = _text(exc.output), _text(exc.stderr)  # all read until now, undecoded
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            if stream is not None:
+                stream.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=1)
+    return out, err
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return data or ""
 
 
 def run_foreground(argv: Sequence[str], *, cwd: Path | str | None = None) -> int:
@@ -219,8 +239,10 @@ def stop_group(proc: _Popen, *, grace_s: float = 3.0) -> int | None:
     token, since = _tokens.get(proc) or (None, None)
     # Taken before any signal: a child that left the group is found through its parent
     # while the chain is intact, and through the lineage mark once it is not. (Only while
-    # the leader is not reaped: once it is, its pid may name another process.)
-    strays = proctree.descendants(proc.pid) if proc.poll() is None else []
+    # the leader is not reaped: once it is, its pid may name another process.) A command
+    # that starts services (no token) keeps them.
+    live = token is not None and proc.poll() is None
+    strays = proctree.descendants(proc.pid) if live else []
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         if proc.poll() is not None:
             break
