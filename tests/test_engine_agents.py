@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine_support import (
     FAKE_CLAUDE,
+    assert_truthful_end,
     cli,
     leftover_worktrees,
     plan_repo,
@@ -136,6 +137,7 @@ def test_every_agent_behaviour_ends_in_the_right_state_with_the_right_feedback(
     assert processes_under(repo) == []
     assert all("good" not in w for w in leftover_worktrees(repo))
     assert st["status"] == "failed"
+    assert_truthful_end(repo, default_max=2)
 
 
 def test_a_usage_limit_pauses_the_run_without_using_up_an_attempt(tmp_path: Path) -> None:
@@ -150,6 +152,7 @@ def test_a_usage_limit_pauses_the_run_without_using_up_an_attempt(tmp_path: Path
     assert record["attempts"] == 0
     assert "resume" in output
     assert processes_under(repo) == []
+    assert_truthful_end(repo)
 
 
 def test_the_run_budget_stops_new_dispatches_before_it_is_crossed(tmp_path: Path) -> None:
@@ -173,5 +176,6 @@ def test_the_run_budget_stops_new_dispatches_before_it_is_crossed(tmp_path: Path
     assert st["status"] == "paused"
     assert "budget" in output
     assert st["totals"]["cost_usd"] <= 0.015
+    assert_truthful_end(repo)
     argv_ok = json.loads((repo / ".planfleet" / "state" / "p.json").read_text())
     assert argv_ok["tasks"][started[0]]["status"] == "verified"

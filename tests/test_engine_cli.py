@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import git
-from engine_support import cli, example_repo, plan_repo, state_of
+from engine_support import assert_truthful_end, cli, example_repo, plan_repo, state_of
 
 TWO_TASKS = """\
     planfleet: 1
@@ -52,6 +52,7 @@ def test_batch_runs_the_named_tasks_and_ends_with_batch_result(tmp_path: Path) -
     assert result["abandoned"] == []
     assert result["should_stop"] is False
     assert state_of(repo)["tasks"]["b"]["status"] == "pending"  # not in the batch
+    assert_truthful_end(repo, selection={"a"})
 
 
 def test_verify_runs_the_gates_on_demand_and_logs_show_the_attempt(tmp_path: Path) -> None:
@@ -123,3 +124,4 @@ def test_stop_of_a_task_without_an_engine_holds_it_until_resume(tmp_path: Path) 
     done = cli(repo, "resume", "p", "--runner", "shell")
     assert done.returncode == 0, done.stdout + done.stderr
     assert state_of(repo)["tasks"]["b"]["status"] == "verified"
+    assert_truthful_end(repo)

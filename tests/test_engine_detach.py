@@ -6,7 +6,14 @@ import json
 import time
 from pathlib import Path
 
-from engine_support import cli, leftover_worktrees, plan_repo, processes_under, state_of
+from engine_support import (
+    assert_truthful_end,
+    cli,
+    leftover_worktrees,
+    plan_repo,
+    processes_under,
+    state_of,
+)
 
 SLOW_PLAN = """\
     planfleet: 1
@@ -68,12 +75,14 @@ def test_detach_stop_resume(tmp_path: Path) -> None:
     assert not any(r["status"] == "in_progress" for r in st["tasks"].values())
     assert processes_under(repo) == []
     (tmp_path / "go").touch()
+    assert_truthful_end(repo)
     resumed = cli(repo, "resume", "p", "--runner", "shell", "--detach", env=env)
     assert resumed.returncode == 0, resumed.stderr
     final = _wait_engine_gone(repo)
     assert final["status"] == "completed"
     assert final["merged"] == 5
     assert leftover_worktrees(repo) == []
+    assert_truthful_end(repo)
 
 
 def test_an_engine_killed_while_detached_is_reported_dead_and_resumable(tmp_path: Path) -> None:

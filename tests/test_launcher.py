@@ -214,6 +214,7 @@ def test_missing_requirements_reads_metadata_folder_names(tmp_path: Path) -> Non
         "jsonschema>=4.18",
         "python-frontmatter>=1.0",
         "filelock>=3.12",
+        "psutil>=5.9",
     ]
 
 

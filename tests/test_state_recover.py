@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,41 @@ def test_a_dead_process_makes_an_orphan_that_keeps_its_worktree() -> None:
     assert record["note"].startswith("orphaned: its process")
     assert state["events"][-1]["event"] == "orphaned"
     assert ops.claim(state, "a")["attempts"] == 2  # and it can be claimed again
+
+
+def test_an_attempt_cut_short_by_the_engines_death_is_given_back() -> None:
+    pid, start = _dead_pid()
+    state = _claimed(pid=pid, pid_start=start, host=sm.hostname(), owner="engine:demo")
+    assert list(rec.requeue_orphans(state, now=NOW)) == ["a"]
+    record = state["tasks"]["a"]
+    assert (record["status"], record["attempts"]) == ("pending", 0)
+    assert record["note"].endswith("the interrupted attempt is not counted")
+    assert record["pgid"] is None
+
+
+def test_what_a_live_or_remote_holder_runs_is_never_a_leftover() -> None:
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        here = _claimed(
+            pid=os.getpid(), pid_start=proc.process_start_time(os.getpid()), host=sm.hostname()
+        )
+        ops.attach_group(here, "a", sleeper.pid)
+        assert here["tasks"]["a"]["pgid_start"] == proc.process_start_time(sleeper.pid)
+        assert rec.leftover_processes(here["tasks"]["a"]) == []  # its engine is alive
+        remote = _claimed(pid=12345, pid_start="1", host="elsewhere.example")
+        remote["tasks"]["a"].update(pgid=sleeper.pid, pgid_start=here["tasks"]["a"]["pgid_start"])
+        assert rec.leftover_processes(remote["tasks"]["a"]) == []  # another machine's pids
+        pid, start = _dead_pid()
+        dead = _claimed(pid=pid, pid_start=start, host=sm.hostname())
+        dead["tasks"]["a"].update(pgid=sleeper.pid, pgid_start="1")  # the number was reused
+        assert rec.leftover_processes(dead["tasks"]["a"]) == []
+        dead["tasks"]["a"]["pgid_start"] = proc.process_start_time(sleeper.pid)
+        assert [p.pid for p in rec.leftover_processes(dead["tasks"]["a"])] == [sleeper.pid]
+        assert rec.stop_leftovers(dead["tasks"].values(), grace_s=0.5) == []
+        assert sleeper.wait(timeout=10) == -signal.SIGINT
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_a_live_pid_with_another_start_time_is_an_orphan() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +51,7 @@ class AttemptSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     retry_of: int | None = None  # the failed attempt this one retries (its branch is reset)
     strict_files: bool = False  # changes outside the task's declared files fail the attempt
+    on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
 
 
 @dataclass
@@ -134,6 +135,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
             budget_usd=spec.budget_usd,
             options=spec.options,
             prior_cost_usd=_session_spend(spec),
+            on_start=spec.on_start,
         )
         paths.writable(spec.repo, request.log_path)
         out.agent = runner.run(request, stop)

@@ -42,7 +42,7 @@ def claude_exe() -> str:
 def claude_entries(repo: Path, exe: str | None = None) -> list[dict[str, Any]]:
     """Return `claude agents --json --all` parsed; CommandError if it fails or is not a list."""
     argv = [exe or claude_exe(), "agents", "--json", "--all"]
-    result = proc.run(argv, cwd=repo, timeout=LIST_TIMEOUT_S)
+    result = proc.run(argv, cwd=repo, timeout=LIST_TIMEOUT_S, services=True)
     try:
         data = jsonread.parse(result.stdout)
     except ValueError:
@@ -217,7 +217,7 @@ def _session_arg(value: str) -> str:
 def _pass_through(repo: Path, verb: str, session: str) -> proc.Result:
     """Run `claude <verb> <session>`; InputError for an unknown id, CommandError otherwise."""
     argv = [claude_exe(), verb, _session_arg(session)]
-    result = proc.run(argv, cwd=repo, timeout=LIST_TIMEOUT_S, check=False)
+    result = proc.run(argv, cwd=repo, timeout=LIST_TIMEOUT_S, check=False, services=True)
     if result.ok:
         return result
     if NO_SESSION in result.stderr + result.stdout:

@@ -49,7 +49,7 @@ from planfleet.statemodel import (
     new_task,
     set_run_status,
 )
-from planfleet.staterecover import orphan_reason
+from planfleet.staterecover import orphan_reason, stop_leftovers
 
 OWNER = "planfleet agents collect"
 DEFAULT_TIMEOUT_S = 600.0
@@ -308,6 +308,7 @@ def _already(ctx: _Phase, c: Collected, tid: str, head: str) -> bool:
         if why is None:
             c.result, c.message = "busy", f"task {tid} is in progress elsewhere"
             return True
+        stop_leftovers([record])  # what the dead holder left running goes first
         with ctx.store.transaction() as st:
             stateops.release(st, tid, f"orphaned: {why}")
         return False
@@ -380,7 +381,11 @@ def _feedback(ctx: _Phase, s: Session, c: Collected, send: bool) -> None:
         return
     try:
         result = proc.run(
-            c.resume_argv, cwd=ctx.repo, timeout=bgdispatch.DISPATCH_TIMEOUT_S, check=False
+            c.resume_argv,
+            cwd=ctx.repo,
+            timeout=bgdispatch.DISPATCH_TIMEOUT_S,
+            check=False,
+            services=True,  # the session it resumes runs on in the background
         )
     except PlanfleetError as exc:
         c.message += f"; sending the feedback failed: {exc.message}"

@@ -123,7 +123,10 @@ def _start(p: Planned) -> str | dict[str, Any]:
     """Start ``p``'s session in its worktree; return its short id or the failure."""
     failure: dict[str, Any] = {"plan": p.plan, "name": p.name, "command": p.command}
     try:
-        result = proc.run(p.argv, cwd=p.worktree, timeout=DISPATCH_TIMEOUT_S, check=False)
+        # `claude --bg` leaves the session (and maybe its daemon) running: by design.
+        result = proc.run(
+            p.argv, cwd=p.worktree, timeout=DISPATCH_TIMEOUT_S, check=False, services=True
+        )
     except CommandError as exc:
         return {**failure, "reason": "timeout", "output": exc.stdout + exc.stderr}
     output = (result.stdout + result.stderr).strip()

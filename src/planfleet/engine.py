@@ -10,6 +10,7 @@ tasks of a dead engine are orphans and go back to the queue with their worktrees
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -28,6 +29,7 @@ from planfleet import (
     guards,
     model,
     paths,
+    runend,
     runinfo,
     scheduler,
     stateops,
@@ -100,10 +102,13 @@ class RunResult:
     state: State
     cost_usd: float
     elapsed_s: float
+    stuck: bool = False  # paused with selected work left that nothing could start
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status in ("completed", "paused") and "abandoned" not in self.reason else 1
+        if self.stuck or self.status not in ("completed", "paused"):
+            return 1
+        return 0 if "abandoned" not in self.reason else 1
 
 
 Listener = Callable[[State, list[dict[str, Any]]], None]
@@ -188,15 +193,16 @@ class Engine:
                     if self.running or self.gates:
                         self.stop_all.set()
                         self._drain()
-            status, reason = self._close()
+            end = self._close()
         state = self.store.load()
         return RunResult(
             self.plan.name,
-            status,
-            reason,
+            end.status,
+            end.reason,
             state,
             float(state["totals"]["cost_usd"]),
             time.monotonic() - started,
+            end.stuck,
         )
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
@@ -257,34 +263,17 @@ class Engine:
             self._record_gate(gid, gfut.result())
             del self.gates[gid]
 
-    def _close(self) -> tuple[str, str]:
-        """Set the final run status; return it and the reason in words."""
+    def _close(self) -> runend.RunEnd:
+        """Set the final run status; return it with the reason in words."""
         with self.store.transaction() as state:
-            left = scheduler.unfinished(state)
-            abandoned = [n for n in state["order"] if state["tasks"][n]["status"] == "abandoned"]
-            blocked = [n for n in state["order"] if state["tasks"][n]["status"] == "blocked"]
-            held = [
-                n
-                for n in state["order"]
-                if state["tasks"][n]["status"] == "held" and (self.scope is None or n in self.scope)
-            ]
-            if self.pause_reason is not None:
-                status, reason = "paused", self.pause_reason
-            elif not left and not abandoned and not blocked:
-                status, reason = "completed", "every task verified and merged"
-            elif abandoned or blocked:
-                status = "failed"
-                reason = f"{len(abandoned)} abandoned, {len(blocked)} blocked"
-                if abandoned:
-                    reason = "abandoned: " + ", ".join(abandoned) + f" ({reason})"
-            elif held:
-                status, reason = "paused", f"held by planfleet stop --task: {', '.join(held)}"
-            elif self.no_more:
-                status, reason = "paused", self.no_more_reason
-            else:
-                status, reason = "paused", "the selected tasks are done"
-            set_run_status(state, status)
-            add_event(state, "run_end", None, reason)
+            end = runend.classify(
+                state,
+                self.scope,
+                pause_reason=self.pause_reason,
+                stop_reason=self.no_more_reason if self.no_more else None,
+            )
+            set_run_status(state, end.status)
+            add_event(state, "run_end", None, end.reason)
         # Worktrees of merged tasks hold nothing more (an engine killed between merging
         # and cleaning up leaves one behind).
         for tid in state["order"]:
@@ -304,7 +293,7 @@ class Engine:
         with worktrees.repo_lock(self.repo, worktrees.METADATA_LOCK):
             remove_checkout(self.repo, worktrees.merge_worktree(self.repo, self.plan.name))
         self._publish(state, force=True)
-        return status, reason
+        return end
 
     # -- dispatching ------------------------------------------------------------------------
 
@@ -367,7 +356,20 @@ class Engine:
             options=self.opts.runner_options,
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
+            on_start=functools.partial(self._started, tid, int(record["attempts"])),
         )
+
+    def _started(self, tid: str, attempt: int, pgid: int) -> None:
+        """Record the process group an attempt's agent runs in (called by its worker thread).
+
+        Recorded at once, not by the main thread later: a resume after ``kill -9`` of the
+        engine stops that group. (A store of its own: its lock works across threads.)
+        """
+        store = StateStore.for_plan(self.repo, self.plan.name)
+        with contextlib.suppress(PlanfleetError), store.transaction() as state:
+            record = state["tasks"].get(tid)
+            if record and record["status"] == "in_progress" and record["attempts"] == attempt:
+                stateops.attach_group(state, tid, pgid)
 
     def _affordable(self, state: State, cap: float) -> bool:
         budget = self.opts.budget_usd
@@ -410,6 +412,14 @@ class Engine:
             )
 
     def _block_doomed(self, state: State) -> None:
+        for node in scheduler.exhausted(state, self.opts.max_attempts):
+            if node in self.running or (self.scope is not None and node not in self.scope):
+                continue
+            record = state["tasks"][node]
+            limit = scheduler.attempt_limit(record, self.opts.max_attempts)
+            stateops.abandon(
+                state, node, f"it can never start: all {limit} of its attempts are used"
+            )
         while found := scheduler.doomed(state):
             for node, dead in found:
                 stateops.block(

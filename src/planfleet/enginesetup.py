@@ -4,8 +4,10 @@ A new plan gets a state from the plan (tasks the plan records as done are import
 verified). An existing state is brought up to date with the plan and with git:
 
 - tasks added to the plan since are added; tasks removed from it are skipped;
-- in-progress tasks of a dead engine are orphans: the agent processes it left in their
-  worktrees are stopped, and the tasks go back to the queue with worktree and attempts;
+- in-progress tasks of a dead engine are orphans: every process it left running (the
+  agents' process groups, and whatever carries its lineage mark, also outside those groups)
+  is stopped first, then the tasks go back to the queue with their worktrees, the
+  interrupted attempt not counted;
 - verified tasks are checked against git: a merged task's commit must be on the
   integration branch, an unmerged one's must still exist, or the task is demoted;
 - a verified task whose commit reached integration (the engine died between merging and
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from planfleet import (
     jsonread,
     model,
     paths,
-    proc,
     stateops,
     verify,
     verify_tests,
@@ -44,7 +44,12 @@ from planfleet.statemodel import (
     now_iso,
     set_run_status,
 )
-from planfleet.staterecover import commit_problem, demote_untrusted, requeue_orphans
+from planfleet.staterecover import (
+    commit_problem,
+    demote_untrusted,
+    requeue_orphans,
+    stop_leftovers,
+)
 
 BASELINE_FILE = "baseline.json"
 BLOCK_NOTES = ("stopped", "dependency ")
@@ -61,7 +66,11 @@ def prepare_state(
     refuse_foreign_commands(plan, repo)
     if not store.exists():
         store.create(init_from_plan(plan))
+    # Before any worktree is reused, and outside the lock: stopping takes grace periods.
+    survivors = stop_leftovers(store.load()["tasks"].values())
     with store.transaction() as state:
+        if survivors:
+            add_event(state, "leftovers", None, f"still alive after SIGKILL: {survivors}")
         _sync_with_plan(state, plan)
         _recover(state, repo, plan.name, integration)
         if state["status"] != "running":
@@ -130,9 +139,6 @@ def _sync_with_plan(state: State, plan: model.Plan) -> None:
 
 
 def _recover(state: State, repo: Path, plan: str, integration: str) -> None:
-    for record in state["tasks"].values():
-        if record["status"] == "in_progress" and record["worktree"]:
-            stop_leftovers(record["worktree"])
     requeue_orphans(state)
     recheck_verified(state, repo, plan, integration)
 
@@ -157,23 +163,6 @@ def recheck_verified(state: State, repo: Path, plan: str, integration: str) -> l
             enqueue(state, tid)
     demote_untrusted(state, found)
     return sorted(found)
-
-
-def stop_leftovers(worktree: str | Path | None) -> None:
-    """Stop agent processes a dead engine left working in ``worktree`` (whole groups)."""
-    if not worktree or not Path(worktree).is_dir():
-        return
-    worktree = Path(worktree)
-    for pid in proc.processes_in(worktree, name_prefix="") or []:
-        if pid == os.getpid():
-            continue
-        try:
-            pgid = os.getpgid(pid)
-        except ProcessLookupError:
-            continue
-        if pgid == os.getpgid(0):
-            continue  # never our own group
-        proc.signal_group(pgid, signal.SIGKILL)
 
 
 def _check_scope(state: State, scope: frozenset[str]) -> None:

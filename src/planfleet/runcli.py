@@ -17,13 +17,14 @@ from planfleet import (
     formats,
     fsutil,
     graph,
-    jsonread,
     model,
     paths,
     preflight,
     prompts,
     report,
     runcheck,
+    runinfo,
+    scheduler,
     testcmd,
     worktrees,
 )
@@ -44,7 +45,7 @@ CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUT
 RUN_DEFAULTS: dict[str, Any] = {
     "runner": "auto",
     "max_parallel": 3,
-    "max_attempts": 5,
+    "max_attempts": scheduler.DEFAULT_MAX_ATTEMPTS,
     "model": None,
     "escalate_model": None,
     "fail_fast": False,
@@ -61,7 +62,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "test_cmd": None,
     "test_timeout": None,
 }
-OPTIONS_FILE = "options.json"
 
 
 def fill_run_flags(ns: argparse.Namespace, saved: dict[str, Any] | None = None) -> None:
@@ -74,20 +74,14 @@ def fill_run_flags(ns: argparse.Namespace, saved: dict[str, Any] | None = None) 
 
 def saved_run_flags(repo: Path, plan: str) -> dict[str, Any]:
     """Return the run flags the plan's run started with ({} if none were saved)."""
-    try:
-        data = jsonread.parse(
-            (paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8")
-        )
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if k in RUN_DEFAULTS} if isinstance(data, dict) else {}
+    return {k: v for k, v in runinfo.saved_flags(repo, plan).items() if k in RUN_DEFAULTS}
 
 
 def save_run_flags(ns: argparse.Namespace, repo: Path, plan: str) -> None:
     """Keep the effective run flags for a later `resume`."""
     folder = paths.writable(repo, paths.runs_dir(repo, plan), folder=True)
     values = {key: getattr(ns, key) for key in RUN_DEFAULTS}
-    fsutil.atomic_write(folder / OPTIONS_FILE, json.dumps(values, indent=1) + "\n")
+    fsutil.atomic_write(folder / runinfo.OPTIONS_FILE, json.dumps(values, indent=1) + "\n")
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from planfleet.statemodel import CLAIMABLE, State, TaskRecord, ordered_ids
 Policy = Literal["dag", "waves"]
 DONE = frozenset({"verified", "skipped"})
 DEAD = frozenset({"abandoned", "blocked"})  # a dependency in these never becomes merged
+DEFAULT_MAX_ATTEMPTS = 5  # attempts per task when neither the plan nor --max-attempts says
 
 
 def is_merged(record: TaskRecord) -> bool:
@@ -39,9 +40,27 @@ def is_merged(record: TaskRecord) -> bool:
     return bool(record.get("merged_at")) or record.get("commit") is None or record["kind"] == "gate"
 
 
+def attempt_limit(record: TaskRecord, default_max: int) -> int:
+    """Return how many attempts ``record`` may use (its own limit, else the run's)."""
+    return int(record.get("max_attempts") or default_max)
+
+
 def attempts_left(record: TaskRecord, default_max: int) -> bool:
-    limit = record.get("max_attempts") or default_max
-    return int(record["attempts"]) < int(limit)
+    return int(record["attempts"]) < attempt_limit(record, default_max)
+
+
+def exhausted(state: State, default_max: int) -> list[str]:
+    """Return the nodes that wait to be claimed with no attempts left: they can never start.
+
+    (A soft `state reset` of an abandoned task, a limit lowered since, or a state written
+    by a version that counted an attempt its engine's death cut short.)
+    """
+    tasks = state["tasks"]
+    return [
+        n
+        for n in ordered_ids(state)
+        if tasks[n]["status"] in CLAIMABLE and not attempts_left(tasks[n], default_max)
+    ]
 
 
 @dataclass

@@ -60,7 +60,20 @@ DEFAULT_LEASE_S = 900.0
 MAX_EVENTS = 2000
 
 # Fields that describe the live process of an attempt; cleared when the attempt ends.
-LIVE_FIELDS = ("pid", "pid_start", "host", "heartbeat_at", "lease_s", "lease_until")
+# ``pid`` is the holder (the engine); ``pgid`` the process group of the agent it started.
+LIVE_FIELDS = (
+    "pid",
+    "pid_start",
+    "host",
+    "heartbeat_at",
+    "lease_s",
+    "lease_until",
+    "pgid",
+    "pgid_start",
+)
+# Owners of claims that planfleet itself holds (the engine, `agents collect`): when such a
+# holder dies, the attempt it cut short is not the agent's failure.
+PLANFLEET_OWNERS = ("engine:", "planfleet ")
 # The optional fields of a task record. In memory every record has all of them (None when
 # unset), so code can index them; on disk an unset one is left out, keeping files small.
 OPTIONAL_FIELDS = (

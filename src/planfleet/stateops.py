@@ -119,6 +119,14 @@ def attach_process(
     return record
 
 
+def attach_group(state: State, task_id: str, pgid: int, *, now: str | None = None) -> TaskRecord:
+    """Record the process group of the agent an in-progress attempt runs (and its start)."""
+    record = _in_progress(state, task_id, "attach a process group to")
+    record.update(pgid=pgid, pgid_start=proc.process_start_time(pgid))
+    record["updated_at"] = now or now_iso()
+    return record
+
+
 def heartbeat(
     state: State,
     task_id: str,

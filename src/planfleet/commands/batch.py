@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from planfleet import formats, git, paths, report, runcheck, runcli
+from planfleet import formats, git, paths, report, runcheck, runcli, runend
 from planfleet.engine import Engine
 from planfleet.errors import ExitCode, InputError
 from planfleet.ids import check_id
@@ -91,7 +91,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         "merged": [t for t in verified if tasks[t].get("merged_at")],
         "merge_queue_ready": len(queued),
         "should_stop": bool(abandoned)
-        or (result.status == "paused" and result.reason != "the selected tasks are done"),
+        or (result.status == "paused" and result.reason != runend.SELECTION_DONE),
     }
     if abandoned:
         first = tasks[abandoned[0]]

@@ -15,10 +15,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         "resume",
         parents=[parent],
         help="continue a run: orphans requeued, verified work kept, nothing re-run",
-        description="Continue the run of PLAN. Tasks an interrupted engine left in progress "
-        "go back to the queue with their worktrees; tasks held by `planfleet stop --task` "
-        "are released (with --tasks or --phase, the selected ones); verified tasks are "
-        "re-checked against git and are not run again; queued merges are finished first.",
+        description="Continue the run of PLAN. What an interrupted engine left running is "
+        "stopped first (its agents' process groups and everything they started); the tasks "
+        "it left in progress go back to the queue with their worktrees, the interrupted "
+        "attempt not counted; tasks held by `planfleet stop --task` are released (with "
+        "--tasks or --phase, the selected ones); verified tasks are re-checked against git "
+        "and are not run again; queued merges are finished first.",
     )
     p.add_argument("plan", metavar="PLAN", help="plan name, file or folder")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")

@@ -73,6 +73,22 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     data["task_rows"] = rows
     orphans = staterecover.find_orphans(state) if not data["engine"]["running"] else {}
     data["orphans"] = orphans
+    # An orphan's agent may outlive its engine: it still works in the worktree until resume.
+    mine = {
+        tid: sorted(p.pid for p in staterecover.leftover_processes(state["tasks"][tid], tid))
+        for tid in orphans
+    }
+    data["orphan_processes"] = {tid: pids for tid, pids in mine.items() if pids}
+    every = {p.pid for t in orphans for p in staterecover.leftover_processes(state["tasks"][t])}
+    others = sorted(every - {pid for pids in mine.values() for pid in pids})
+    data["leftover_processes"] = sorted(every)
+    saved = runinfo.saved_flags(repo, plan).get("max_attempts")
+    limit = saved if isinstance(saved, int) and saved > 0 else scheduler.DEFAULT_MAX_ATTEMPTS
+    never = {
+        tid: scheduler.attempt_limit(state["tasks"][tid], limit)
+        for tid in scheduler.exhausted(state, limit)
+    }
+    data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
 
     def human() -> None:
         eng = data["engine"]
@@ -103,7 +119,20 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             if row["undeclared"]:
                 out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
         for tid, why in orphans.items():
-            out.line(f"orphaned: {tid} ({why}); `planfleet resume {plan}` takes it back")
+            pids = data["orphan_processes"].get(tid)
+            alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
+            resume = "stops them and takes it back" if pids else "takes it back"
+            out.line(f"orphaned: {tid} ({why}){alive}; `planfleet resume {plan}` {resume}")
+        if others:
+            out.line(
+                f"the dead engine also left pid {', '.join(map(str, others))} running; "
+                f"`planfleet resume {plan}` stops them"
+            )
+        for tid, n in never.items():
+            out.line(
+                f"can never start: {tid} (all {n} of its attempts are used); "
+                f"`planfleet state reset {plan} {tid} --hard` gives it new attempts"
+            )
         if eng.get("hint"):
             out.line(eng["hint"])
 

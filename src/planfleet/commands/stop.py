@@ -10,7 +10,6 @@ from typing import Any
 
 from planfleet import git, runinfo, stateops, staterecover
 from planfleet.commands import agents
-from planfleet.enginesetup import stop_leftovers
 from planfleet.errors import ExitCode, InputError, RefusedError, UsageError
 from planfleet.ids import check_id
 from planfleet.output import Out
@@ -85,10 +84,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 runinfo.signal_engine(info)
             data["paused"] = runinfo.wait_stopped(repo, plan, 10)
     else:
+        staterecover.stop_leftovers(store.load()["tasks"].values())
         with store.transaction() as state:
-            for record in state["tasks"].values():
-                if record["status"] == "in_progress" and record["worktree"]:
-                    stop_leftovers(record["worktree"])
             data["orphans"] = staterecover.requeue_orphans(state)
             if state["status"] == "running":
                 set_run_status(state, "paused")
@@ -141,7 +138,7 @@ def _hold(repo: Path, plan: str, store: StateStore, task: str, wait_s: float) ->
             # the same transaction the engine's dispatch takes (so it cannot start it now).
             if status != "in_progress" or not runinfo.is_running(repo, plan):
                 if status == "in_progress":
-                    stop_leftovers(record["worktree"])
+                    staterecover.stop_leftovers([record], task_id=task)
                 stateops.hold(state, task, runinfo.HELD_NOTE)
                 runinfo.clear_requests(repo, plan, {runinfo.stop_task_request(task)})
                 data.update(held=True, task_status="held", was=status)

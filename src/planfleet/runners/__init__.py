@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -48,6 +48,9 @@ class AgentRequest:
     options: Mapping[str, Any] = field(default_factory=dict)  # runner settings
     # What the resumed session had already spent: the CLI's total on --resume includes it.
     prior_cost_usd: float = 0.0
+    # Told the process group of each process the runner starts, as soon as it runs (the
+    # engine records it, so that a later resume can stop it if the engine dies).
+    on_start: Callable[[int], None] | None = None
 
 
 @dataclass

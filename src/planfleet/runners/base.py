@@ -114,11 +114,13 @@ def supervise(
     stop: threading.Event,
     stdin_text: str | None = None,
     append: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> Supervised:
     """Run ``argv`` under watch until it exits, times out, stalls or is stopped.
 
     ``math.inf`` disables the timeout or the stall check. Never raises for a program that
-    cannot be started: that is the ending ``not_started``.
+    cannot be started: that is the ending ``not_started``. ``on_start`` is told the
+    process group as soon as the process runs.
     """
     start = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,8 @@ def supervise(
             duration = time.monotonic() - start
             return Supervised("not_started", None, duration, message=exc.message)
     try:
+        if on_start is not None:
+            on_start(child.pid)  # its own session: the pid is the process group id
         ending = _watch(
             lambda seconds: proc.wait_for(child, seconds), log_path, start, timeout_s, stall_s, stop
         )

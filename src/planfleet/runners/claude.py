@@ -169,6 +169,7 @@ class ClaudeRunner:
             timeout_s=request.timeout_s,
             stall_s=request.stall_s,
             stop=stop,
+            on_start=request.on_start,
             stdin_text=request.prompt,
         )
         result = base.result_from(sup, request, argv, what="claude")

@@ -93,6 +93,7 @@ class CommandRunner:
             timeout_s=request.timeout_s,
             stall_s=request.stall_s,
             stop=stop,
+            on_start=request.on_start,
             stdin_text=request.prompt if self.prompt_stdin else None,
         )
         result = base.result_from(sup, request, argv, what=f"agent command {argv[0]}")

@@ -65,6 +65,7 @@ class ShellRunner:
                 timeout_s=remaining,
                 stall_s=request.stall_s,
                 stop=stop,
+                on_start=request.on_start,
                 append=True,
             )
             result = base.result_from(sup, request, argv, what=f"command {number} ({command})")
