@@ -370,3 +370,42 @@ def test_a_manifest_pointing_elsewhere_is_not_followed(
     assert one["result"] == "no_work"
     assert "not the worktree and branch of task 3.plan-001-auth" in one["message"]
     assert ref(repo, INTEGRATION) == git(repo, "rev-parse", "main").strip()  # nothing merged
+
+
+def test_collect_runs_the_repositorys_tests_when_the_plan_names_none(
+    tmp_path: Path, fake: FakeBg, run_cli: Run
+) -> None:
+    """A maxvision plan carries no test command: collect finds the repository's (a unittest
+    `tests/` folder) and refuses a session whose work breaks a test that passed before."""
+    files = {
+        **FILES,
+        "src/money.py": "def cents(x):\n    return round(x * 100)\n",
+        "tests/__init__.py": "",
+        "tests/test_money.py": "import unittest\nimport sys\nsys.path.insert(0, 'src')\n"
+        "from money import cents\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_cents(self):\n        self.assertEqual(cents(1.25), 125)\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    assert run_cli("dispatch", "--phase", "3", "--yes", cwd=repo).code == 0
+    session_work(
+        repo,
+        "phase3-plan1",
+        {
+            "src/auth.py": "def login():\n    return True\n",
+            "src/money.py": "def cents(x):\n    return 0\n",
+        },
+    )
+    fake.scenario(
+        phase3_plan1="done",
+        phase3_plan2="blocked:input needed",
+        phase3_plan3="blocked:input needed",
+    )
+
+    res = run_cli("agents", "collect", "--phase", "3", "--json", cwd=repo)
+    one = sessions(res)["phase3-plan1"]
+    assert one["result"] == "failed", one
+    record = state(repo)["tasks"][AUTH]
+    assert record["error"]["type"] == "test_failure", record["error"]
+    assert "tests.test_money.T.test_cents" in record["error"]["message"]
+    assert "test_cents" in record["feedback"]
+    assert "return 0" not in git(repo, "show", f"{INTEGRATION}:src/money.py")

@@ -32,6 +32,7 @@ from planfleet import (
     proc,
     runinfo,
     stateops,
+    testcmd,
     verify,
     worktrees,
 )
@@ -201,6 +202,8 @@ def _open(repo: Path, plan: model.Plan, timeout_s: float) -> _Phase:
             set_run_status(state, "paused")
     with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
         integration = worktrees.ensure_integration(repo, plan.name)
+    # The tests gate gets the same test command as a run's (plan, config, or detected).
+    plan = testcmd.apply(plan, testcmd.choose(repo, plan))
     return _Phase(repo, plan, store, integration, timeout_s)
 
 

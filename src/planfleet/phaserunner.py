@@ -27,6 +27,7 @@ from planfleet import (
     stepgates,
     stepprompts,
     steps,
+    testcmd,
     worktrees,
 )
 from planfleet.engine import Listener
@@ -127,6 +128,9 @@ class PhaseRunner:
         say: Callable[[str], None] = lambda _s: None,
         listener: Listener | None = None,
     ) -> None:
+        # The test step runs the same test command as the engine's tests gate (plan, config,
+        # or found in the repository), not only a command the plan wrote itself.
+        plan = testcmd.apply(plan, testcmd.choose(pdir.repo, plan))
         self.pdir, self.repo, self.plan, self.phase = pdir, pdir.repo, plan, phase
         self.store, self.opts, self.say, self.listener = store, opts, say, listener
         self.ctx = steps.StepContext(

@@ -11,14 +11,13 @@ has one, else as ``python3`` from PATH.
 from __future__ import annotations
 
 import configparser
-import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from planfleet import fsutil, tomlread
+from planfleet import fsutil, jsonread, tomlread
 from planfleet.errors import InputError
 
 NOTHING_FOUND = (
@@ -111,7 +110,7 @@ def _npm(repo: Path) -> Detected | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(fsutil.read_text(path))
+        data = jsonread.parse(fsutil.read_text(path))
     except (ValueError, InputError):
         return None
     scripts = data.get("scripts") if isinstance(data, dict) else None
