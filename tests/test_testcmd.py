@@ -12,6 +12,7 @@ import pytest
 from conftest import CliResult, git, make_repo
 from planfleet import model, testcmd, testdetect
 from planfleet.errors import InputError, RefusedError
+from planfleet.state import StateStore
 
 AI_PLAN = ".ai/plans/2025-03-01.adder.md"
 AI_TEXT = """\
@@ -250,14 +251,16 @@ def test_a_blast_radius_without_a_test_command_is_refused_before_anything_starts
 def test_a_test_command_that_cannot_start_refuses_the_run_unrecorded(
     tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
-    repo = make_repo(tmp_path / "r", {AI_PLAN: AI_TEXT, "calc.py": "x = 1\n"})
+    # The task has shell commands, so the shell runner itself has nothing to refuse.
+    text = AI_TEXT + "\n**Commands:**\n- `true`\n"
+    repo = make_repo(tmp_path / "r", {AI_PLAN: text, "calc.py": "x = 1\n"})
     run = run_cli
     args = ("run", AI_PLAN, "--runner", "shell", "--json", "--test-cmd")
     res = run(*args, "no-such-program-anywhere --x", cwd=repo)
     assert res.code == 3
     assert res.json()["errors"][0]["next_step"].startswith("pass a command")
     assert "could not run" in res.json()["errors"][0]["message"]
-    assert not (repo / ".planfleet" / "state").exists()
+    assert not StateStore.for_plan(repo, "adder").exists()  # no run recorded: `run` again works
     assert not (repo / ".planfleet" / "runs" / "adder" / "baseline.json").exists()
 
 
