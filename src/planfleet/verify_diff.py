@@ -21,8 +21,9 @@ _CODE_SUFFIXES = frozenset({
 # Each pattern is one way of switching a test off; the label names it in the message.
 SKIP_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("pytest.mark.skip", re.compile(r"pytest\.mark\.(skip|skipif|xfail)\b")),
-    ("pytest.skip()", re.compile(r"\bpytest\.skip\s*\(")),
+    ("pytest.skip()", re.compile(r"\bpytest\.(skip|xfail|importorskip)\s*\(")),
     ("unittest.skip", re.compile(r"\bunittest\.(skip\w*|expectedFailure)\b")),
+    ("SkipTest", re.compile(r"\braise\s+(\w+\.)*SkipTest\b|__unittest_skip__")),
     ("@skip", re.compile(r"^\s*@(skip|skipIf|skipUnless|expectedFailure)\b")),
     ("skipTest()", re.compile(r"\.skipTest\s*\(")),
     ("it.skip", re.compile(r"\b(it|test|describe|context)\.skip\s*\(")),
@@ -37,7 +38,12 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 def is_test_path(path: str) -> bool:
     """Return True if ``path`` looks like a test file (by its folder or its name)."""
     p = PurePosixPath(path)
-    return bool(_TEST_DIRS.intersection(p.parts[:-1])) or bool(_TEST_NAME.match(p.name))
+    return bool(_TEST_DIRS.intersection(p.parts[:-1])) or is_test_name(p.name)
+
+
+def is_test_name(name: str) -> bool:
+    """Return True if a file named ``name`` holds tests by convention (``test_x.py``, ...)."""
+    return bool(_TEST_NAME.match(name))
 
 
 def clean_path(path: str) -> str | None:
