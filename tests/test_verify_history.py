@@ -201,6 +201,39 @@ def test_a_new_conftest_that_patches_the_code_under_test_is_refused(shop: Path) 
     assert "without the added tests/conftest.py" in old.message
 
 
+def test_a_renamed_and_weakened_test_file_is_refused(shop: Path) -> None:
+    weakened = TEST_MONEY.replace(
+        '        self.assertEqual(round_cents(Decimal("0.124")), Decimal("0.12"))\n', ""
+    )
+    files = {"shop/money.py": MONEY_ROUNDS_UP, "tests/test_money.py": None}
+    v = run(shop, {**files, "tests/test_rounding.py": weakened}, PYTEST)
+    assert gate(v, "removed_tests").ok  # the rename keeps every test id
+    assert not gate(v, "old_tests").ok
+    assert f"tests/test_money.py:{WEAKENED_LINE}" in gate(v, "old_tests").message
+
+
+def test_a_runner_script_changed_to_leave_tests_out_is_refused(shop: Path) -> None:
+    runner = FILES["run_tests.py"].replace("discover('tests',", "discover('tests', 'test_t*.py',")
+    v = run(shop, {"shop/money.py": MONEY_ROUNDS_UP, "run_tests.py": runner}, OTHER)
+    assert gate(v, "tests").ok
+    old = gate(v, "old_tests")
+    assert not old.ok
+    assert "run_tests.py fails on the new code" in old.message
+    assert v.error is not None
+    assert v.error["type"] == "weakened_test"
+
+
+def test_a_test_class_switched_off_for_pytest_is_refused(shop: Path) -> None:
+    hidden = TEST_TEXT.replace(
+        "class SlugifyTest(unittest.TestCase):\n",
+        "class SlugifyTest(unittest.TestCase):\n    __test__ = False\n\n",
+    )
+    v = run(shop, {"tests/test_text.py": hidden}, PYTEST)
+    assert gate(v, "tests").ok
+    assert not gate(v, "removed_tests").ok
+    assert "tests/test_text.py::SlugifyTest::test_slugify_empty" in gate(v, "removed_tests").message
+
+
 # --- item 3: tests that went away ---------------------------------------------------------
 
 

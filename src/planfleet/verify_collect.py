@@ -185,12 +185,13 @@ def collected_at(
     checkout: Callable[[], Path],
     timeout_s: float,
 ) -> Collected:
-    """Return the ids collected at ``commit``, from the run's cache or a fresh ``checkout()``.
+    """Return the ids collected at ``commit``, from the plan's cache or a fresh ``checkout()``.
 
-    Tasks that start from the same integration commit (and retries) share one collection.
+    Tasks that start from the same integration commit (and retries) share one collection,
+    kept in ``.planfleet/runs/<plan>/collected/``.
     """
     digest = hashlib.sha256(command.encode()).hexdigest()[:16]
-    cache = paths.verify_dir(repo, plan) / "collected" / f"{commit}.{digest}.json"
+    cache = paths.runs_dir(repo, plan) / "collected" / f"{commit}.{digest}.json"
     try:
         return Collected.from_json(json.loads(cache.read_text(encoding="utf-8")))
     except (OSError, ValueError):
@@ -307,7 +308,10 @@ def removed_tests(
     how = "read from the diff"
     gone: list[TestRef] | None = None
     evidence: dict[str, Any] | None = None
-    if command is not None and collect_command(command) is not None:
+    runner = verify_diff.runner_files(command)
+    if not verify_diff.may_remove_tests(changes, runner):
+        how = "no test file, test support or test setting changed"
+    elif command is not None and collect_command(command) is not None:
         at_base = collected_at(
             repo, plan, base, command, checkout=lambda: checkout("base"), timeout_s=timeout_s
         )
@@ -321,7 +325,7 @@ def removed_tests(
                 evidence["output_tail"] = at_head.output_tail
                 how += f", with errors on the branch (exit code {at_head.exit_code})"
     if gone is None:
-        gone = _removed_in_diff(repo, base, head, changes)
+        gone = _removed_in_diff(repo, base, head, changes)  # nothing when nothing can be gone
     blamed = [r for r in gone if not r.allowed(allowed)]
     excused = len(gone) - len(blamed)
     note = f" ({excused} listed in the task's removes_tests)" if excused else ""

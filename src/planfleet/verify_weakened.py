@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import re
-import shlex
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -19,34 +18,6 @@ from planfleet.verify_collect import Finding, TestRef
 
 NAME = "old_tests"
 MAX_NAMED = 5
-# Test configuration that lives beside the tests and changes what they check.
-_SUPPORT_NAMES = frozenset({"conftest.py", "pytest.ini", ".pytest.ini"})
-# What a test command's first word reads besides the files it names.
-_RUNNER_FILES = {
-    "make": ("Makefile", "makefile", "GNUmakefile"),
-    "tox": ("tox.ini",),
-    "nox": ("noxfile.py",),
-}
-
-
-def is_test_support(path: str, runner: frozenset[str] = frozenset()) -> bool:
-    """Return True for test files, the files beside them that tests rely on, and ``runner``."""
-    return (
-        verify_diff.is_test_path(path)
-        or PurePosixPath(path).name in _SUPPORT_NAMES
-        or path in runner
-    )
-
-
-def runner_files(command: str | None) -> frozenset[str]:
-    """Return the repository files a test command runs (``run_tests.py``, a Makefile, ...)."""
-    try:
-        words = shlex.split(command or "")
-    except ValueError:
-        return frozenset()
-    found = {c for w in words if (c := verify_diff.clean_path(w)) and not w.startswith("-")}
-    found.update(_RUNNER_FILES.get(PurePosixPath(words[0]).name, ()) if words else ())
-    return frozenset(found)
 
 
 def base_test_files(
@@ -59,14 +30,14 @@ def base_test_files(
     old: set[str] = set()
     new: set[str] = set()
     for c in changes:
-        if c.status in "MTD" and is_test_support(c.path, runner):
+        if c.status in "MTD" and verify_diff.is_test_support(c.path, runner):
             old.add(c.path)
         elif c.status == "R" and c.old_path:
-            if is_test_support(c.old_path, runner):
+            if verify_diff.is_test_support(c.old_path, runner):
                 old.add(c.old_path)
-            if is_test_support(c.path):
+            if verify_diff.is_test_support(c.path):
                 new.add(c.path)
-        elif c.status in "AC" and is_test_support(c.path):
+        elif c.status in "AC" and verify_diff.is_test_support(c.path):
             new.add(c.path)
     return sorted(old), sorted(new)
 
@@ -83,8 +54,8 @@ def old_tests_on_new_code(
     timeout_s: float,
 ) -> Finding:
     """Return the ``old_tests`` check; ``checkout("head")`` may be changed, ``"base"`` not."""
-    old, new = base_test_files(changes, runner_files(command))
-    config = [f for f in new if PurePosixPath(f).name in _SUPPORT_NAMES]
+    old, new = base_test_files(changes, verify_diff.runner_files(command))
+    config = [f for f in new if PurePosixPath(f).name in verify_diff.SUPPORT_NAMES]
     if not old and not config:
         return Finding(NAME, True, "no existing test file or test configuration changed")
     where = checkout("head")
