@@ -91,10 +91,16 @@ _TASKS = itertools.count(1)
 
 
 def run(
-    repo: Path, files: dict[str, str | None], command: str | None, **task: Any
+    repo: Path,
+    files: dict[str, str | None],
+    command: str | None,
+    *,
+    tid: str | None = None,
+    timeout_s: float = 120,
+    **task: Any,
 ) -> verify.Verification:
     """Commit the real work plus ``files`` on a new task branch; return the verification."""
-    tid = f"t{next(_TASKS)}"
+    tid = tid or f"t{next(_TASKS)}"
     wt = start(repo, tid)
     commit(wt, {**WORK, **files})
-    return check(repo, task_of(tid, **task), wt, test_command=command, timeout_s=120)
+    return check(repo, task_of(tid, **task), wt, test_command=command, timeout_s=timeout_s)

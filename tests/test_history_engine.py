@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from pathlib import Path
 
+from conftest import commit_file, git, make_repo
 from engine_support import cli, integration_files, plan_repo, state_of
 from history_support import FILES, MONEY, MONEY_ROUNDS_UP, PYTEST, TEST_MONEY, UNITTEST
+from planfleet import model, phasegate, verify_history
 
 # Each test's assertions, rewritten as a table that leaves out the case that notices
 # rounding up: with correct code the base's tests still pass, so this task alone is fine.
@@ -144,3 +147,28 @@ def test_a_phase_gate_with_legitimate_changes_passes(tmp_path: Path) -> None:
     record = json.loads((repo / ".planfleet/runs/p/verify/money.gate.json").read_text())
     assert record["ok"]
     assert [c["ok"] for c in record["checks"]] == [True, True]
+
+
+class StopsAfterTheCommands(threading.Event):
+    """A stop event that is set once the gate's own commands have run (a pause mid-gate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > 1
+
+
+def test_a_phase_gate_paused_before_its_history_checks_is_stopped_not_passed(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    base = git(repo, "rev-parse", "HEAD").strip()
+    head = commit_file(repo, "tests/test_text.py", "")
+    phase = model.Phase("money", "money", model.Source("p"), gate_commands=("true",))
+    history = verify_history.History(base, PYTEST)
+    out = phasegate.run_gate(repo, "p", phase, head, 60, StopsAfterTheCommands(), history)
+    assert out.stopped
+    assert not out.ok

@@ -422,3 +422,43 @@ def test_plan_field_removes_tests_is_read_from_the_native_format(tmp_path: Path)
     path.write_text(text.replace('["tests/legacy/*"]', "tests/legacy"))
     with pytest.raises(Exception, match="removes_tests"):
         native.READER.read(path, repo=tmp_path)
+
+
+# --- when the checks themselves cannot run ----------------------------------------------------
+
+
+def test_history_checks_that_cannot_run_fail_the_gate_not_pass_it(shop: Path) -> None:
+    worktrees = shop / ".planfleet" / "worktrees" / "demo"
+    worktrees.mkdir(parents=True)
+    for role in ("base", "head"):  # a file where the scratch checkouts go
+        (worktrees / f"_{role}-t-blocked").write_text("in the way\n")
+    v = run(shop, {"tests/test_text.py": WITHOUT_EMPTY}, PYTEST, tid="blocked")
+    failed = gate(v, "history")
+    assert not failed.ok
+    assert "the history checks could not run" in failed.message
+    assert v.error is not None
+    assert v.error["type"] == "verify_failed"
+
+
+def test_a_base_run_that_timed_out_is_not_taken_for_a_pass(tmp_path: Path) -> None:
+    slow = "import time\n\n\ndef answer():\n    time.sleep(30)\n    return 1\n"
+    test = (
+        "import unittest\n\nfrom shop.slow import answer\n\n\n"
+        "class AnswerTest(unittest.TestCase):\n    def test_answer(self):\n"
+        "        self.assertEqual(answer(), 1)\n"
+    )
+    repo = make_repo(
+        tmp_path / "slow",
+        {"shop/__init__.py": "", "shop/slow.py": slow, "tests/__init__.py": "",
+         "tests/test_slow.py": test},
+    )  # fmt: skip
+    fast = "def answer():\n    return 2\n"
+    v = run(
+        repo,
+        {"shop/slow.py": fast, "tests/test_slow.py": test.replace("answer(), 1", "answer(), 2")},
+        UNITTEST,
+        timeout_s=8,
+    )
+    old = gate(v, "old_tests")
+    assert not old.ok
+    assert "at the base it timed out" in old.message

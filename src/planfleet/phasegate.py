@@ -65,7 +65,10 @@ def run_gate(
                     out.message = f"{len(phase.gate_commands)} command(s) passed"
         except PlanfleetError as exc:
             out.ok, out.message = False, f"could not run the gate: {exc.message}"
-    if out.ok and history is not None and not stop.is_set():
+    if out.ok and history is not None:
+        if stop.is_set():
+            out.ok, out.stopped = False, True
+            return out
         _history(repo, plan, phase, out, history, timeout_s, checks)
     out.record = _save(repo, plan, phase.id, out, results, checks)
     return out
@@ -92,8 +95,9 @@ def _history(
             allowed=history.allowed,
             timeout_s=timeout_s,
         )
-    except PlanfleetError as exc:
-        out.ok, out.message = False, f"could not run the history checks: {exc.message}"
+    except (PlanfleetError, OSError) as exc:
+        out.ok = False
+        out.message = f"could not run the history checks: {getattr(exc, 'message', exc)}"
         return
     checks += verify_history.gates_json(found)
     failed = next((f for f in found if not f.ok), None)

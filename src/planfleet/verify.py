@@ -26,6 +26,7 @@ from planfleet import (
     verify_history,
     verify_tests,
 )
+from planfleet.errors import PlanfleetError
 from planfleet.ids import check_id
 from planfleet.verify_baseline import Baseline, take_baseline
 
@@ -291,11 +292,9 @@ def _tests_gate(
 
 
 def _deleted_gate(a: _Attempt) -> Gate:
-    gone = [
-        g
-        for g in verify_diff.deleted_tests(a.changes)
-        if not verify_history.file_allowed(g.split(" (renamed to ")[0], a.task.removes_tests)
-    ]
+    allowed = a.task.removes_tests
+    kept = [c for c in a.changes if not verify_history.file_allowed(c.old_path or c.path, allowed)]
+    gone = verify_diff.deleted_tests(kept)
     if not gone:
         return Gate("deleted_tests", True, "no test file deleted")
     return Gate(
@@ -316,17 +315,21 @@ def _skip_gate(repo: Path, a: _Attempt) -> Gate:
 def _history_gates(repo: Path, plan: model.Plan, a: _Attempt, timeout_s: float) -> list[Gate]:
     if a.head is None:
         return []
-    found = verify_history.check(
-        repo,
-        plan.name,
-        f"t-{a.task.id}",
-        base=a.base,
-        head=a.head,
-        command=verify_tests.test_command(plan),
-        allowed=a.task.removes_tests,
-        timeout_s=timeout_s,
-        changes=a.changes,
-    )
+    try:
+        found = verify_history.check(
+            repo,
+            plan.name,
+            f"t-{a.task.id}",
+            base=a.base,
+            head=a.head,
+            command=verify_tests.test_command(plan),
+            allowed=a.task.removes_tests,
+            timeout_s=timeout_s,
+            changes=a.changes,
+        )
+    except (PlanfleetError, OSError) as exc:  # no checkout, no disk: unchecked is not passed
+        msg = f"the history checks could not run: {getattr(exc, 'message', exc)}"
+        return [Gate("history", False, msg, error_type="verify_failed")]
     return [Gate(f.name, f.ok, f.message, f.evidence, f.error_type) for f in found]
 
 

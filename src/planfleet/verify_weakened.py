@@ -78,12 +78,15 @@ def old_tests_on_new_code(
     before, _, _ = verify_tests.run_tests(
         command, cwd=checkout("base"), timeout_s=timeout_s, blast_radius=scope
     )
-    verdict = verify_tests.compare(before, after, narrowed=narrowed)
     evidence = {
         "command": after.command,
         "exit_code": after.exit_code,
         "output_tail": after.output_tail,
     }
+    if before.exit_code is None:
+        msg = f"the base's version of {what} fails on the new code; at the base it timed out"
+        return Finding(NAME, False, msg, evidence, "test_failure")
+    verdict = verify_tests.compare(before, after, narrowed=narrowed)
     failing = [t for t in verdict.new_failures if not before.ids_known or t in set(before.passing)]
     files = set(git.tree_files(base, cwd=repo))
     blamed = [r for r in verify_collect.refs(failing, files) if not r.allowed(allowed)]
