@@ -78,6 +78,12 @@ def test_an_expected_value_edited_to_match_the_bug_is_refused_under_unittest(
     assert f"tests/test_money.py:{WEAKENED_LINE}" in old.message
     assert v.error is not None
     assert v.error["type"] == "weakened_test"
+    # a plan that changes the rounding on purpose names the test it rewrites
+    files = {"shop/money.py": MONEY_ROUNDS_UP, "tests/test_money.py": edited}
+    on_purpose = ("tests.test_money.RoundCentsTest.test_halves_round_up",)
+    v = run(shop, files, UNITTEST, removes_tests=on_purpose)
+    assert v.ok, [g.to_json() for g in v.gates if not g.ok]
+    assert "1 listed in the task's removes_tests" in gate(v, "old_tests").message
 
 
 @pytest.mark.parametrize("command", [PYTEST, UNITTEST, OTHER])
@@ -95,6 +101,16 @@ def test_a_legitimate_test_change_that_the_base_tests_accept_passes(
     assert v.ok, [g.to_json() for g in v.gates if not g.ok]
     assert "passes on the new code" in gate(v, "old_tests").message
     assert gate(v, "removed_tests").ok
+
+
+def test_a_new_pytest_plugin_named_by_the_settings_stays_for_the_old_tests(shop: Path) -> None:
+    plugin = "import pytest\n\n\n@pytest.fixture\ndef cents():\n    return 100\n"
+    settings = '[tool.pytest.ini_options]\naddopts = "-p tests.plugin"\n'
+    tests = TEST_MONEY + "\n\ndef test_cents(cents):\n    assert cents == 100\n"
+    files = {"tests/plugin.py": plugin, "pyproject.toml": settings, "tests/test_money.py": tests}
+    v = run(shop, files, PYTEST)
+    assert v.ok, [g.to_json() for g in v.gates if not g.ok]
+    assert "passes on the new code" in gate(v, "old_tests").message
 
 
 def test_a_deleted_test_file_whose_base_version_fails_on_the_new_code(shop: Path) -> None:

@@ -23,23 +23,30 @@ MAX_NAMED = 5
 def base_test_files(
     changes: list[git.Change], runner: frozenset[str] = frozenset()
 ) -> tuple[list[str], list[str]]:
-    """Return ``(test files the diff changes or deletes, test files it adds)``.
+    """Return ``(test files the diff changes or deletes, loaded test files it adds)``.
 
-    A rename counts as the old path deleted and the new one added.
+    A rename counts as the old path deleted and the new one added. Of the added files only
+    those a runner loads by itself count (test files, conftest.py, pytest.ini, a test
+    folder's __init__.py): a helper is new code, and the plan's settings may name it.
     """
     old: set[str] = set()
     new: set[str] = set()
     for c in changes:
         if c.status in "MTD" and verify_diff.is_test_support(c.path, runner):
             old.add(c.path)
-        elif c.status == "R" and c.old_path:
-            if verify_diff.is_test_support(c.old_path, runner):
-                old.add(c.old_path)
-            if verify_diff.is_test_support(c.path):
-                new.add(c.path)
-        elif c.status in "AC" and verify_diff.is_test_support(c.path):
+        elif c.status == "R" and c.old_path and verify_diff.is_test_support(c.old_path, runner):
+            old.add(c.old_path)
+        if c.status in "ACR" and _loaded(c.path):
             new.add(c.path)
     return sorted(old), sorted(new)
+
+
+def _loaded(path: str) -> bool:
+    """Return True for a test file a runner picks up without being asked to."""
+    name = PurePosixPath(path).name
+    return name in verify_diff.SUPPORT_NAMES or (
+        verify_diff.is_test_path(path) and (_is_test_file(path) or name == "__init__.py")
+    )
 
 
 def old_tests_on_new_code(
