@@ -73,6 +73,21 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Span:
+    """What a history check compares: ``base`` to ``head`` of ``repo``, and how to test."""
+
+    repo: Path
+    plan: str
+    base: str
+    head: str
+    changes: list[git.Change]
+    command: str | None
+    allowed: tuple[str, ...]  # tests the plan lets the change remove (``removes_tests``)
+    checkout: Callable[[str], Path]  # "base" or "head": a scratch checkout of that commit
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class TestRef:
     """One test: its runner's id, and the file, class and name it was found in."""
 
@@ -289,44 +304,38 @@ def removed(before: list[TestRef], after: list[TestRef], moved: dict[str, str]) 
     return gone
 
 
-def removed_tests(
-    repo: Path,
-    plan: str,
-    *,
-    base: str,
-    head: str,
-    changes: list[git.Change],
-    command: str | None,
-    allowed: tuple[str, ...],
-    checkout: Callable[[str], Path],
-    timeout_s: float,
-) -> Finding:
-    """Return the ``removed_tests`` check: every test collected at ``base`` is still there.
-
-    ``checkout(role)`` returns a scratch checkout of ``base`` ("base") or ``head`` ("head").
-    """
+def removed_tests(s: Span) -> Finding:
+    """Return the ``removed_tests`` check: every test collected at the base is still there."""
     how = "read from the diff"
     gone: list[TestRef] | None = None
     evidence: dict[str, Any] | None = None
-    runner = verify_diff.runner_files(command)
-    if not verify_diff.may_remove_tests(changes, runner):
+    command = s.command
+    if not verify_diff.may_remove_tests(s.changes, verify_diff.runner_files(command)):
         how = "no test file, test support or test setting changed"
     elif command is not None and collect_command(command) is not None:
         at_base = collected_at(
-            repo, plan, base, command, checkout=lambda: checkout("base"), timeout_s=timeout_s
+            s.repo,
+            s.plan,
+            s.base,
+            command,
+            checkout=lambda: s.checkout("base"),
+            timeout_s=s.timeout_s,
         )
-        at_head = collect(command, cwd=checkout("head"), timeout_s=timeout_s)
+        at_head = collect(command, cwd=s.checkout("head"), timeout_s=s.timeout_s)
         if at_base.ids is not None and at_head.ids is not None:
             how = at_base.how
-            files = set(git.tree_files(base, cwd=repo)) | set(git.tree_files(head, cwd=repo))
-            gone = removed(refs(at_base.ids, files), refs(at_head.ids, files), renames(changes))
+            files = set(git.tree_files(s.base, cwd=s.repo)) | set(
+                git.tree_files(s.head, cwd=s.repo)
+            )
+            before, after = refs(at_base.ids, files), refs(at_head.ids, files)
+            gone = removed(before, after, renames(s.changes))
             if at_head.exit_code:  # collected, but some test files did not import
                 evidence = {"command": how, "exit_code": at_head.exit_code}
                 evidence["output_tail"] = at_head.output_tail
                 how += f", with errors on the branch (exit code {at_head.exit_code})"
     if gone is None:
-        gone = _removed_in_diff(repo, base, head, changes)  # nothing when nothing can be gone
-    blamed = [r for r in gone if not r.allowed(allowed)]
+        gone = _removed_in_diff(s.repo, s.base, s.head, s.changes)  # none if none can go
+    blamed = [r for r in gone if not r.allowed(s.allowed)]
     excused = len(gone) - len(blamed)
     note = f" ({excused} listed in the task's removes_tests)" if excused else ""
     if not blamed:

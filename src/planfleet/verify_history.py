@@ -8,7 +8,6 @@ base's version of every test file the change touched passes on the new code
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from planfleet import git, model, verify_collect, verify_diff, verify_weakened
 from planfleet.scratch import Checkouts
-from planfleet.verify_collect import Finding, TestRef
+from planfleet.verify_collect import Finding, Span, TestRef
 
 
 @dataclass(frozen=True)
@@ -47,33 +46,11 @@ def check(
     if changes is None:
         changes = git.diff_changes(base, head, cwd=repo)
     with Checkouts(repo, plan, key, {"base": base, "head": head}) as checkout:
-        # first: the collection needs the head's checkout as committed
-        found = [
-            verify_collect.removed_tests(
-                repo,
-                plan,
-                base=base,
-                head=head,
-                changes=changes,
-                command=command,
-                allowed=allowed,
-                checkout=checkout,
-                timeout_s=timeout_s,
-            )
-        ]
+        span = Span(repo, plan, base, head, changes, command, allowed, checkout, timeout_s)
+        # in this order: the collection needs the head's checkout as committed
+        found = [verify_collect.removed_tests(span)]
         if command is not None:
-            found.append(
-                verify_weakened.old_tests_on_new_code(
-                    repo,
-                    base=base,
-                    head=head,
-                    changes=changes,
-                    command=command,
-                    allowed=allowed,
-                    checkout=checkout,
-                    timeout_s=timeout_s,
-                )
-            )
+            found.append(verify_weakened.old_tests_on_new_code(span))
     return found
 
 
@@ -118,28 +95,11 @@ def unexcused_markers(
             continue
         if m.path not in texts:
             texts[m.path] = git.blob_text(head, m.path, cwd=repo) or ""
-        owner = _test_at(texts[m.path], m.line)
+        owner = verify_weakened.enclosing_test(texts[m.path], m.line)
         if owner and TestRef(f"{m.path}::{owner}", m.path, owner, None, owner).allowed(allowed):
             continue
         kept.append(m)
     return kept
-
-
-def _test_at(text: str, line: int) -> str | None:
-    """Return the Python function that ``line`` decorates or lies in (the innermost)."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return None
-    best: tuple[int, str] | None = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            if first <= line <= (node.end_lineno or node.lineno) and (
-                best is None or first >= best[0]
-            ):
-                best = (first, node.name)
-    return best[1] if best else None
 
 
 def gates_json(found: list[Finding]) -> list[dict[str, object]]:

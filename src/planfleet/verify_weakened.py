@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from planfleet import git, verify_collect, verify_diff, verify_tests
-from planfleet.verify_collect import Finding, TestRef
+from planfleet.verify_collect import Finding, Span, TestRef
 
 NAME = "old_tests"
 MAX_NAMED = 5
@@ -49,23 +48,16 @@ def _loaded(path: str) -> bool:
     )
 
 
-def old_tests_on_new_code(
-    repo: Path,
-    *,
-    base: str,
-    head: str,
-    changes: list[git.Change],
-    command: str,
-    allowed: tuple[str, ...],
-    checkout: Callable[[str], Path],
-    timeout_s: float,
-) -> Finding:
-    """Return the ``old_tests`` check; ``checkout("head")`` may be changed, ``"base"`` not."""
-    old, new = base_test_files(changes, verify_diff.runner_files(command))
+def old_tests_on_new_code(s: Span) -> Finding:
+    """Return the ``old_tests`` check; it changes ``s.checkout("head")``, never the base's."""
+    repo, base, head, command, timeout_s = s.repo, s.base, s.head, s.command, s.timeout_s
+    if command is None:
+        return Finding(NAME, True, "the plan has no test command")
+    old, new = base_test_files(s.changes, verify_diff.runner_files(command))
     config = [f for f in new if PurePosixPath(f).name in verify_diff.SUPPORT_NAMES]
     if not old and not config:
         return Finding(NAME, True, "no existing test file or test configuration changed")
-    where = checkout("head")
+    where = s.checkout("head")
     # The head's code with exactly the base's tests: changed and deleted files as they were,
     # added ones (a new conftest.py could patch the code under test) taken away.
     if old:  # (with no paths, `git checkout BASE --` would move the whole checkout)
@@ -83,7 +75,7 @@ def old_tests_on_new_code(
     if verify_tests.compare(None, after, narrowed=narrowed).ok:
         return Finding(NAME, True, f"the base's version of {what} passes on the new code")
     before, _, _ = verify_tests.run_tests(
-        command, cwd=checkout("base"), timeout_s=timeout_s, blast_radius=scope
+        command, cwd=s.checkout("base"), timeout_s=timeout_s, blast_radius=scope
     )
     evidence = {
         "command": after.command,
@@ -96,7 +88,7 @@ def old_tests_on_new_code(
     verdict = verify_tests.compare(before, after, narrowed=narrowed)
     failing = [t for t in verdict.new_failures if not before.ids_known or t in set(before.passing)]
     files = set(git.tree_files(base, cwd=repo))
-    blamed = [r for r in verify_collect.refs(failing, files) if not r.allowed(allowed)]
+    blamed = [r for r in verify_collect.refs(failing, files) if not r.allowed(s.allowed)]
     if verdict.ok or (verdict.new_failures and not blamed):
         excused = f"; {len(failing)} listed in the task's removes_tests" if failing else ""
         msg = f"the base's version of {what} fails no test that passed at the base{excused}"
@@ -108,7 +100,7 @@ def old_tests_on_new_code(
             f"at the base: your change breaks what those tests checked ({show})"
         )
         return Finding(NAME, False, msg, evidence, "weakened_test")
-    moved = verify_collect.renames(changes)
+    moved = verify_collect.renames(s.changes)
     named = [_describe(repo, base, head, r, after.output_tail, moved) for r in blamed]
     more = f"; and {len(named) - MAX_NAMED} more" if len(named) > MAX_NAMED else ""
     msg = (
@@ -164,11 +156,33 @@ def _mentioned_lines(output: str, file: str) -> list[int]:
     return [int(m.group(1)) for m in rx.finditer(output)]
 
 
+def parse_python(text: str) -> ast.Module | None:
+    """Return the syntax tree of ``text``, or None when it is not valid Python."""
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def enclosing_test(text: str, line: int) -> str | None:
+    """Return the Python function that ``line`` decorates or lies in (the innermost)."""
+    tree = parse_python(text)
+    if tree is None:
+        return None
+    best: tuple[int, str] | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            inside = first <= line <= (node.end_lineno or node.lineno)
+            if inside and (best is None or first >= best[0]):
+                best = (first, node.name)
+    return best[1] if best else None
+
+
 def _function_span(text: str, name: str, cls: str | None) -> tuple[int, int] | None:
     """Return the first and last line of test function ``name`` (in class ``cls``)."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    tree = parse_python(text)
+    if tree is None:
         return None
     found: tuple[int, int] | None = None
     for node in ast.walk(tree):
