@@ -185,7 +185,7 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     assert v.feedback is None
     assert [g.name for g in v.gates] == [
         "uncommitted", "commit", "declared_files", "artifacts", "dependencies", "verify",
-        "tests", "deleted_tests", "skip_markers", "claims",
+        "tests", "deleted_tests", "skip_markers", "removed_tests", "old_tests", "claims",
     ]  # fmt: skip
     assert v.commit == pgit.rev_parse(pgit.branch_ref(wt.branch), cwd=env.repo)
     assert v.files_created == ["mul.py", "tests/test_mul.py"]

@@ -118,6 +118,7 @@ def task_json(t: Task) -> dict[str, Any]:
         "add_dependencies": list(t.add_dependencies),
         "acceptance": list(t.acceptance),
         "verify": list(t.verify),
+        "removes_tests": list(t.removes_tests),
         "commands": list(t.commands),
         "blast_radius": t.blast_radius,
         "timeout_s": t.timeout_s,

@@ -93,7 +93,14 @@ def engine_checks(plan: model.Plan, task: model.Task, *, strict: bool = False) -
     test = plan.meta.get("test_command")
     if test:
         checks.append(f"tests pass with no new failures: `{test}`")
-    checks.append("no test deleted or newly skipped")
+    checks.append("no existing test deleted, renamed or newly skipped")
+    if test:
+        checks.append(
+            "the existing tests as they were before your change (the base's version of every "
+            "test file you edit or delete) still pass on your code"
+        )
+    if task.removes_tests:
+        checks.append(f"tests the plan lets you remove or change: {', '.join(task.removes_tests)}")
     return checks
 
 

@@ -35,6 +35,7 @@ from planfleet import (
     stateops,
     testcmd,
     verify,
+    verify_history,
     worktree_pool,
     worktrees,
 )
@@ -401,6 +402,10 @@ class Engine:
             integ = worktrees.resolve_commit(
                 self.repo, git.branch_ref(worktrees.integration_branch(self.plan.name))
             )
+            # the phase's changes: from where its first task started (or the run started)
+            bases = [state["tasks"].get(t, {}).get("base_commit") for t in phase.task_ids]
+            if self.baseline is not None:
+                bases.append(self.baseline.commit)
             self.gates[gid] = pool.submit(
                 run_gate,
                 self.repo,
@@ -409,6 +414,7 @@ class Engine:
                 integ,
                 self.opts.timeout_s,
                 self.stop_all,
+                verify_history.for_phase(self.repo, self.plan, bases, integ),
             )
 
     def _block_doomed(self, state: State) -> None:

@@ -118,7 +118,7 @@ class Recorder:
                 stateops.fail(
                     state,
                     gid,
-                    error_type="test_failure",
+                    error_type=out.error_type,
                     step="phase gate",
                     message=out.message,
                     feedback=out.output,

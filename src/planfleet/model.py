@@ -87,6 +87,7 @@ class Task:
     add_dependencies: tuple[str, ...] = ()  # packages the task must add to the manifest
     acceptance: tuple[str, ...] = ()
     verify: tuple[str, ...] = ()  # the user's own commands that must pass
+    removes_tests: tuple[str, ...] = ()  # tests it may remove or change (ids, files, globs)
     commands: tuple[str, ...] = ()  # mechanical steps, run by the shell runner
     blast_radius: str | None = None  # test scope; "" means all tests, None means not given
     timeout_s: float | None = None

@@ -1,5 +1,7 @@
 """Phase gates: the phase's own test commands, run on the integration branch after its
-last task merged, in a scratch checkout (never the user's tree, never a task worktree)."""
+last task merged, in a scratch checkout (never the user's tree, never a task worktree); then
+the history checks from the commit the phase started from (no test removed, the base's
+tests pass on the merged code), which catch what tasks that pass alone do together."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planfleet import fsutil, model, paths
+from planfleet import fsutil, model, paths, verify_history
 from planfleet.errors import PlanfleetError
 from planfleet.scratch import scratch_worktree
 from planfleet.statemodel import now_iso
@@ -27,6 +29,7 @@ class GateOutcome:
     output: str = ""
     record: str | None = None
     stopped: bool = False
+    error_type: str = "test_failure"
 
 
 def run_gate(
@@ -36,13 +39,15 @@ def run_gate(
     commit: str,
     timeout_s: float,
     stop: threading.Event,
+    history: verify_history.History | None = None,
 ) -> GateOutcome:
-    """Run ``phase.gate_commands`` on ``commit``; a phase without commands passes at once."""
+    """Run ``phase.gate_commands`` on ``commit``, then the history checks of ``history``."""
     out = GateOutcome(phase.id, commit, ok=True, message="no gate commands")
     if stop.is_set():
         out.ok, out.stopped = False, True
         return out
     results: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
     if phase.gate_commands:
         try:
             with scratch_worktree(repo, plan, f"gate-{phase.id}", commit) as where:
@@ -60,12 +65,58 @@ def run_gate(
                     out.message = f"{len(phase.gate_commands)} command(s) passed"
         except PlanfleetError as exc:
             out.ok, out.message = False, f"could not run the gate: {exc.message}"
-    out.record = _save(repo, plan, phase.id, out, results)
+    if out.ok and history is not None:
+        if stop.is_set():
+            out.ok, out.stopped = False, True
+            return out
+        _history(repo, plan, phase, out, history, timeout_s, checks)
+    out.record = _save(repo, plan, phase.id, out, results, checks)
     return out
 
 
+def _history(
+    repo: Path,
+    plan: str,
+    phase: model.Phase,
+    out: GateOutcome,
+    history: verify_history.History,
+    timeout_s: float,
+    checks: list[dict[str, Any]],
+) -> None:
+    """Run the history checks over the phase's changes; the first failure fails the gate."""
+    try:
+        found = verify_history.check(
+            repo,
+            plan,
+            f"p-{phase.id}",
+            base=history.base,
+            head=out.commit,
+            command=history.command,
+            allowed=history.allowed,
+            timeout_s=timeout_s,
+        )
+    except (PlanfleetError, OSError) as exc:
+        out.ok = False
+        out.message = f"could not run the history checks: {getattr(exc, 'message', exc)}"
+        return
+    checks += verify_history.gates_json(found)
+    failed = next((f for f in found if not f.ok), None)
+    if failed is None:
+        out.message += f"; since {history.base[:12]}: " + "; ".join(f.message for f in found)
+        return
+    out.ok, out.message = False, f"{failed.name}: {failed.message}"
+    out.error_type = failed.error_type or out.error_type
+    tail = (failed.evidence or {}).get("output_tail")
+    out.output = f"$ {failed.evidence['command']}\n{tail}" if failed.evidence and tail else ""
+
+
 def _save(
-    repo: Path, plan: str, phase: str, out: GateOutcome, results: list[dict[str, Any]]
+    repo: Path,
+    plan: str,
+    phase: str,
+    out: GateOutcome,
+    results: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
 ) -> str:
     path = paths.writable(repo, paths.verify_dir(repo, plan) / f"{phase}.gate.json")
     record = {
@@ -74,6 +125,7 @@ def _save(
         "ok": out.ok,
         "message": out.message,
         "commands": results,
+        "checks": checks,
         "at": now_iso(),
     }
     fsutil.atomic_write(path, json.dumps(record, indent=1) + "\n")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from planfleet import git, paths, worktrees
-from planfleet.ids import check_id
+from planfleet import git, paths, worktree_include, worktrees
+from planfleet.ids import MAX_ID_LENGTH, check_id
 
 
 @contextlib.contextmanager
@@ -35,3 +36,41 @@ def remove_checkout(repo: Path, path: Path) -> None:
         git.git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
         shutil.rmtree(path, ignore_errors=True)
     git.git("worktree", "prune", cwd=repo, check=False)
+
+
+class Checkouts:
+    """Scratch checkouts of commits, one per role, made on first use and removed on exit.
+
+    Each gets the untracked files (``.env``, ...) a task worktree gets.
+    """
+
+    def __init__(self, repo: Path, plan: str, key: str, commits: Mapping[str, str]) -> None:
+        self.repo, self.plan, self.key, self.commits = repo, plan, key, dict(commits)
+        self._stack = contextlib.ExitStack()
+        self._made: dict[str, Path] = {}
+
+    def __call__(self, role: str) -> Path:
+        """Return the checkout of ``commits[role]``, making it now if needed."""
+        if role not in self._made:
+            name = scratch_name(role, self.key)
+            where = self._stack.enter_context(
+                scratch_worktree(self.repo, self.plan, name, self.commits[role])
+            )
+            worktree_include.copy_into(self.repo, where, worktree_include.sources(self.repo))
+            self._made[role] = where
+        return self._made[role]
+
+    def __enter__(self) -> Checkouts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def scratch_name(role: str, key: str) -> str:
+    """Return ``<role>-<key>``, shortened with a digest of ``key`` to fit an id."""
+    name = f"{role}-{key}"
+    if len(name) <= MAX_ID_LENGTH:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"{name[: MAX_ID_LENGTH - 11]}-{digest}"

@@ -3,8 +3,10 @@
 Gates, in order: nothing left uncommitted, a commit with a non-empty diff (design tasks:
 their artifacts instead), every file to create present and non-empty in the committed tree,
 declared dependencies in a manifest, the task's verify commands, the tests in its blast
-radius against the run's baseline, no deleted test files and no new skip markers, and last
-the agent's own claim, which can make an attempt fail but never pass.
+radius against the run's baseline, no deleted test files and no new skip markers, no test
+collected at the base gone, the base's version of every changed test file passing on the new
+code (:mod:`planfleet.verify_history`), and last the agent's own claim, which can make an
+attempt fail but never pass.
 """
 
 from __future__ import annotations
@@ -14,8 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from planfleet import fsutil, git, model, paths, verify_deps, verify_diff, verify_tests
+from planfleet import (
+    fsutil,
+    git,
+    model,
+    paths,
+    verify_deps,
+    verify_diff,
+    verify_history,
+    verify_tests,
+)
 from planfleet.declared import undeclared
+from planfleet.errors import PlanfleetError
 from planfleet.ids import check_id
 from planfleet.verify_baseline import Baseline, take_baseline
 
@@ -40,7 +52,10 @@ _ADVICE = {
     "not counted.",
     "test_timeout": "A test did not finish in time after your change (the one named above "
     "was running when it was stopped): make it finish, e.g. remove the endless loop or wait.",
-    "tests_deleted": "Restore the deleted test files; change the code, not the tests.",
+    "tests_deleted": "Restore the deleted tests under their old names; change the code, not "
+    "the tests.",
+    "weakened_test": "Make the code pass the tests as they were before your change (the base's "
+    "version named above), then commit; editing a test to match new behaviour does not count.",
     "tests_skipped": "Remove the skip markers you added and make those tests pass instead.",
     "false_claim": "You reported the task done, but nothing was committed on {branch}. "
     "Do the work and commit it.",
@@ -149,7 +164,11 @@ def verify_attempt(
     if commits or a.design:
         v.gates += _command_gates(plan, a, baseline, timeout_s, v)
     if commits:
-        v.gates += [_deleted_gate(a), _skip_gate(repo, a)]
+        v.gates += [
+            _deleted_gate(a),
+            _skip_gate(repo, a),
+            *_history_gates(repo, plan, a, timeout_s),
+        ]
     v.gates.append(_claims_gate(claims, v.gates))
     v.ok = all(g.ok for g in v.gates)
     if not v.ok:
@@ -309,7 +328,9 @@ def _tests_gate(
 
 
 def _deleted_gate(a: _Attempt) -> Gate:
-    gone = verify_diff.deleted_tests(a.changes)
+    allowed = a.task.removes_tests
+    kept = [c for c in a.changes if not verify_history.file_allowed(c.old_path or c.path, allowed)]
+    gone = verify_diff.deleted_tests(kept)
     if not gone:
         return Gate("deleted_tests", True, "no test file deleted")
     return Gate(
@@ -319,10 +340,33 @@ def _deleted_gate(a: _Attempt) -> Gate:
 
 def _skip_gate(repo: Path, a: _Attempt) -> Gate:
     found = verify_diff.added_skip_markers(repo, a.base, a.head) if a.head else []
+    if found and a.head:
+        found = verify_history.unexcused_markers(repo, a.head, found, a.task.removes_tests)
     if not found:
         return Gate("skip_markers", True, "no skip marker added")
     msg = "skip markers added: " + "; ".join(m.render() for m in found[:10])
     return Gate("skip_markers", False, msg, None, "tests_skipped")
+
+
+def _history_gates(repo: Path, plan: model.Plan, a: _Attempt, timeout_s: float) -> list[Gate]:
+    if a.head is None:
+        return []
+    try:
+        found = verify_history.check(
+            repo,
+            plan.name,
+            f"t-{a.task.id}",
+            base=a.base,
+            head=a.head,
+            command=verify_tests.test_command(plan),
+            allowed=a.task.removes_tests,
+            timeout_s=timeout_s,
+            changes=a.changes,
+        )
+    except (PlanfleetError, OSError) as exc:  # no checkout, no disk: unchecked is not passed
+        msg = f"the history checks could not run: {getattr(exc, 'message', exc)}"
+        return [Gate("history", False, msg, error_type="verify_failed")]
+    return [Gate(f.name, f.ok, f.message, f.evidence, f.error_type) for f in found]
 
 
 def claimed_done(claims: dict[str, Any] | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,8 +22,9 @@ _CODE_SUFFIXES = frozenset({
 # Each pattern is one way of switching a test off; the label names it in the message.
 SKIP_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("pytest.mark.skip", re.compile(r"pytest\.mark\.(skip|skipif|xfail)\b")),
-    ("pytest.skip()", re.compile(r"\bpytest\.skip\s*\(")),
+    ("pytest.skip()", re.compile(r"\bpytest\.(skip|xfail|importorskip)\s*\(")),
     ("unittest.skip", re.compile(r"\bunittest\.(skip\w*|expectedFailure)\b")),
+    ("SkipTest", re.compile(r"\braise\s+(\w+\.)*SkipTest\b|__unittest_skip__")),
     ("@skip", re.compile(r"^\s*@(skip|skipIf|skipUnless|expectedFailure)\b")),
     ("skipTest()", re.compile(r"\.skipTest\s*\(")),
     ("it.skip", re.compile(r"\b(it|test|describe|context)\.skip\s*\(")),
@@ -37,7 +39,59 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 def is_test_path(path: str) -> bool:
     """Return True if ``path`` looks like a test file (by its folder or its name)."""
     p = PurePosixPath(path)
-    return bool(_TEST_DIRS.intersection(p.parts[:-1])) or bool(_TEST_NAME.match(p.name))
+    return bool(_TEST_DIRS.intersection(p.parts[:-1])) or is_test_name(p.name)
+
+
+# Test configuration that lives beside the tests and changes what they check.
+SUPPORT_NAMES = frozenset({"conftest.py", "pytest.ini", ".pytest.ini"})
+# What a test command's first word reads besides the files it names.
+_RUNNER_FILES = {
+    "make": ("Makefile", "makefile", "GNUmakefile"),
+    "tox": ("tox.ini",),
+    "nox": ("noxfile.py",),
+}
+
+
+def is_test_support(path: str, runner: frozenset[str] = frozenset()) -> bool:
+    """Return True for test files, the files beside them that tests rely on, and ``runner``."""
+    return is_test_path(path) or PurePosixPath(path).name in SUPPORT_NAMES or path in runner
+
+
+def runner_files(command: str | None) -> frozenset[str]:
+    """Return the repository files a test command runs (``run_tests.py``, a Makefile, ...)."""
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        return frozenset()
+    found = {c for w in words if (c := clean_path(w)) and not w.startswith("-")}
+    found.update(_RUNNER_FILES.get(PurePosixPath(words[0]).name, ()) if words else ())
+    return frozenset(found)
+
+
+# Files that change which tests a runner collects, besides the test files themselves.
+_COLLECTION_CONFIG = frozenset({"pyproject.toml", "setup.cfg", "tox.ini"})
+
+
+def may_remove_tests(changes: list[git.Change], runner: frozenset[str] = frozenset()) -> bool:
+    """Return True if the diff can change which tests are collected (not only add some).
+
+    Added test files only add tests; a changed, deleted or renamed test file, any change to
+    test support (conftest.py, a folder's __init__.py, ...), the collection settings or the
+    runner's own files may take some away.
+    """
+    for c in changes:
+        for path in (c.path, c.old_path) if c.old_path else (c.path,):
+            name = PurePosixPath(path).name
+            if name in _COLLECTION_CONFIG or path in runner:
+                return True
+            if is_test_support(path) and (c.status != "A" or not is_test_name(name)):
+                return True
+    return False
+
+
+def is_test_name(name: str) -> bool:
+    """Return True if a file named ``name`` holds tests by convention (``test_x.py``, ...)."""
+    return bool(_TEST_NAME.match(name))
 
 
 def clean_path(path: str) -> str | None:

@@ -139,7 +139,10 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path, 
             parallel_group=ph.get("parallel_group"),
             status=b.status(ph.get("status"), line=pline),
             chain_tasks=bool(ph.get("sequential", False)),
-            task_fields={"text": ph.get("text", "")},
+            task_fields={
+                "text": ph.get("text", ""),
+                "removes_tests": tuple(ph.get("removes_tests", ())),
+            },
         )
         for j, t in enumerate(ph.get("tasks", ())):
             tline = line_of(lines, ("phases", i, "tasks", j))
@@ -162,6 +165,7 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path, 
                 add_dependencies=dedupe(t.get("add_dependencies", ())),
                 acceptance=tuple(t.get("acceptance", ())),
                 verify=tuple(t.get("verify", ())),
+                removes_tests=dedupe(t.get("removes_tests", ph.get("removes_tests", ()))),
                 commands=tuple(t.get("commands", ())),
                 blast_radius=t.get("blast_radius", ph.get("blast_radius")),
                 estimate=t.get("estimate"),
