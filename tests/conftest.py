@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,22 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
         monkeypatch.setenv(key, value)
     for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "CLAUDE_PLUGIN_DATA"):
         monkeypatch.delenv(key, raising=False)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Return ``check()`` once it is truthy; fail naming ``what`` at the deadline.
+
+    The way a test waits for another process to reach a point: on a real condition, never
+    on a fixed sleep (a loaded machine makes any fixed delay too short).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def git(repo: Path, *args: str) -> str:

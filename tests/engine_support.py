@@ -93,6 +93,17 @@ def state_of(repo: Path, plan: str = "p") -> dict[str, Any]:
     return data
 
 
+def task_status(repo: Path, task: str, plan: str = "p") -> str | None:
+    """Return the task's recorded status; None while the engine has not written its state.
+
+    A detached engine takes its lock (which ends `run --detach`) before it creates the state.
+    """
+    try:
+        return str(state_of(repo, plan)["tasks"][task]["status"])
+    except FileNotFoundError:
+        return None
+
+
 def statuses(repo: Path, plan: str = "p") -> dict[str, str]:
     return {t: r["status"] for t, r in state_of(repo, plan)["tasks"].items()}
 

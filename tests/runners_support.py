@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import git
-from planfleet import model
+import pytest
+
+from conftest import git, wait_for
+from planfleet import model, proc
 from planfleet.runners import AgentRequest
 
 FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude" / "claude"
@@ -93,3 +96,36 @@ def argv_log(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def watch_once_ready(
+    monkeypatch: pytest.MonkeyPatch,
+    ready: Callable[[Path], object],
+    then: Callable[[], None] | None = None,
+) -> None:
+    """Let the supervisor start watching an agent only once ``ready(its log)`` holds.
+
+    A test's short timeout, stall or stop otherwise races the agent's start-up, which can
+    take seconds on a loaded machine: the agent would be killed before it logged its argv
+    or printed anything. ``then`` runs once it is ready (e.g. to set the stop event).
+    """
+    real_spawn = proc.spawn
+
+    def spawn(argv: Any, **kwargs: Any) -> Any:
+        child = real_spawn(argv, **kwargs)
+        log = Path(kwargs["stdout"].name)
+        try:
+            wait_for(f"{argv[0]} to be ready", lambda: child.poll() is not None or ready(log))
+        except BaseException:
+            proc.stop_group(child)
+            raise
+        if then is not None:
+            then()
+        return child
+
+    monkeypatch.setattr(proc, "spawn", spawn)
+
+
+def printed(needle: str) -> Callable[[Path], bool]:
+    """Return a readiness check: the agent's log holds ``needle``."""
+    return lambda log: needle in log.read_text(encoding="utf-8", errors="replace")

@@ -57,7 +57,11 @@ PARALLEL_PLAN = """\
           - id: slow
             title: slow
             files: {create: [slow.txt]}
-            commands: ["sleep 1.5", "echo slow > slow.txt", "date +%s.%N > $T/slow.end"]
+            # Slow until after-fast has started (or 30 s have passed: then the test fails).
+            commands:
+              - for i in $(seq 600); do [ -s "$T/after.start" ] && break; sleep 0.05; done
+              - echo slow > slow.txt
+              - date +%s.%N > $T/slow.end
           - id: fast
             title: fast
             files: {create: [fast.txt]}

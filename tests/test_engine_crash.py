@@ -28,14 +28,19 @@ N = 8
 
 
 def chain_plan() -> str:
-    """Eight tasks: two chains of four, each task sleeps a little and writes its file."""
+    """Eight tasks: two chains of four, each task sleeps a little and writes its file.
+
+    The last task of each chain first waits for ``$T/go``: the run cannot end before the
+    test has killed it, however slow the machine.
+    """
     lines = ["planfleet: 1", "name: p", "phases:", "  - id: one", "    tasks:"]
     for i in range(N):
         dep = f"\n        depends_on: [t{i - 2}]" if i >= 2 else ""
+        wait = '"while [ ! -e $T/go ]; do sleep 0.05; done", ' if i >= N - 2 else ""
         lines.append(
             f"      - id: t{i}\n        title: task {i}{dep}\n"
             f"        files: {{create: [f{i}.txt]}}\n"
-            f'        commands: ["echo $PLANFLEET_TASK >> $T/runs", "sleep 0.4", '
+            f'        commands: [{wait}"echo $PLANFLEET_TASK >> $T/runs", "sleep 0.4", '
             f'"echo {i} > f{i}.txt"]'
         )
     return "\n".join(lines) + "\n"
@@ -50,8 +55,10 @@ def test_kill_9_then_resume_finishes_without_rerunning_verified_work(tmp_path: P
     marks.mkdir()
     env = {"T": str(marks)}
     reference = plan_repo(tmp_path / "ref", chain_plan())
+    (marks / "go").touch()
     assert cli(reference, "run", "plans/p.plan.yaml", "--runner", "shell", env=env).returncode == 0
     (marks / "runs").unlink()
+    (marks / "go").unlink()
 
     repo = plan_repo(tmp_path / "crash", chain_plan())
     engine = subprocess.Popen(
@@ -84,6 +91,7 @@ def test_kill_9_then_resume_finishes_without_rerunning_verified_work(tmp_path: P
         engine.send_signal(signal.SIGKILL)
     finally:
         engine.wait(timeout=10)
+        (marks / "go").touch()  # what a killed engine left waiting may end
     before = state_of(repo)["tasks"]
     verified_before = {
         t for t, r in before.items() if r["status"] == "verified" and r["kind"] == "task"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import git
+from conftest import git, wait_for
 from engine_support import cli, integration_files, plan_repo, processes_under, state_of
 from planfleet import runinfo
 
@@ -39,17 +37,6 @@ HOLD_PLAN = """\
             commands:
               - 'while [ ! -e "$T/money.started" ]; do sleep 0.05; done; echo o > other.txt'
 """
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    """Return ``check()`` once it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import wait_for
 from planfleet import formats, fsutil, proc
 from planfleet.errors import CommandError, InputError
 from planfleet.ids import check_id, id_problem, slugify
@@ -114,23 +118,36 @@ def test_proc_run_reports_command_and_output(tmp_path: Path) -> None:
         proc.run(["no-such-prog"])
 
 
-def test_proc_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+def test_proc_timeout_kills_the_whole_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pidfile = tmp_path / "child.pid"
     script = (
         f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
         f"'import time; time.sleep(60)']); open({str(pidfile)!r}, 'w').write(str(p.pid)); "
         "time.sleep(60)"
     )
+
+    class Started(subprocess.Popen):  # type: ignore[type-arg]
+        """Returns once the grandchild is in the group: the 1.5 s must not end it sooner."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            try:
+                wait_for("the grandchild's pid", lambda: pidfile.is_file() and pidfile.read_text())
+            except BaseException:
+                os.killpg(self.pid, signal.SIGKILL)
+                raise
+
+    gated = types.ModuleType("subprocess")
+    gated.__dict__.update(vars(subprocess), Popen=Started)
+    monkeypatch.setattr(proc, "subprocess", gated)
     start = time.monotonic()
     with pytest.raises(CommandError, match="timed out"):
         proc.run([sys.executable, "-c", script], timeout=1.5)
     assert time.monotonic() - start < 20
     child = int(pidfile.read_text())
-    for _ in range(50):
-        if not proc.pid_alive(child):
-            break
-        time.sleep(0.1)
-    assert not proc.pid_alive(child)
+    wait_for("the grandchild to be gone", lambda: not proc.pid_alive(child), timeout=5)
 
 
 def test_stop_group_escalates_to_kill(tmp_path: Path) -> None:

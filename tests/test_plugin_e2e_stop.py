@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git
+from conftest import git, wait_for
 from scripted_model import bash, steps, text
-from test_engine_hold import HOLD_PLAN, wait_for
+from test_engine_hold import HOLD_PLAN
 from test_plugin_e2e import (  # noqa: F401 - fixtures
     Session,
     claude,

@@ -28,6 +28,8 @@ from runners_support import (
     make_plan,
     make_request,
     make_task,
+    printed,
+    watch_once_ready,
     write_scenario,
 )
 
@@ -184,10 +186,12 @@ def test_claude_fail_then_succeed_needs_the_feedback_in_the_prompt(
 
 
 def test_claude_hang_times_out_and_the_process_is_gone(
-    repo: Path, fake: Path, tmp_path: Path
+    repo: Path, fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenario(tmp_path, t1={"behaviour": "hang"})
     plan = make_plan(make_task("t1"))
+    # The 1.5 s clock starts before the fake does: it must be up and talking by then.
+    watch_once_ready(monkeypatch, printed("still thinking"))
     start = time.monotonic()
     result = run_claude(repo, plan, "t1", timeout_s=1.5, stall_s=10)
     assert result.ending == "timeout"
@@ -198,11 +202,14 @@ def test_claude_hang_times_out_and_the_process_is_gone(
     assert gone(argv_log(fake)[0]["pid"])
 
 
-def test_claude_silent_is_a_stall(repo: Path, fake: Path, tmp_path: Path) -> None:
+def test_claude_silent_is_a_stall(
+    repo: Path, fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenario(tmp_path, t1={"behaviour": "silent"})
     plan = make_plan(make_task("t1"))
-    started: list[int] = []  # the process group, as the engine is told (the fake may be
-    # stopped before it logs anything when the machine is slow)
+    # Silent after its init event, not merely slow to start (then it had logged no argv).
+    watch_once_ready(monkeypatch, printed('"subtype": "init"'))
+    started: list[int] = []  # the process group, as the engine is told
     result = run_claude(repo, plan, "t1", timeout_s=20, stall_s=0.8, on_start=started.append)
     assert result.ending == "stall"
     assert result.duration_s < 8
@@ -420,11 +427,14 @@ def test_fake_claude_refuses_like_the_real_cli(tmp_path: Path) -> None:
     assert "not a valid JSON Schema" in bad_schema.stderr
 
 
-def test_claude_stop_event(repo: Path, fake: Path, tmp_path: Path) -> None:
+def test_claude_stop_event(
+    repo: Path, fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenario(tmp_path, t1={"behaviour": "hang"})
     plan = make_plan(make_task("t1"))
     stop = threading.Event()
-    threading.Timer(0.8, stop.set).start()
+    # Stop a running agent (a timer could fire before the fake has even logged its argv).
+    watch_once_ready(monkeypatch, printed("still thinking"), then=stop.set)
     started: list[int] = []
     request = make_request(repo, plan, "t1", on_start=started.append)
     result = get_runner("claude").run(request, stop)
@@ -483,10 +493,16 @@ def test_shell_without_commands(repo: Path) -> None:
     assert "claude runner" in result.message
 
 
-def test_shell_timeout_kills_the_whole_process_group(repo: Path, tmp_path: Path) -> None:
+def test_shell_timeout_kills_the_whole_process_group(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pid_file = tmp_path / "child.pid"
     task = make_task("t1", commands=(f"sleep 60 & echo $! > {pid_file}; wait",))
     request = make_request(repo, make_plan(task), "t1", timeout_s=1.0)
+    # The group must hold the grandchild before the 1 s timeout can end it.
+    watch_once_ready(
+        monkeypatch, lambda _log: pid_file.is_file() and pid_file.read_text().endswith("\n")
+    )
     start = time.monotonic()
     result = get_runner("shell").run(request, threading.Event())
     assert result.ending == "timeout"
@@ -515,9 +531,13 @@ def watch(argv: list[str], log: Path, **limits: Any) -> Supervised:
     return supervise(argv, cwd=log.parent, env=os.environ, log_path=log, **limits)
 
 
-def test_supervise_stall_and_stop_and_not_started(tmp_path: Path) -> None:
+def test_supervise_stall_and_stop_and_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = tmp_path / "s.log"
-    stall = watch(["sh", "-c", "echo hi; sleep 60"], log, stall_s=0.5)
+    with monkeypatch.context() as mp:
+        watch_once_ready(mp, printed("hi\n"))  # "hi" is out before the 0.5 s can run
+        stall = watch(["sh", "-c", "echo hi; sleep 60"], log, stall_s=0.5)
     assert (stall.ending, stall.output_tail) == ("stall", "hi\n")
     assert stall.duration_s < 5
     stop = threading.Event()

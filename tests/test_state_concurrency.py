@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import struct
 import subprocess
@@ -78,6 +79,17 @@ def _count_forever(path: Path, report_fd: int) -> None:
         os.write(report_fd, struct.pack("I", n + 1))
 
 
+def _await_report(fd: int, pid: int, where: str) -> list[int]:
+    """Block until the writer ``pid`` reports a commit; return what it reported so far."""
+    deadline = time.monotonic() + 60
+    while not (ready := select.select([fd], [], [], 0.1)[0]):
+        assert time.monotonic() < deadline, f"the writer never committed {where}"
+        done, status = os.waitpid(pid, os.WNOHANG)
+        assert not done, f"the writer died (status {status}) before a commit {where}"
+    assert ready == [fd]
+    return _drain(fd)
+
+
 def _drain(fd: int) -> list[int]:
     data = b""
     while True:
@@ -103,12 +115,15 @@ def test_sigkill_at_random_moments_leaves_the_before_or_after_state(tmp_path: Pa
     committed, torn_writes, unreported = 0, 0, 0
     try:
         for trial in range(CRASH_TRIALS):
+            where = f"(trial {trial}, seed {seed})"
             pid = fork(partial(_count_forever, path, write_fd))
-            time.sleep(rng.uniform(0, 0.025))
+            # Each writer commits at least once before its kill, however slow the machine;
+            # the kill then lands at a random moment of the transactions that follow.
+            first = _await_report(read_fd, pid, where)
+            time.sleep(rng.uniform(0, 0.025))  # the random moment, not a wait for a point
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            reported = max([committed, *_drain(read_fd)])
-            where = f"(trial {trial}, seed {seed})"
+            reported = max([committed, *first, *_drain(read_fd)])
             doc = read_valid(path)  # parses and validates
             values = {r["attempts"] for r in doc["tasks"].values()}
             values |= {int(doc["plan"]["title"][2:]), doc["revision"] - 1}
@@ -117,6 +132,7 @@ def test_sigkill_at_random_moments_leaves_the_before_or_after_state(tmp_path: Pa
             # Either the state before the interrupted transaction, or the one after it.
             assert n in (reported, reported + 1), f"{n} vs last committed {reported} {where}"
             unreported += n == reported + 1
+            assert n > committed, f"the state lost the commit reported before the kill {where}"
             committed = n
             torn_writes += bool(temp_files(path))
             with StateStore(path).transaction():
@@ -125,7 +141,6 @@ def test_sigkill_at_random_moments_leaves_the_before_or_after_state(tmp_path: Pa
     finally:
         os.close(read_fd)
         os.close(write_fd)
-    assert committed > 0, "the writer never committed: the delays are too short to test"
     print(
         f"{CRASH_TRIALS} kills: {committed} commits, {torn_writes} left a temp file, "
         f"{unreported} died between commit and report"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, git, make_repo
+from conftest import REPO_ROOT, git, make_repo, wait_for
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
@@ -187,14 +187,25 @@ def test_a_tagged_process_left_running_is_found_and_killed(tmp_path: Path) -> No
 
 def test_a_child_its_parent_never_waits_for_is_a_zombie_leak(tmp_path: Path) -> None:
     launcher = procs.Launcher(dict(os.environ), "zombie-test")
-    code = "import subprocess, time; p = subprocess.Popen(['true']); time.sleep(4)"
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, subprocess, time\n"
+        "p = subprocess.Popen(['true'])\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+    )
     try:
         with procs.ZombieWatch("zombie-test", grace_s=1.0) as watch:
             neglectful = launcher.start(
                 [sys.executable, "-c", code], cwd=tmp_path, log=tmp_path / "l"
             )
+            # The parent lives on, never waiting, until the watch has seen the zombie outlast
+            # its grace (a fixed lifetime would assume how soon the watch gets to look).
+            wait_for("the watch to flag the zombie", lambda: watch.leaks)
+            go.touch()
             neglectful.wait(timeout=30)
     finally:
+        go.touch()
         launcher.close()
     assert [z.ppid for z in watch.leaks.values()] == [neglectful.pid]
 
