@@ -4,10 +4,11 @@
     python scripts/bench_formats.py [--sizes 1000,10000] [--formats a,b] [--ops validate,dry-run]
                                     [--json]
 
-For each of the eight plan formats it writes a generated plan of each size into a fresh git
-repository (10 tasks a phase, each task depending on the one before it in its phase; the
-xml-tasks plan also has an execute-state.json naming every task and 30 % more that have no
-task file), then times in-process `planfleet plan validate --json` (read and validate) and
+For each of the eight plan formats (and GSD once more with every task in one file) it
+writes a generated plan of each size into a fresh git repository (10 tasks a phase, each task
+depending on the one before it in its phase; the xml-tasks plan also has an
+execute-state.json naming every task and 30 % more that have no task file),
+then times in-process `planfleet plan validate --json` (read and validate) and
 `planfleet run --dry-run --json --runner shell` (read, validate, build the state and the
 schedule). It prints seconds per 1,000 tasks at each size and the ratio of the largest
 size's figure to the smallest's: about 1 for linear work, about 10 for quadratic work over
@@ -153,6 +154,25 @@ def gsd(n: int) -> tuple[str, Files]:
     return ".planning", files
 
 
+def gsd_one_file(n: int) -> tuple[str, Files]:
+    """All ``n`` tasks in one GSD plan file: the reader's work inside a single big file."""
+    tasks = "".join(
+        f'<task type="auto">\n  <name>Task {i + 1}: module {i}</name>\n'
+        f"  <files>src/m{i}.py</files>\n  <action>Write it.</action>\n"
+        f"  <verify>test -f src/m{i}.py</verify>\n  <done>It exists</done>\n</task>\n"
+        for i in range(n)
+    )
+    files = {
+        ".planning/PROJECT.md": "# Bench\n",
+        ".planning/phases/01-all/01-01-PLAN.md": (
+            "---\nphase: 01-all\nplan: 01\ntype: execute\nwave: 1\ndepends_on: []\n"
+            "files_modified: [src/m0.py]\nautonomous: true\n---\n\n<objective>\nAll.\n"
+            f"</objective>\n\n<tasks>\n{tasks}</tasks>\n"
+        ),
+    }
+    return ".planning", files
+
+
 def superpowers(n: int) -> tuple[str, Files]:
     lines = [f"# Bench {n} Implementation Plan", "", "**Goal:** many tasks.", "", "---", ""]
     for i in range(n):
@@ -181,6 +201,7 @@ GENERATORS: dict[str, Callable[[int], tuple[str, Files]]] = {
     "plan-dir": plan_dir,
     "xml-tasks": xml_tasks,
     "gsd": gsd,
+    "gsd-one-file": gsd_one_file,
     "superpowers": superpowers,
 }
 OPS: dict[str, list[str]] = {

@@ -51,10 +51,13 @@ _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s+)?")
 def _block(text: str, tag: str, first_line: int) -> list[tuple[int, str, str]]:
     """Return ``(line, attributes, inner text)`` of every ``<tag ...>...</tag>`` in ``text``."""
     pattern = re.compile(rf"<{tag}(\s[^>]*)?>(.*?)</{tag}\s*>", re.S)
-    return [
-        (first_line + text.count("\n", 0, m.start()), m.group(1) or "", m.group(2))
-        for m in pattern.finditer(text)
-    ]
+    found = []
+    line, counted = first_line, 0  # newlines are counted once, from one match to the next
+    for m in pattern.finditer(text):
+        line += text.count("\n", counted, m.start())
+        counted = m.start()
+        found.append((line, m.group(1) or "", m.group(2)))
+    return found
 
 
 def _inner(text: str, tag: str) -> str:
