@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from planfleet import cli  # noqa: E402
+from planfleet.cli import app  # noqa: E402
 
 PER_PHASE = 10
 Files = dict[str, str]
@@ -237,7 +237,7 @@ def timed(repo: Path, argv: list[str], *, wall: bool = False) -> tuple[float, in
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             start = _clock(wall)
-            code = cli.main(argv)
+            code = app.main(argv)
             seconds = _clock(wall) - start
     finally:
         os.chdir(old)

@@ -29,8 +29,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from planfleet import git, model, verify, verify_collect, verify_weakened, worktrees
-from planfleet.output import table
+from planfleet import git
+from planfleet.cli.output import table
+from planfleet.plan import model
+from planfleet.repo import worktrees
+from planfleet.verify import collect, gates, weakened
 
 PY = shlex.quote(sys.executable)
 RUNNERS = {
@@ -88,10 +91,10 @@ def main() -> int:
     os.environ.update(ENV)
     times: dict[str, float] = {}
     # count each gate's own time (the wrappers are this script's, the gates are unchanged)
-    verify._tests_gate = timed(times, "tests", verify._tests_gate)  # type: ignore[method-assign]
-    verify_collect.removed_tests = timed(times, "removed_tests", verify_collect.removed_tests)  # type: ignore[method-assign]
-    verify_weakened.old_tests_on_new_code = timed(  # type: ignore[method-assign]
-        times, "old_tests", verify_weakened.old_tests_on_new_code
+    gates._tests_gate = timed(times, "tests", gates._tests_gate)  # type: ignore[method-assign]
+    collect.removed_tests = timed(times, "removed_tests", collect.removed_tests)  # type: ignore[method-assign]
+    weakened.old_tests_on_new_code = timed(  # type: ignore[method-assign]
+        times, "old_tests", weakened.old_tests_on_new_code
     )
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +118,7 @@ def main() -> int:
                 task = model.Task(id=name, title=name, phase="p", source=model.Source("p"))
                 times.clear()
                 started = time.perf_counter()
-                v = verify.verify_attempt(
+                v = gates.verify_attempt(
                     repo,
                     plan,
                     task,

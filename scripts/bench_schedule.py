@@ -3,8 +3,8 @@
 
 Part 1 (policy): ``--plans`` random plans (default 30) of 20-200 tasks with uneven
 durations (most tasks short, a few long). Each plan is executed twice in the same run by the
-real :class:`planfleet.scheduler.Scheduler` over a real run state (statemodel/stateops), every
-task a real ``sleep`` process: once with ``policy="dag"`` (ours) and once with
+real :class:`planfleet.engine.scheduler.Scheduler` over a real run state (state.records,
+state.ops), every task a real ``sleep`` process: once with ``policy="dag"`` (ours) and once with
 ``policy="waves"`` (a barrier after each topological level, as the reference workflows do).
 Reported per plan and as medians: makespan / lower bound, where the lower bound is
 max(critical path, total work / parallelism), and waves / ours.
@@ -32,13 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from planfleet import graph, model, proc, stateops
-from planfleet.engine import Engine, RunOptions
-from planfleet.formats import load_plan
-from planfleet.output import table
-from planfleet.scheduler import Scheduler
-from planfleet.stateinit import init_from_plan
-from planfleet.statemodel import State, now_iso
+from planfleet import proc
+from planfleet.cli.output import table
+from planfleet.engine.loop import Engine, RunOptions
+from planfleet.engine.scheduler import Scheduler
+from planfleet.plan import graph, model
+from planfleet.plan.formats import load_plan
+from planfleet.state import ops
+from planfleet.state.create import init_from_plan
+from planfleet.state.records import State, now_iso
 
 
 def random_plan(rng: random.Random, n: int, scale: float) -> tuple[model.Plan, dict[str, float]]:
@@ -85,10 +87,10 @@ def execute(plan: model.Plan, durations: dict[str, float], parallel: int, policy
     start = time.monotonic()
     while True:
         for gid in sched.ready_gates(state, ()):
-            stateops.claim(state, gid)
-            stateops.complete(state, gid, commit="gate")
+            ops.claim(state, gid)
+            ops.complete(state, gid, commit="gate")
         for tid in sched.pick(state, running.keys()):
-            stateops.claim(state, tid)
+            ops.claim(state, tid)
             running[tid] = proc.spawn(["sleep", f"{durations[tid]:.4f}"], cwd="/")
         if not running:
             break
@@ -96,7 +98,7 @@ def execute(plan: model.Plan, durations: dict[str, float], parallel: int, policy
         for tid, p in list(running.items()):
             if p.poll() is not None:
                 del running[tid]
-                stateops.complete(state, tid, commit="done")
+                ops.complete(state, tid, commit="done")
                 state["tasks"][tid]["merged_at"] = now_iso()
     return time.monotonic() - start
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from planfleet import proc
-from planfleet import statemodel as sm
-from planfleet.state import StateStore
+from planfleet.state import records as sm
+from planfleet.state.store import StateStore
 
 TARGET_TX_PER_S = 300.0  # with 8 writers
 TARGET_LOAD_MS = 100.0  # 2,000 tasks

@@ -5,7 +5,7 @@ Generates a repository of 20,000 small files in nested folders (one commit), the
 same run and on the same warm repository, times:
 
 - a plain sequential loop of ``git worktree add -b`` (the baseline);
-- ``planfleet.worktrees.create_worktrees`` (metadata serialized, checkouts in parallel with
+- ``planfleet.repo.worktrees.create_worktrees`` (metadata serialized, checkouts in parallel with
   ``os.cpu_count()`` workers);
 - optionally (``--naive``) the same ``git worktree add`` commands started all at once, to
   count the lock errors git gives without our lock;
@@ -33,8 +33,9 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from planfleet import git, merge, proc, worktrees
-from planfleet.output import table
+from planfleet import git, proc
+from planfleet.cli.output import table
+from planfleet.repo import merge, worktrees
 
 T = TypeVar("T")
 

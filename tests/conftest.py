@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from planfleet import cli
+from planfleet.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -113,7 +113,7 @@ def run_cli(
         if cwd is not None:
             monkeypatch.chdir(cwd)
         capsys.readouterr()
-        code = cli.main([str(a) for a in args])
+        code = app.main([str(a) for a in args])
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

@@ -8,8 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-from planfleet import formats, model, stateinit, statemodel, stateops
-from planfleet.statemodel import State
+from planfleet.plan import formats, model
+from planfleet.state import create, ops, records
+from planfleet.state.records import State
 
 CASES_DIR = Path(__file__).resolve().parent / "fixtures" / "projections"
 # Each case: its plan, relative to the case's input folder.
@@ -34,7 +35,7 @@ class Clock:
 
     def __call__(self) -> str:
         self.minutes += 1
-        return statemodel.to_iso(T0 + _dt.timedelta(minutes=self.minutes))
+        return records.to_iso(T0 + _dt.timedelta(minutes=self.minutes))
 
 
 def copy_case(case: str, dest: Path) -> Path:
@@ -67,14 +68,14 @@ def write_record(repo: Path, state: State, task: model.Task) -> str:
 
 def finish(repo: Path, plan: model.Plan, state: State, node: str, clock: Clock) -> None:
     """Claim ``node`` and record it verified (with a verification record for a task)."""
-    stateops.claim(state, node, owner="agent", now=clock())
+    ops.claim(state, node, owner="agent", now=clock())
     ref = None if model.is_gate(node) else write_record(repo, state, plan.task(node))
-    stateops.complete(state, node, commit=sha(node), verification=ref, now=clock())
+    ops.complete(state, node, commit=sha(node), verification=ref, now=clock())
 
 
 def fail(state: State, node: str, clock: Clock) -> None:
-    stateops.claim(state, node, owner="agent", now=clock())
-    stateops.fail(
+    ops.claim(state, node, owner="agent", now=clock())
+    ops.fail(
         state,
         node,
         error_type="test_failure",
@@ -88,7 +89,7 @@ def fail(state: State, node: str, clock: Clock) -> None:
 def _ready(state: State, phase: str, statuses: tuple[str, ...]) -> list[str]:
     return [
         t
-        for t in statemodel.ready_tasks(state)
+        for t in records.ready_tasks(state)
         if state["tasks"][t]["phase"] == phase and state["tasks"][t]["status"] in statuses
     ]
 
@@ -101,7 +102,7 @@ def scripted_run(repo: Path, plan: model.Plan, clock: Clock | None = None) -> St
     then the run is paused.
     """
     clock = clock or Clock()
-    state = stateinit.init_from_plan(plan, now=clock())
+    state = create.init_from_plan(plan, now=clock())
     first, second = plan.phases[0].id, plan.phases[1].id
     while ready := _ready(state, first, ("pending",)):
         finish(repo, plan, state, ready[0], clock)
@@ -115,8 +116,8 @@ def scripted_run(repo: Path, plan: model.Plan, clock: Clock | None = None) -> St
         elif step == "fail":
             fail(state, ready[0], clock)
         else:
-            stateops.claim(state, ready[0], owner="agent", now=clock())
-    statemodel.set_run_status(state, "paused", now=clock())
+            ops.claim(state, ready[0], owner="agent", now=clock())
+    records.set_run_status(state, "paused", now=clock())
     return state
 
 

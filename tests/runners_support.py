@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from conftest import git, wait_for
-from planfleet import model, proc
+from planfleet import proc
+from planfleet.plan import model
 from planfleet.runners import AgentRequest
 
 FAKE_CLAUDE = Path(__file__).resolve().parent / "fake_claude" / "claude"

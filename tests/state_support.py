@@ -12,9 +12,10 @@ from typing import Any
 
 import jsonschema
 
-from planfleet import model, schemas
-from planfleet import statemodel as sm
-from planfleet.state import StateStore
+from planfleet import schemas
+from planfleet.plan import model
+from planfleet.state import records as sm
+from planfleet.state.store import StateStore
 
 
 def make_plan(

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import CliResult, commit_file, git
-from planfleet import attemptsave, runinfo, worktrees
+from planfleet.engine import attemptsave, runinfo
+from planfleet.repo import worktrees
 
 PLAN = "p"
 

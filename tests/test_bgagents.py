@@ -13,9 +13,10 @@ import pytest
 
 from bg_support import PLANS, FakeBg, install_fake, manifest, phase_repo
 from conftest import CliResult, commit_file, git
-from planfleet import bgagents, paths
-from planfleet import statemodel as sm
-from planfleet.state import StateStore
+from planfleet import paths
+from planfleet.background import agents
+from planfleet.state import records as sm
+from planfleet.state.store import StateStore
 
 Run = Callable[..., CliResult]
 REAL_CLAUDE = Path("/root/.cache/planfleet-ci/claude-2.1.328/node_modules/.bin/claude")
@@ -144,7 +145,7 @@ def test_stop_all_stops_every_session_of_the_dispatch(
         "not_listed",
     ]
     assert fake.calls("stop") == [["stop", ids["phase3-plan3"]], ["stop", ids["phase3-plan1"]]]
-    states = {s["name"]: s["state"] for s in bgagents.list_sessions(repo).to_json()["sessions"]}
+    states = {s["name"]: s["state"] for s in agents.list_sessions(repo).to_json()["sessions"]}
     assert states == {
         "phase3-plan1": "stopped",
         "phase3-plan3": "stopped",
@@ -161,7 +162,7 @@ def test_stop_all_without_phase_covers_every_dispatch(
     res = run_cli("agents", "stop", "--all", "--phase", "4", cwd=repo)
     assert res.code == 0, res.err
     assert len(fake.calls("stop")) == 1
-    results = bgagents.stop_sessions(repo)
+    results = agents.stop_sessions(repo)
     assert sorted(r.result for r in results) == ["already_stopped", *["stopped"] * 3]
     assert len(fake.calls("stop")) == 4
 
@@ -201,7 +202,7 @@ def test_logs_and_attach_pass_through(repo: Path, run_cli: Run) -> None:
     assert attached.returncode == 0, attached.stderr
     assert f"attached to {ids['phase3-plan3']}" in attached.stdout
     assert run_cli("agents", "attach", ids["phase3-plan3"], "--json", cwd=repo).code == 2
-    assert bgagents.logs(repo, "phase3-plan5").startswith("[phase3-plan5]")
+    assert agents.logs(repo, "phase3-plan5").startswith("[phase3-plan5]")
 
 
 def _real_claude() -> Path | None:
@@ -223,7 +224,7 @@ def test_real_claude_lists_no_sessions(
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "claude-config"))
     monkeypatch.setenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
     repo = phase_repo(tmp_path / "repo")
-    assert bgagents.claude_entries(repo) == []
+    assert agents.claude_entries(repo) == []
     res = run_cli("agents", "--json", cwd=repo)
     assert res.code == 0, res.err
     assert res.json()["data"]["sessions"] == []

@@ -14,8 +14,10 @@ import pytest
 
 from bg_support import FakeBg, install_fake, manifest
 from conftest import CliResult, git, make_repo
-from planfleet import bgcollect, paths, runinfo
-from planfleet.state import StateStore
+from planfleet import paths
+from planfleet.background import collect
+from planfleet.engine import runinfo
+from planfleet.state.store import StateStore
 
 Run = Callable[..., CliResult]
 PLANS = ".maxvision/phase-3/plans"
@@ -105,8 +107,8 @@ def worktree_locks(repo: Path) -> dict[str, str | None]:
     return found
 
 
-def found_again(repo: Path) -> dict[str | None, bgcollect.Collected]:
-    return {c.name: c for c in bgcollect.collect(repo, 3)}
+def found_again(repo: Path) -> dict[str | None, collect.Collected]:
+    return {c.name: c for c in collect.collect(repo, 3)}
 
 
 def state(repo: Path) -> dict[str, Any]:
@@ -297,7 +299,7 @@ def test_unfinished_sessions_and_missing_work_are_reported(
 
     run_cli("agents", "stop", ids["phase3-plan1"], cwd=repo)
     assert run_cli("dispatch", "--phase", "3", "--yes", cwd=repo).code == 0  # plans 1 and 2 again
-    again = {c.id: c for c in bgcollect.collect(repo, 3)}
+    again = {c.id: c for c in collect.collect(repo, 3)}
     assert len(again) == 5
     assert again[ids["phase3-plan1"]].result == "superseded"
     assert again[ids["phase3-plan2"]].result == "superseded"
@@ -307,7 +309,7 @@ def test_unfinished_sessions_and_missing_work_are_reported(
     assert again[ids["phase3-plan3"]].result == "no_work"
 
     run_cli("agents", "stop", new["phase3-plan1"], cwd=repo)
-    stopped = {c.id: c for c in bgcollect.collect(repo, 3)}[new["phase3-plan1"]]
+    stopped = {c.id: c for c in collect.collect(repo, 3)}[new["phase3-plan1"]]
     assert stopped.result == "stopped"
     assert f"planfleet agents attach {new['phase3-plan1']}" in str(stopped.next_step)
 
@@ -322,7 +324,7 @@ def test_a_running_engine_keeps_collect_off_its_plan(
     _two_done_one_blocked(repo, fake, monkeypatch)
 
     with runinfo.engine_lock(repo, PLAN):
-        found = {c.name: c for c in bgcollect.collect(repo, 3)}
+        found = {c.name: c for c in collect.collect(repo, 3)}
     assert found["phase3-plan1"].result == "busy"
     assert "already being run" in found["phase3-plan1"].message
     assert found["phase3-plan3"].result == "blocked"

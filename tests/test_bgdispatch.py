@@ -16,10 +16,13 @@ import pytest
 
 from bg_support import FAKE_CLAUDE, PLANS, FakeBg, install_fake, manifest, phase_repo
 from conftest import CliResult, commit_file, git
-from planfleet import bgdispatch, bglaunch, paths, runinfo, worktrees
-from planfleet.commands import dispatch as dispatch_cmd
+from planfleet import paths
+from planfleet.background import dispatch, launch
+from planfleet.cli.commands import dispatch as dispatch_cmd
+from planfleet.cli.output import Out
+from planfleet.engine import runinfo
 from planfleet.errors import RefusedError
-from planfleet.output import Out
+from planfleet.repo import worktrees
 
 Run = Callable[..., CliResult]
 OPEN = [f"{PLANS}/plan-001-auth.md", f"{PLANS}/plan-003-api.md", f"{PLANS}/plan-005-docs.md"]
@@ -385,14 +388,14 @@ def test_nothing_open(tmp_path: Path, fake: FakeBg, run_cli: Run) -> None:
     ],
 )
 def test_parse_short_id(output: str, expected: str | None) -> None:
-    assert bglaunch.parse_short_id(output) == expected
+    assert launch.parse_short_id(output) == expected
 
 
 def test_phase_folder_with_a_label(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     (repo / ".maxvision/phase-03-auth/plans").mkdir(parents=True)
-    assert bgdispatch.phase_dir(repo, 3) == repo / ".maxvision/phase-03-auth"
-    assert bgdispatch.phase_dir(repo, 30) == repo / ".maxvision/phase-30"
+    assert dispatch.phase_dir(repo, 3) == repo / ".maxvision/phase-03-auth"
+    assert dispatch.phase_dir(repo, 30) == repo / ".maxvision/phase-30"
 
 
 def test_a_read_only_permission_mode_is_refused(repo: Path, fake: FakeBg, run_cli: Run) -> None:

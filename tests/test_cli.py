@@ -158,7 +158,7 @@ def test_usage_errors_exit_2_with_envelope(run_cli, git_repo: Path) -> None:
 def test_internal_error_writes_a_log_not_a_traceback(
     run_cli, git_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from planfleet import analysis
+    from planfleet.plan import analysis
 
     def boom(plan: object) -> None:
         raise RuntimeError("kaboom")

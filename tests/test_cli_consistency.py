@@ -12,7 +12,7 @@ import pytest
 
 from conftest import git
 from engine_support import plan_repo
-from planfleet import cli
+from planfleet.cli import app
 from planfleet.errors import ExitCode
 from planfleet.runners.claude import PERMISSION_MODES
 from test_engine_cli import TWO_TASKS
@@ -22,7 +22,7 @@ METAVAR = re.compile(r"^[A-Z][A-Z0-9_.,]*$")
 
 def _parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Yield every parser of the command line with its command path ("state show")."""
-    todo: list[tuple[str, argparse.ArgumentParser]] = [("", cli.build_parser())]
+    todo: list[tuple[str, argparse.ArgumentParser]] = [("", app.build_parser())]
     while todo:
         path, parser = todo.pop()
         yield path, parser
@@ -109,7 +109,7 @@ def test_a_command_is_named_the_same_on_success_and_on_a_usage_error(run_cli, gi
 
 
 def test_the_exit_codes_are_documented_in_help() -> None:
-    text = cli.build_parser().format_help()
+    text = app.build_parser().format_help()
     for needle in ("exit codes", "no_state", "no_branch", "does not exist is bad input"):
         assert needle in " ".join(text.split()), needle
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from planfleet import graph, model
-from planfleet.declared import declared_set, matches, normalize, overlaps, undeclared
-from planfleet.scheduler import Scheduler
-from planfleet.stateinit import init_from_plan
+from planfleet.engine.scheduler import Scheduler
+from planfleet.plan import graph, model
+from planfleet.plan.declared import declared_set, matches, normalize, overlaps, undeclared
+from planfleet.state.create import init_from_plan
 
 SRC = model.Source("plan.yaml", 1)
 

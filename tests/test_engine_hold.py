@@ -10,7 +10,7 @@ import pytest
 
 from conftest import git, wait_for
 from engine_support import cli, integration_files, plan_repo, processes_under, state_of
-from planfleet import runinfo
+from planfleet.engine import runinfo
 
 HELD_NOTE = "stopped by request (planfleet stop --task)"
 # `money` announces that it started, then waits for a marker file the test creates.

@@ -8,8 +8,8 @@ import pytest
 
 from formats_support import brief, copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats.ai_plans import READER
-from planfleet.model import Source
+from planfleet.plan.formats.ai_plans import READER
+from planfleet.plan.model import Source
 
 BILLING = ".ai/plans/2025-03-02.invoice-pdf.md"
 TODO = ".ai/plans/2025-07-14.todo-export.md"

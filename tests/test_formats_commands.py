@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import git, make_repo
 from engine_support import cli, leftover_worktrees
 from formats_support import write
-from planfleet.formats import load_plan
+from planfleet.plan.formats import load_plan
 
 SCRIPT = "set -e\nmkdir -p src/app\ntouch src/app/__init__.py"
 

@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from formats_support import copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats import Reader
-from planfleet.formats.ai_plans import READER as AI
-from planfleet.formats.maxvision import READER as MAXVISION
-from planfleet.formats.plan_dir import READER as PLAN_DIR
-from planfleet.formats.spec import READER as SPEC
-from planfleet.formats.spec import read_index
-from planfleet.model import Plan
+from planfleet.plan.formats import Reader
+from planfleet.plan.formats.ai_plans import READER as AI
+from planfleet.plan.formats.maxvision import READER as MAXVISION
+from planfleet.plan.formats.plan_dir import READER as PLAN_DIR
+from planfleet.plan.formats.spec import READER as SPEC
+from planfleet.plan.formats.spec import read_index
+from planfleet.plan.model import Plan
 
 # Pieces of the formats' own syntax, so edits often make near-valid plans
 TOKENS = [

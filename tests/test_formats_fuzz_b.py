@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planfleet.errors import InputError
-from planfleet.formats import Reader, gsd, load_plan, native, superpowers, xml_tasks
-from planfleet.model import Plan
+from planfleet.plan.formats import Reader, gsd, load_plan, native, superpowers, xml_tasks
+from planfleet.plan.model import Plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

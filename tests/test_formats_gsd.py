@@ -8,9 +8,9 @@ import pytest
 
 from formats_support import copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats import load_plan
-from planfleet.formats.gsd import READER
-from planfleet.model import Plan, Source
+from planfleet.plan.formats import load_plan
+from planfleet.plan.formats.gsd import READER
+from planfleet.plan.model import Plan, Source
 
 PHASES = ".planning/phases"
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from conftest import make_repo
 from formats_support import write
-from planfleet import projections, stateinit, stateops
-from planfleet.formats import load_plan
-from planfleet.formats.markdown import checkboxes, fenced_blocks, lines_of, sections
+from planfleet.plan.formats import load_plan
+from planfleet.plan.formats.markdown import checkboxes, fenced_blocks, lines_of, sections
+from planfleet.state import create, ops
+from planfleet.views import render
 
 FOUR_BACKTICKS = """\
 # Changelog tooling
@@ -142,11 +143,11 @@ def test_projections_tick_nothing_inside_a_fence_or_a_comment(tmp_path: Path) ->
     )
     path = write(tmp_path, "docs/plans/notes.md", text)
     plan = load_plan(path, repo=tmp_path)
-    state = stateinit.init_from_plan(plan, now="2026-01-01T00:00:00.000Z")
-    stateops.claim(state, "task-1", owner="agent", now="2026-01-01T00:01:00.000Z")
-    stateops.complete(state, "task-1", commit="abc1234", now="2026-01-01T00:02:00.000Z")
+    state = create.init_from_plan(plan, now="2026-01-01T00:00:00.000Z")
+    ops.claim(state, "task-1", owner="agent", now="2026-01-01T00:01:00.000Z")
+    ops.complete(state, "task-1", commit="abc1234", now="2026-01-01T00:02:00.000Z")
 
-    projections.render_all(tmp_path, plan, state)
+    render.render_all(tmp_path, plan, state)
 
     after = path.read_text("utf-8")
     assert "- [x] **Step 1: Write the store**" in after

@@ -9,9 +9,9 @@ import pytest
 
 from formats_support import brief, copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats.maxvision import READER
-from planfleet.formats.yamlfront import SafeYAMLHandler
-from planfleet.model import Source
+from planfleet.plan.formats.maxvision import READER
+from planfleet.plan.formats.yamlfront import SafeYAMLHandler
+from planfleet.plan.model import Source
 
 MV = ".maxvision"
 

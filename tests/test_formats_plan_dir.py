@@ -8,8 +8,8 @@ import pytest
 
 from formats_support import brief, copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats.plan_dir import READER
-from planfleet.model import Diagnostic, Source
+from planfleet.plan.formats.plan_dir import READER
+from planfleet.plan.model import Diagnostic, Source
 
 SEARCH = "docs/plans/recipe-search"
 TP = f"{SEARCH}/task_plan.md"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, make_repo
-from planfleet import formats, graph
-from planfleet.model import Phase, Plan, Source, Task
+from planfleet.plan import formats, graph
+from planfleet.plan.model import Phase, Plan, Source, Task
 
 
 class _CountingTuple(tuple):  # type: ignore[type-arg]

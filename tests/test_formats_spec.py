@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from formats_support import brief, copy_fixture
-from planfleet.analysis import analyze
 from planfleet.errors import InputError
-from planfleet.formats.spec import READER, IndexEntry, read_index
-from planfleet.model import Diagnostic, Source
+from planfleet.plan.analysis import analyze
+from planfleet.plan.formats.spec import READER, IndexEntry, read_index
+from planfleet.plan.model import Diagnostic, Source
 
 PLAN = ".spec/plans/url-shortener/plan.md"
 IMPL = ".spec/plans/url-shortener/implementation/phase-{}.md"

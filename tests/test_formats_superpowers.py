@@ -9,9 +9,9 @@ import pytest
 
 from formats_support import copy_fixture
 from planfleet.errors import InputError
-from planfleet.formats import load_plan
-from planfleet.formats.superpowers import READER
-from planfleet.model import Plan, Source
+from planfleet.plan.formats import load_plan
+from planfleet.plan.formats.superpowers import READER
+from planfleet.plan.model import Plan, Source
 
 LIMITER = "docs/plans/2026-03-02-rate-limiter.md"
 EXPORT = "docs/superpowers/plans/2026-04-10-export-csv.md"

@@ -10,9 +10,9 @@ import pytest
 
 from formats_support import write
 from planfleet.errors import InputError
-from planfleet.formats import load_plan
-from planfleet.formats.xml_tasks import READER
-from planfleet.model import Plan, Source
+from planfleet.plan.formats import load_plan
+from planfleet.plan.formats.xml_tasks import READER
+from planfleet.plan.model import Plan, Source
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "xml-tasks"
 TASKS = "docs/tasks"

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from conftest import wait_for
-from planfleet import formats, fsutil, proc
+from planfleet import fsutil, proc
 from planfleet.errors import CommandError, InputError
 from planfleet.ids import check_id, id_problem, slugify
+from planfleet.plan import formats
 
 ALLOWED = "use letters, digits, '.', '_', '-'"
 

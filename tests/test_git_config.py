@@ -8,9 +8,10 @@ import pytest
 
 from conftest import git, make_repo
 from planfleet import git as pgit
-from planfleet import landing, merge, verify, verify_diff, worktrees
 from planfleet.errors import RefusedError
-from planfleet.merge import MergeItem
+from planfleet.repo import landing, merge, worktrees
+from planfleet.repo.merge import MergeItem
+from planfleet.verify import diff, gates
 from test_verify import check, start, task_of
 
 
@@ -64,7 +65,7 @@ def test_the_skip_marker_gate_sees_an_added_marker(tmp_path: Path, user_config: 
     wt = start(repo, "t")
     assert wt.base is not None
     _commit(wt.path, {"tests/test_x.py": SKIPPED})
-    found = verify_diff.added_skip_markers(repo, wt.base, wt.branch)
+    found = diff.added_skip_markers(repo, wt.base, wt.branch)
     # Two hunks four lines apart: joined, the second marker's line number would be wrong.
     assert [(m.path, m.line, m.kind) for m in found] == [
         ("tests/test_x.py", 2, "pytest.mark.skip"),
@@ -97,7 +98,7 @@ def test_uncommitted_untracked_files_are_seen(tmp_path: Path, user_config: Path)
     repo = make_repo(tmp_path / "r")
     (repo / "new file.txt").write_text("x\n")
     assert pgit.status_porcelain(repo) == ["new file.txt"]
-    assert verify.uncommitted_files(repo) == ["new file.txt"]
+    assert gates.uncommitted_files(repo) == ["new file.txt"]
 
 
 def test_an_undeclared_deletion_is_refused_at_merge(tmp_path: Path, user_config: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from planfleet import graph
-from planfleet.formats.builder import PlanBuilder
-from planfleet.model import Plan
+from planfleet.plan import graph
+from planfleet.plan.formats.builder import PlanBuilder
+from planfleet.plan.model import Plan
 
 
 def make_plan(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git
-from planfleet import guards, worktrees
 from planfleet.errors import RefusedError
+from planfleet.repo import guards, worktrees
 
 
 def test_dirty_checkout_is_refused_naming_the_files(git_repo: Path, run_cli) -> None:

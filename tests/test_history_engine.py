@@ -11,7 +11,9 @@ from pathlib import Path
 from conftest import commit_file, git, make_repo
 from engine_support import cli, integration_files, plan_repo, state_of
 from history_support import FILES, MONEY, MONEY_ROUNDS_UP, PYTEST, TEST_MONEY, UNITTEST
-from planfleet import model, phasegate, verify_history
+from planfleet.engine import phasegate
+from planfleet.plan import model
+from planfleet.verify import history as verify_history
 
 # Each test's assertions, rewritten as a table that leaves out the case that notices
 # rounding up: with correct code the base's tests still pass, so this task alone is fine.

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from planfleet import formats, model, projections, stateinit, statemodel, stateops
-from planfleet.statemodel import State
+from planfleet.plan import formats, model
+from planfleet.state import create, ops, records
+from planfleet.state.records import State
+from planfleet.views import render
 from projections_support import CASES, copy_case, imported, load, scripted_run
 
 
@@ -23,7 +25,7 @@ def _write(repo: Path, files: dict[str, str]) -> None:
 
 def _import(repo: Path, rel: str) -> State:
     plan = formats.load_plan(repo / rel, repo=repo)
-    return stateinit.init_from_plan(plan, now="2025-09-03T08:00:00.000Z")
+    return create.init_from_plan(plan, now="2025-09-03T08:00:00.000Z")
 
 
 def _statuses(state: State) -> dict[str, str]:
@@ -31,8 +33,8 @@ def _statuses(state: State) -> dict[str, str]:
 
 
 def _pass(state: State, node: str) -> None:
-    stateops.claim(state, node, owner="agent", now="2025-09-03T09:00:00.000Z")
-    stateops.complete(state, node, commit="abc1234", now="2025-09-03T09:01:00.000Z")
+    ops.claim(state, node, owner="agent", now="2025-09-03T09:00:00.000Z")
+    ops.complete(state, node, commit="abc1234", now="2025-09-03T09:01:00.000Z")
 
 
 SPEC_PLAN = """\
@@ -60,7 +62,7 @@ def test_spec_checkboxes_and_phase_marks(tmp_path: Path) -> None:
 
     state = _import(tmp_path, ".spec/plans/orders")
 
-    assert statemodel.ready_tasks(state) == ["2.2"]
+    assert records.ready_tasks(state) == ["2.2"]
     assert _statuses(state) == {
         "1.1": "verified",
         "1.2": "verified",
@@ -83,9 +85,9 @@ def test_spec_phase_with_every_box_ticked_but_no_mark_runs_its_gate_first(
     state = _import(tmp_path, ".spec/plans/orders")
 
     # the phase-boundary tests were never recorded as passed: they run before phase 2 goes on
-    assert statemodel.ready_tasks(state) == ["1:gate"]
+    assert records.ready_tasks(state) == ["1:gate"]
     _pass(state, "1:gate")
-    assert statemodel.ready_tasks(state) == ["2.2"]
+    assert records.ready_tasks(state) == ["2.2"]
 
 
 AI_PLAN = """\
@@ -128,7 +130,7 @@ def test_ai_checkpoints(tmp_path: Path) -> None:
 
     state = _import(tmp_path, ".ai/plans/2025-08-29.audit-log.md")
 
-    assert statemodel.ready_tasks(state) == ["2.2", "3"]
+    assert records.ready_tasks(state) == ["2.2", "3"]
     assert _statuses(state) == {
         "1": "verified",
         "1:gate": "verified",
@@ -151,7 +153,7 @@ def test_ai_phase_whose_task_is_done_but_whose_gate_failed(tmp_path: Path) -> No
     state = _import(tmp_path, ".ai/plans/2025-08-29.audit-log.md")
 
     assert (_statuses(state)["3"], _statuses(state)["3:gate"]) == ("verified", "failed")
-    assert statemodel.ready_tasks(state) == ["2.2", "3:gate"]
+    assert records.ready_tasks(state) == ["2.2", "3:gate"]
 
 
 PLAN_DIR = {
@@ -192,7 +194,7 @@ def test_plan_dir_status_lines_and_progress_md(tmp_path: Path) -> None:
 
     state = _import(tmp_path, "plans/reports")
 
-    assert statemodel.ready_tasks(state) == ["2.1", "2.2", "2.3"]
+    assert records.ready_tasks(state) == ["2.1", "2.2", "2.3"]
     assert _statuses(state) == {
         "1.1": "verified",
         "1.2": "verified",
@@ -225,9 +227,9 @@ def test_maxvision_frontmatter_statuses(tmp_path: Path) -> None:
     state = _import(tmp_path, ".maxvision")
 
     # maxvision records no phase gate: the finished phase's tests run before phase 2 goes on
-    assert statemodel.ready_tasks(state) == ["1:gate"]
+    assert records.ready_tasks(state) == ["1:gate"]
     _pass(state, "1:gate")
-    assert statemodel.ready_tasks(state) == ["2.d", "2.f"]
+    assert records.ready_tasks(state) == ["2.d", "2.f"]
     assert _statuses(state)["2.e"] == "blocked"
 
 
@@ -260,7 +262,7 @@ def test_xml_tasks_execute_state(tmp_path: Path) -> None:
 
     state = _import(tmp_path, "tasks/t")
 
-    assert statemodel.ready_tasks(state) == ["A-002", "A-003"]
+    assert records.ready_tasks(state) == ["A-002", "A-003"]
     assert _statuses(state)["A-001"] == "verified"
     assert _statuses(state)["A-004"] == "pending"
 
@@ -284,7 +286,7 @@ def test_gsd_summaries(tmp_path: Path) -> None:
 
     state = _import(tmp_path, ".planning")
 
-    assert statemodel.ready_tasks(state) == ["01-02"]
+    assert records.ready_tasks(state) == ["01-02"]
     assert _statuses(state)["01-01"] == "verified"
 
 
@@ -315,7 +317,7 @@ def test_superpowers_steps_status_lines_and_heading_marks(tmp_path: Path) -> Non
 
     state = _import(tmp_path, "docs/plans/2026-02-01-search.md")
 
-    assert statemodel.ready_tasks(state) == ["task-4"]
+    assert records.ready_tasks(state) == ["task-4"]
     assert [_statuses(state)[f"task-{n}"] for n in range(1, 6)] == [
         "verified",
         "verified",
@@ -343,7 +345,7 @@ def test_native_statuses(tmp_path: Path) -> None:
 
     state = _import(tmp_path, "billing.plan.yaml")
 
-    assert statemodel.ready_tasks(state) == ["refunds"]
+    assert records.ready_tasks(state) == ["refunds"]
 
 
 def _resumed(state: State) -> State:
@@ -375,13 +377,13 @@ def test_rendered_files_import_back_as_the_state_they_came_from(tmp_path: Path, 
     repo = copy_case(case, tmp_path)
     plan = load(repo, case)
     state = scripted_run(repo, plan)
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
-    again = stateinit.init_from_plan(load(repo, case))
+    again = create.init_from_plan(load(repo, case))
 
     assert _statuses(again) == {**imported(state), **LOSSY[case]}
     if not any(model.is_gate(node) for node in LOSSY[case]):
-        assert statemodel.ready_tasks(again) == statemodel.ready_tasks(_resumed(state))
+        assert records.ready_tasks(again) == records.ready_tasks(_resumed(state))
 
 
 def test_a_native_plan_is_never_rewritten(tmp_path: Path) -> None:
@@ -390,8 +392,8 @@ def test_a_native_plan_is_never_rewritten(tmp_path: Path) -> None:
     before = (repo / CASES["native"]).read_bytes()
     state = scripted_run(repo, plan)
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
     assert (repo / CASES["native"]).read_bytes() == before
-    again = stateinit.init_from_plan(load(repo, "native"))
+    again = create.init_from_plan(load(repo, "native"))
     assert set(_statuses(again).values()) == {"pending"}

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git
-from planfleet import landing, merge, worktrees
 from planfleet.errors import RefusedError
-from planfleet.merge import MergeItem
+from planfleet.repo import landing, merge, worktrees
+from planfleet.repo.merge import MergeItem
 
 INTEG = "planfleet/p/integration"
 

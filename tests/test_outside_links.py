@@ -10,7 +10,8 @@ import pytest
 
 from conftest import git, make_repo
 from formats_support import copy_fixture
-from planfleet import formats, links, prompts
+from planfleet.engine import prompts
+from planfleet.plan import formats, links
 
 SECRET = "NOT-IN-THIS-REPOSITORY"  # noqa: S105 - a marker, no password
 

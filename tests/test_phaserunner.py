@@ -36,7 +36,8 @@ from orchestrate_support import (
     step,
     step_statuses,
 )
-from planfleet import model, phasemode
+from planfleet.orchestrate import mode as phasemode
+from planfleet.plan import model
 
 Run = Callable[..., CliResult]
 

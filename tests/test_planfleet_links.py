@@ -12,12 +12,17 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_repo
-from planfleet import formats, knowledge, paths, runinfo, verify, worktrees
-from planfleet.attempt import AttemptSpec, run_attempt
+from planfleet import paths
+from planfleet.engine import runinfo
+from planfleet.engine.attempt import AttemptSpec, run_attempt
 from planfleet.errors import RefusedError
-from planfleet.pipelinestate import PipelineStore, PlanDir
+from planfleet.orchestrate import knowledge
+from planfleet.orchestrate.record import PipelineStore, PlanDir
+from planfleet.plan import formats
+from planfleet.repo import worktrees
 from planfleet.runners import get_runner
-from planfleet.state import StateStore
+from planfleet.state.store import StateStore
+from planfleet.verify import gates
 
 PLAN = """\
 planfleet: 1
@@ -141,7 +146,7 @@ def test_a_planfleet_folder_tracked_by_git_is_refused(tmp_path: Path, run_cli) -
 
 
 def _state(repo: Path) -> None:
-    from planfleet.statemodel import new_state
+    from planfleet.state.records import new_state
 
     StateStore.for_plan(repo, "x").create(new_state(name="x", format="native", path="p", title="x"))
 
@@ -165,7 +170,7 @@ def _worktree(repo: Path) -> None:
 
 
 def _evidence(repo: Path) -> None:
-    verify.save_record(repo, "x", "t1", 1, verify.Verification(ok=True, commit=None, gates=[]))
+    gates.save_record(repo, "x", "t1", 1, gates.Verification(ok=True, commit=None, gates=[]))
 
 
 def _knowledge(repo: Path) -> None:

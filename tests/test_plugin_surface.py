@@ -21,8 +21,8 @@ import frontmatter
 import jsonschema
 import pytest
 
-from planfleet import cli
-from planfleet.commands import context as context_cmd
+from planfleet.cli import app
+from planfleet.cli.commands import context as context_cmd
 from planfleet.errors import PlanfleetError
 from planfleet.schemas import load as load_schema
 
@@ -260,7 +260,7 @@ def concrete(command: str) -> list[str]:
 
 @cache
 def parser_choices() -> set[str]:
-    parser = cli.build_parser()
+    parser = app.build_parser()
     return {
         name
         for action in parser._subparsers._group_actions  # type: ignore[union-attr]
@@ -270,7 +270,7 @@ def parser_choices() -> set[str]:
 
 def parse(argv: list[str]) -> None:
     """Parse ``argv`` (without the leading `planfleet`) with the engine's real parser."""
-    cli.build_parser().parse_args(argv)
+    app.build_parser().parse_args(argv)
 
 
 def reference_files() -> Iterator[Path]:
@@ -416,7 +416,7 @@ def test_preflight_is_one_engine_call_that_names_its_parts(d: Doc) -> None:
     (command,) = preflights(d.body)
     argv = concrete(command)
     assert argv[:2] == ["planfleet", "context"], f"{d.rel}: preflight {command!r}"
-    ns = cli.build_parser().parse_args(argv[1:])
+    ns = app.build_parser().parse_args(argv[1:])
     asked = [name for name in context_cmd.SECTIONS if getattr(ns, name)]
     assert asked, f"{d.rel}: the context asks for nothing"
     body = d.body[d.body.index(command) :]

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import CliResult, make_repo
-from planfleet import formats, links, model, projections, stateinit, statemodel, stateops
-from planfleet.projections import Rendered
-from planfleet.statemodel import State
+from planfleet.plan import formats, links, model
+from planfleet.state import create, ops, records
+from planfleet.state.records import State
+from planfleet.views import render
+from planfleet.views.render import Rendered
 from projections_support import CASES, CASES_DIR, Clock, copy_case, load, scripted_run
 
 UPDATE = bool(os.environ.get("PLANFLEET_UPDATE_GOLDEN"))
@@ -29,7 +31,7 @@ def _rendered(tmp_path: Path, case: str) -> tuple[Path, model.Plan, State]:
     repo = copy_case(case, tmp_path)
     plan = load(repo, case)
     state = scripted_run(repo, plan)
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
     return repo, plan, state
 
 
@@ -43,7 +45,7 @@ def test_golden_files(tmp_path: Path, case: str) -> None:
     plan = load(repo, case)
     state = scripted_run(repo, plan)
 
-    results = projections.render_all(repo, plan, state)
+    results = render.render_all(repo, plan, state)
 
     assert [r for r in results if r.error or r.warnings] == []
     expected_dir = CASES_DIR / case / "expected"
@@ -71,7 +73,7 @@ def test_rendering_twice_changes_nothing(tmp_path: Path, case: str) -> None:
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
     stamps = {p: p.stat().st_mtime_ns for p in before}
 
-    again = projections.render_all(repo, plan, state)
+    again = render.render_all(repo, plan, state)
 
     assert not any(r.changed for r in again)
     assert {p: p.read_bytes() for p in before} == before
@@ -84,7 +86,7 @@ def test_dry_run_writes_nothing_but_says_what_would_change(tmp_path: Path) -> No
     state = scripted_run(repo, plan)
     before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
 
-    results = projections.render_all(repo, plan, state, dry_run=True)
+    results = render.render_all(repo, plan, state, dry_run=True)
 
     assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
     assert _rel(repo, results) == {
@@ -103,7 +105,7 @@ def test_crlf_bom_and_user_text_around_the_marks_survive(tmp_path: Path) -> None
     plan = load(repo, "spec")
     state = scripted_run(repo, plan)
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
     data = plan_md.read_bytes()
     assert plan_md.stat().st_mode & 0o777 == 0o640
@@ -135,10 +137,10 @@ def test_a_plan_edited_between_runs_renders_at_its_new_lines(tmp_path: Path) -> 
     text += "\n### Phase 3: Alerts\n\n- [ ] Page on-call when a drop is older than an hour\n"
     plan_md.write_text(text, encoding="utf-8")
     # meanwhile the run goes on (with the plan as it was loaded before the edit)
-    stateops.claim(state, "2.2", owner="agent", now="2025-09-02T09:00:00.000Z")
-    stateops.complete(state, "2.2", commit="abc1234", now="2025-09-02T09:01:00.000Z")
+    ops.claim(state, "2.2", owner="agent", now="2025-09-02T09:00:00.000Z")
+    ops.complete(state, "2.2", commit="abc1234", now="2025-09-02T09:01:00.000Z")
 
-    results = projections.render_all(repo, plan, state)
+    results = render.render_all(repo, plan, state)
 
     assert all(r.error is None and not r.warnings for r in results)
     lines = plan_md.read_text(encoding="utf-8").splitlines()
@@ -172,7 +174,7 @@ def test_a_task_renamed_under_its_id_is_left_alone_with_a_warning(tmp_path: Path
         encoding="utf-8",
     )
 
-    (result, *_) = projections.render_all(repo, plan, state)
+    (result, *_) = render.render_all(repo, plan, state)
 
     lines = plan_md.read_text(encoding="utf-8").splitlines()
     assert "- [ ] Log every batch" in lines  # 2.1 in the plan now, 2.1 verified in the state
@@ -188,15 +190,15 @@ def test_existing_execution_log_keeps_the_users_text(tmp_path: Path) -> None:
     plan = load(repo, "native")
     state = scripted_run(repo, plan)
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
     text = log.read_text(encoding="utf-8")
     assert text.startswith(
         "# My notes\n\nThe SMTP relay is slow on Mondays.\n\n<!-- planfleet:begin"
     )
     log.write_text(text + "\nA line written after our section.\n", encoding="utf-8")
-    statemodel.set_run_status(state, "running", now="2025-09-02T10:00:00.000Z")
+    records.set_run_status(state, "running", now="2025-09-02T10:00:00.000Z")
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
     text = log.read_text(encoding="utf-8")
     assert text.startswith("# My notes\n")
@@ -218,7 +220,7 @@ def test_checkpoints_in_a_fence_keep_their_form(tmp_path: Path) -> None:
     plan = load(repo, "ai")
     state = scripted_run(repo, plan)
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
     text = plan_md.read_text(encoding="utf-8")
     start = text.index("```yaml\n## Execution Checkpoints\n\n# written by planfleet")
@@ -230,7 +232,7 @@ def test_checkpoints_in_a_fence_keep_their_form(tmp_path: Path) -> None:
 
 def _results(repo: Path, case: str) -> list[Rendered]:
     plan = load(repo, case)
-    return projections.render_all(repo, plan, scripted_run(repo, plan))
+    return render.render_all(repo, plan, scripted_run(repo, plan))
 
 
 def test_odd_files_are_reported_and_left_alone(tmp_path: Path) -> None:
@@ -291,7 +293,7 @@ def test_list_and_heading_indexes_are_updated_in_place(tmp_path: Path) -> None:
         "# Plans\n\n- [inventory-sync](inventory-sync/plan.md) — Status: Planning — mine\n",
         "utf-8",
     )
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
     assert readme.read_text("utf-8") == (
         "# Plans\n\n- [inventory-sync](inventory-sync/plan.md) — Status: Paused — mine"
         " — Last Updated: 2025-09-02T08:12:00Z\n"
@@ -300,7 +302,7 @@ def test_list_and_heading_indexes_are_updated_in_place(tmp_path: Path) -> None:
         "# Plans\n\n## inventory-sync\n- **Status**: Planning\n- **Last Updated**: never\n",
         "utf-8",
     )
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
     assert readme.read_text("utf-8") == (
         "# Plans\n\n## inventory-sync\n- **Status**: Paused\n"
         "- **Last Updated**: 2025-09-02T08:12:00Z\n"
@@ -327,7 +329,7 @@ def test_a_plan_outside_the_repo_and_an_unreadable_plan_are_left_alone(tmp_path:
     plan = load(repo, "superpowers")
     state = scripted_run(repo, plan)
     real.write_text("# no tasks here any more\n", "utf-8")
-    results = {r.kind: r for r in projections.render_all(repo, plan, state)}
+    results = {r.kind: r for r in render.render_all(repo, plan, state)}
     assert "cannot be read now" in (results["task-marks"].error or "")
     assert real.read_text("utf-8") == "# no tasks here any more\n"
     assert results["execution-log"].error is None
@@ -340,8 +342,8 @@ def test_a_reset_task_loses_its_marks(tmp_path: Path) -> None:
     foreign.write_text("# 02-02 summary written by hand\n", "utf-8")
     assert summary.is_file()
 
-    stateops.reset(state, "02-01", now="2025-09-02T11:00:00.000Z")
-    results = projections.render_all(repo, plan, state)
+    ops.reset(state, "02-01", now="2025-09-02T11:00:00.000Z")
+    results = render.render_all(repo, plan, state)
 
     assert not summary.exists()
     assert foreign.read_text("utf-8") == "# 02-02 summary written by hand\n"
@@ -353,8 +355,8 @@ def test_marks_follow_the_state_back_and_forth(tmp_path: Path) -> None:
     repo, plan, state = _rendered(tmp_path, "spec")
     plan_md = repo / ".spec/plans/inventory-sync/plan.md"
 
-    stateops.reset(state, "1.2", now="2025-09-02T11:00:00.000Z")
-    projections.render_all(repo, plan, state)
+    ops.reset(state, "1.2", now="2025-09-02T11:00:00.000Z")
+    render.render_all(repo, plan, state)
 
     lines = plan_md.read_text("utf-8").splitlines()
     assert "### Phase 1: CSV drop reader" in lines
@@ -364,16 +366,16 @@ def test_marks_follow_the_state_back_and_forth(tmp_path: Path) -> None:
     repo = copy_case("superpowers", tmp_path / "sp")
     plan = load(repo, "superpowers")
     state = scripted_run(repo, plan)
-    stateops.claim(state, "task-4", owner="agent", now="2025-09-02T11:00:00.000Z")
-    stateops.complete(state, "task-4", commit="abc1234", now="2025-09-02T11:01:00.000Z")
-    projections.render_all(repo, plan, state)
+    ops.claim(state, "task-4", owner="agent", now="2025-09-02T11:00:00.000Z")
+    ops.complete(state, "task-4", commit="abc1234", now="2025-09-02T11:01:00.000Z")
+    render.render_all(repo, plan, state)
     plan_md = repo / CASES["superpowers"]
     assert "### Task 4: Metrics ✅\n" in plan_md.read_text("utf-8")
     assert load(repo, "superpowers").task("task-4").status == "done"
 
-    stateops.reset(state, "task-4", now="2025-09-02T11:02:00.000Z")
-    stateops.reset(state, "task-2", now="2025-09-02T11:03:00.000Z")
-    projections.render_all(repo, plan, state)
+    ops.reset(state, "task-4", now="2025-09-02T11:02:00.000Z")
+    ops.reset(state, "task-2", now="2025-09-02T11:03:00.000Z")
+    render.render_all(repo, plan, state)
     text = plan_md.read_text("utf-8")
     assert "### Task 4: Metrics\n" in text
     assert "**Status:** pending\n" in text
@@ -390,11 +392,11 @@ def test_execute_state_keeps_other_tools_keys_and_entries(tmp_path: Path) -> Non
     state_file.write_text(json.dumps(data), "utf-8")
     plan = load(repo, "xml-tasks")
     state = scripted_run(repo, plan)
-    statemodel.enqueue(state, "P-003", priority=2, now="2025-09-02T12:00:00.000Z")
-    stateops.claim(state, "P-004", owner="agent", now="2025-09-02T12:01:00.000Z")
-    stateops.abandon(state, "P-004", "gave up", now="2025-09-02T12:02:00.000Z")
+    records.enqueue(state, "P-003", priority=2, now="2025-09-02T12:00:00.000Z")
+    ops.claim(state, "P-004", owner="agent", now="2025-09-02T12:01:00.000Z")
+    ops.abandon(state, "P-004", "gave up", now="2025-09-02T12:02:00.000Z")
 
-    projections.render_all(repo, plan, state)
+    render.render_all(repo, plan, state)
 
     written = json.loads(state_file.read_text("utf-8"))
     assert written["runner"] == "execute-batch"
@@ -419,16 +421,16 @@ def test_rendering_a_large_plan_is_fast(tmp_path: Path) -> None:
     (folder / "plan.md").write_text("\n".join(lines), "utf-8")
     repo = tmp_path / "repo"
     plan = formats.load_plan(folder, repo=repo)
-    state = stateinit.init_from_plan(plan, now="2025-09-02T08:00:00.000Z")
+    state = create.init_from_plan(plan, now="2025-09-02T08:00:00.000Z")
     clock = Clock()
     for _ in range(300 + 11):  # 300 tasks and the gates of the 12 phases they fill
-        node = statemodel.ready_tasks(state)[0]
-        stateops.claim(state, node, owner="agent", now=clock())
-        stateops.complete(state, node, commit="abc1234", now=clock())
-    projections.render_all(repo, plan, state)
+        node = records.ready_tasks(state)[0]
+        ops.claim(state, node, owner="agent", now=clock())
+        ops.complete(state, node, commit="abc1234", now=clock())
+    render.render_all(repo, plan, state)
 
     started = time.perf_counter()
-    results = projections.render_all(repo, plan, state)
+    results = render.render_all(repo, plan, state)
     elapsed = time.perf_counter() - started
 
     assert not any(r.changed for r in results)

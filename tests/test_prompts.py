@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import make_repo
-from planfleet import attempt, model, prompts
-from planfleet.formats import load_plan
+from planfleet.engine import attempt, prompts
+from planfleet.plan import model
+from planfleet.plan.formats import load_plan
 from runners_support import make_plan, make_task
 
 PLAN_YAML = """\

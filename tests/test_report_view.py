@@ -6,11 +6,13 @@ import io
 
 from rich.console import Console
 
-from planfleet import model, report, runcli, stateops
-from planfleet.engine import RunResult
-from planfleet.output import Out
-from planfleet.stateinit import init_from_plan
-from planfleet.statemodel import State
+from planfleet.cli import runflags, view
+from planfleet.cli.output import Out
+from planfleet.engine.loop import RunResult
+from planfleet.plan import model
+from planfleet.state import ops
+from planfleet.state.create import init_from_plan
+from planfleet.state.records import State
 
 SRC = model.Source("plan.yaml", 1)
 
@@ -29,13 +31,13 @@ def _thirty_tasks_midway() -> State:
     state = _state(30)
     for i in range(13):
         tid, stamp = f"t{i:02d}", f"2026-01-01T00:{i:02d}:00.000Z"
-        stateops.claim(state, tid, now=stamp)
+        ops.claim(state, tid, now=stamp)
         if i < 12:
-            stateops.complete(state, tid, commit="c0ffee", cost_usd=0.25, now=stamp)
+            ops.complete(state, tid, commit="c0ffee", cost_usd=0.25, now=stamp)
         else:
-            stateops.fail(state, tid, error_type="tests", step="test", message="x", now=stamp)
+            ops.fail(state, tid, error_type="tests", step="test", message="x", now=stamp)
     for tid in ("t27", "t28", "t29"):
-        stateops.claim(state, tid)
+        ops.claim(state, tid)
     return state
 
 
@@ -53,7 +55,7 @@ def _terminal(height: int = 16, width: int = 100) -> Console:
 
 def test_the_running_tasks_fit_a_small_terminal() -> None:
     console = _terminal()
-    live = report.LiveReporter(io.StringIO(), "planfleet run s", console=console)
+    live = view.LiveReporter(io.StringIO(), "planfleet run s", console=console)
     live(_thirty_tasks_midway(), [])
     assert len(console.render_lines(live, console.options)) < 16
     with live:  # rich's own Live, as on a terminal: it would cut an overflow with "..."
@@ -74,9 +76,9 @@ def test_the_running_tasks_fit_a_small_terminal() -> None:
 def test_more_running_tasks_than_rows_says_how_many_are_left_out() -> None:
     state = _state(20)
     for i in range(20):
-        stateops.claim(state, f"t{i:02d}")
+        ops.claim(state, f"t{i:02d}")
     console = _terminal(height=10)
-    live = report.LiveReporter(io.StringIO(), "planfleet run s", console=console)
+    live = view.LiveReporter(io.StringIO(), "planfleet run s", console=console)
     live(state, [])
     console.print(live)
     text = console.export_text()
@@ -98,14 +100,14 @@ def _result(state: State) -> RunResult:
 def test_the_final_report_is_drawn_by_rich_on_a_terminal_and_plain_when_piped() -> None:
     state = _thirty_tasks_midway()
     tty = _Tty()
-    assert runcli.finish(Out(stream=tty), _result(state), "run") == 1
+    assert runflags.finish(Out(stream=tty), _result(state), "run") == 1
     drawn = tty.getvalue()
     assert drawn.lstrip().startswith("┏━")  # a rich table's frame
     assert "t29" in drawn
     piped = io.StringIO()
-    runcli.finish(Out(stream=piped), _result(state), "run")
+    runflags.finish(Out(stream=piped), _result(state), "run")
     plain = piped.getvalue()
     assert "\x1b[" not in plain
     assert "┃" not in plain
-    assert plain.splitlines()[1].split() == list(report.FINAL_HEADERS)
+    assert plain.splitlines()[1].split() == list(view.FINAL_HEADERS)
     assert "t12: tests at test: x" in plain

@@ -21,9 +21,9 @@ from engine_support import (
     state_of,
     wait_until,
 )
-from planfleet import runend
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
+from planfleet.engine import runend
+from planfleet.state import ops
+from planfleet.state import records as sm
 from state_support import flat_state
 
 # -- the rule itself, on states built by hand ----------------------------------------------

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, git, make_repo
-from planfleet import model, proc, prompts
+from planfleet import proc
+from planfleet.engine import prompts
 from planfleet.errors import UsageError
+from planfleet.plan import model
 from planfleet.runners import AgentResult, get_runner
 from planfleet.runners.base import REDACTED, Supervised, agent_env, supervise, tail_file
 from planfleet.runners.claude import DEFAULT_ALLOWED_TOOLS, SYSTEM_PROMPT, plugin_root

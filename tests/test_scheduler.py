@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 
-from planfleet import graph, model, report, stateops
-from planfleet.scheduler import Scheduler, doomed, is_merged
-from planfleet.stateinit import init_from_plan
+from planfleet.cli import view
+from planfleet.engine.scheduler import Scheduler, doomed, is_merged
+from planfleet.plan import graph, model
+from planfleet.state import ops
+from planfleet.state.create import init_from_plan
 
 SRC = model.Source("plan.yaml", 1)
 
@@ -31,8 +33,8 @@ def _task(tid: str, *deps: str, est: float = 1, writes: tuple[str, ...] = ()) ->
 
 
 def _merge(state: dict, tid: str) -> None:
-    stateops.claim(state, tid)
-    stateops.complete(state, tid, commit="c0ffee")
+    ops.claim(state, tid)
+    ops.complete(state, tid, commit="c0ffee")
     state["tasks"][tid]["merged_at"] = "2026-01-01T00:00:00.000Z"
 
 
@@ -48,8 +50,8 @@ def test_a_dependency_must_be_merged_not_only_verified() -> None:
     plan = _plan(_task("a"), _task("b", "a"))
     state = init_from_plan(plan)
     sched = Scheduler.for_plan(plan, graph.build(plan))
-    stateops.claim(state, "a")
-    stateops.complete(state, "a", commit="c0ffee")
+    ops.claim(state, "a")
+    ops.complete(state, "a", commit="c0ffee")
     assert not is_merged(state["tasks"]["a"])
     assert sched.pick(state, ()) == []
     state["tasks"]["a"]["merged_at"] = "2026-01-01T00:00:00.000Z"
@@ -70,7 +72,7 @@ def test_waves_hold_the_next_level_until_the_whole_level_is_done() -> None:
     dag = Scheduler.for_plan(plan, graph.build(plan), max_parallel=3)
     waves = Scheduler.for_plan(plan, graph.build(plan), max_parallel=3, policy="waves")
     _merge(state, "a")
-    stateops.claim(state, "slow")
+    ops.claim(state, "slow")
     assert dag.pick(state, ("slow",)) == ["after-a"]
     assert waves.pick(state, ("slow",)) == []
 
@@ -78,22 +80,22 @@ def test_waves_hold_the_next_level_until_the_whole_level_is_done() -> None:
 def test_dependents_of_an_abandoned_task_are_doomed() -> None:
     plan = _plan(_task("a"), _task("b", "a"), _task("c", "b"))
     state = init_from_plan(plan)
-    stateops.abandon(state, "a", "gave up")
+    ops.abandon(state, "a", "gave up")
     assert doomed(state) == [("b", "a"), ("p:gate", "a")]
-    stateops.block(state, "b", "dependency a is abandoned")
+    ops.block(state, "b", "dependency a is abandoned")
     assert ("c", "b") in doomed(state)
 
 
 def test_the_views_render_progress_lines_and_a_live_table() -> None:
     plan = _plan(_task("a"), _task("b", "a"))
     state = init_from_plan(plan)
-    stateops.claim(state, "a")
+    ops.claim(state, "a")
     stream = io.StringIO()
-    report.LineReporter(stream)(state, [{"event": "dispatched", "task": "a", "detail": None}])
+    view.LineReporter(stream)(state, [{"event": "dispatched", "task": "a", "detail": None}])
     assert stream.getvalue() == "[BATCH p #1] a ▶, b · (0/3)\n"
     from rich.console import Console
 
-    live = report.LiveReporter(io.StringIO(), "t")
+    live = view.LiveReporter(io.StringIO(), "t")
     live(state, [])
     console = Console(file=io.StringIO(), width=100, force_terminal=False)
     console.print(live)

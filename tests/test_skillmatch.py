@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import make_repo
-from planfleet import knowledge, model, schemas, skillmatch
+from planfleet import schemas
 from planfleet.errors import InputError
+from planfleet.orchestrate import knowledge, skillmatch
+from planfleet.plan import model
 
 SRC = model.Source("plan.md")
 

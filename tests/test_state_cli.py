@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT, CliResult
-from planfleet import formats
 from planfleet.errors import ExitCode
+from planfleet.plan import formats
 from state_support import make_plan, read_valid
 
 EXAMPLE = REPO_ROOT / "examples/textstats/repo/plans/textstats.plan.yaml"

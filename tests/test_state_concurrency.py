@@ -14,10 +14,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
 from planfleet.errors import RefusedError
-from planfleet.state import StateStore
+from planfleet.state import ops
+from planfleet.state import records as sm
+from planfleet.state.store import StateStore
 from state_support import create_store, flat_state, fork, read_valid, temp_files, wait_ok
 
 WRITERS = 8

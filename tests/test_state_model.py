@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
 from planfleet.errors import InputError, RefusedError
-from planfleet.stateinit import init_from_plan
+from planfleet.state import ops
+from planfleet.state import records as sm
+from planfleet.state.create import init_from_plan
 from state_support import flat_state, make_plan, reference_validator
 
 ALL_PAIRS = list(itertools.product(sm.TASK_STATUSES, repeat=2))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from conftest import git
 from planfleet import proc
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
-from planfleet import staterecover as rec
+from planfleet.state import ops
+from planfleet.state import records as sm
+from planfleet.state import recover as rec
 from state_support import flat_state
 
 NOW = _dt.datetime(2026, 1, 1, 12, 0, tzinfo=_dt.timezone.utc)

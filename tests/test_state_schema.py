@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planfleet import schemas, statecodec
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
+from planfleet import schemas
 from planfleet.errors import InputError, RefusedError
-from planfleet.jsoncheck import CompiledSchema, json_equal
-from planfleet.statecodec import Codec
+from planfleet.schemas.check import CompiledSchema, json_equal
+from planfleet.state import codec as statecodec
+from planfleet.state import ops
+from planfleet.state import records as sm
+from planfleet.state.codec import Codec
 from state_support import flat_state, reference_validator
 
 SCHEMA = CompiledSchema(schemas.load("state"))

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import git
 from planfleet import paths
-from planfleet import statemodel as sm
-from planfleet import stateops as ops
 from planfleet.errors import InputError, RefusedError
-from planfleet.state import StateLockedError, StateStore
+from planfleet.state import ops
+from planfleet.state import records as sm
+from planfleet.state.store import StateLockedError, StateStore
 from state_support import create_store, flat_state, read_valid, temp_files
 
 
@@ -208,7 +208,7 @@ def test_nested_transactions_are_refused(tmp_path: Path) -> None:
 _HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from planfleet.state import StateStore
+from planfleet.state.store import StateStore
 store = StateStore(Path(sys.argv[1]), command="planfleet state claim demo a")
 with store.transaction() as state:
     print("locked", flush=True)

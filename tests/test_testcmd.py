@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import CliResult, git, make_repo
-from planfleet import model, testcmd, testdetect
 from planfleet.errors import InputError, RefusedError
-from planfleet.state import StateStore
+from planfleet.plan import model
+from planfleet.state.store import StateStore
+from planfleet.verify import testcmd, testdetect
 
 AI_PLAN = ".ai/plans/2025-03-01.adder.md"
 AI_TEXT = """\
@@ -267,7 +268,7 @@ def test_a_test_command_that_cannot_start_refuses_the_run_unrecorded(
 def test_only_a_plans_own_test_command_counts_as_the_plans_commands(tmp_path: Path) -> None:
     """A plan from outside the repository may not run its commands; a test command found in
     the repository (or given with --test-cmd) is not the plan's."""
-    from planfleet.enginesetup import refuse_foreign_commands
+    from planfleet.engine.setup import refuse_foreign_commands
 
     repo = make_repo(tmp_path / "r", {"pytest.ini": "[pytest]\n"})
     outside = plan_with()

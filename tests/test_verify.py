@@ -14,10 +14,13 @@ import pytest
 
 from conftest import GIT_IDENTITY, git, make_repo
 from planfleet import git as pgit
-from planfleet import model, paths, verify, verify_deps, verify_diff, verify_tests, worktrees
+from planfleet import paths
 from planfleet.errors import InputError
-from planfleet.verify_baseline import Baseline
-from planfleet.verify_tests import TestRun, compare, parse_output, prepare_command
+from planfleet.plan import model
+from planfleet.repo import worktrees
+from planfleet.verify import deps, diff, gates, testrun
+from planfleet.verify.baseline import Baseline
+from planfleet.verify.testrun import TestRun, compare, parse_output, prepare_command
 
 PY = shlex.quote(sys.executable)
 PYTEST = f"{PY} -m pytest -q -p no:cacheprovider"
@@ -55,7 +58,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             mp.setenv(key, value)
         repo = make_repo(tmp_path_factory.mktemp("verify") / "repo", FILES)
         head = git(repo, "rev-parse", "HEAD").strip()
-        baseline = verify.take_baseline(repo, plan_of(PYTEST), head, timeout_s=120)
+        baseline = gates.take_baseline(repo, plan_of(PYTEST), head, timeout_s=120)
         yield Env(repo, baseline)
 
 
@@ -94,9 +97,9 @@ def check(
     baseline: Baseline | None = None,
     claims: dict[str, Any] | None = None,
     timeout_s: float = 60,
-) -> verify.Verification:
+) -> gates.Verification:
     assert wt.base is not None
-    return verify.verify_attempt(
+    return gates.verify_attempt(
         repo,
         plan_of(test_command, task),
         task,
@@ -109,7 +112,7 @@ def check(
     )
 
 
-def gate(v: verify.Verification, name: str) -> verify.Gate:
+def gate(v: gates.Verification, name: str) -> gates.Gate:
     return next(g for g in v.gates if g.name == name)
 
 
@@ -132,7 +135,7 @@ def test_baseline_records_counts_and_ids_and_leaves_no_worktree(env: Env) -> Non
 
 def test_baseline_without_test_command_and_malformed_json(git_repo: Path) -> None:
     head = git(git_repo, "rev-parse", "HEAD").strip()
-    empty = verify.take_baseline(git_repo, plan_of(None), head, timeout_s=5)
+    empty = gates.take_baseline(git_repo, plan_of(None), head, timeout_s=5)
     assert empty == Baseline(head, None, None)
     assert not (git_repo / ".planfleet" / "worktrees").exists()
     for bad in ({}, {"version": 1, "commit": 3, "command": None}, {"version": 2}):
@@ -147,7 +150,7 @@ def test_baseline_replaces_a_leftover_worktree(env: Env, tmp_path: Path) -> None
     stale.parent.mkdir(parents=True)
     git(repo, "worktree", "add", "--detach", str(stale), head)
     (stale / "junk.txt").write_text("left by a killed run\n")
-    got = verify.take_baseline(repo, plan_of(f"{PY} check.py"), head, timeout_s=30)
+    got = gates.take_baseline(repo, plan_of(f"{PY} check.py"), head, timeout_s=30)
     assert got.run is not None
     assert got.run.exit_code == 0
     assert got.run.format is None
@@ -204,7 +207,7 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     # nothing tracked was changed by the gates; only caches may appear
     assert git(wt.path, "status", "--porcelain", "--untracked-files=no") == ""
 
-    path = verify.save_record(env.repo, PLAN, "good", 1, v)
+    path = gates.save_record(env.repo, PLAN, "good", 1, v)
     assert path == paths.verify_dir(env.repo, PLAN) / "good.1.json"
     record = json.loads(path.read_text())
     assert record["ok"] is True
@@ -213,16 +216,16 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     assert record["gates"][6]["evidence"]["command"].startswith(PYTEST)
     assert [p.name for p in path.parent.iterdir()] == ["good.1.json"]  # no temp file left
     v.ok = False
-    verify.save_record(env.repo, PLAN, "good", 1, v)  # replaced whole
+    gates.save_record(env.repo, PLAN, "good", 1, v)  # replaced whole
     assert json.loads(path.read_text())["ok"] is False
     with pytest.raises(InputError):
-        verify.save_record(env.repo, PLAN, "../evil", 1, v)
+        gates.save_record(env.repo, PLAN, "../evil", 1, v)
 
 
 def test_record_write_is_atomic(git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wt = start(git_repo, "rec")
     first = check(git_repo, task_of("rec"), wt)
-    path = verify.save_record(git_repo, PLAN, "rec", 2, first)
+    path = gates.save_record(git_repo, PLAN, "rec", 2, first)
     before = path.read_text()
 
     def crash(src: str, dst: str) -> None:
@@ -233,7 +236,7 @@ def test_record_write_is_atomic(git_repo: Path, monkeypatch: pytest.MonkeyPatch)
     assert second.ok
     monkeypatch.setattr("os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        verify.save_record(git_repo, PLAN, "rec", 2, second)
+        gates.save_record(git_repo, PLAN, "rec", 2, second)
     assert path.read_text() == before  # the old record, whole
     assert [p.name for p in path.parent.iterdir()] == ["rec.2.json"]
 
@@ -344,10 +347,10 @@ def test_an_empty_blast_radius_means_every_test(tmp_path: Path, radius: str) -> 
     (tmp_path / "tests").mkdir()
     cmd, narrowed, note = prepare_command("pytest tests", tmp_path, radius)
     assert (cmd, narrowed, note) == ("pytest tests --verbosity=1 -rA", False, "")
-    assert verify_tests.all_tests(radius)
-    assert not verify_tests.all_tests(None)
-    assert not verify_tests.all_tests("`tests/unit`")
-    assert verify_tests.scope_words("`tests/unit`, tests/b.py") == ["tests/unit", "tests/b.py"]
+    assert testrun.all_tests(radius)
+    assert not testrun.all_tests(None)
+    assert not testrun.all_tests("`tests/unit`")
+    assert testrun.scope_words("`tests/unit`, tests/b.py") == ["tests/unit", "tests/b.py"]
 
 
 def test_unittest_suite_baseline_and_new_failure(tmp_path: Path) -> None:
@@ -362,7 +365,7 @@ def test_unittest_suite_baseline_and_new_failure(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "u", files)
     command = f"{PY} -m unittest discover -s tests"
     head = git(repo, "rev-parse", "HEAD").strip()
-    base = verify.take_baseline(repo, plan_of(command), head, timeout_s=60)
+    base = gates.take_baseline(repo, plan_of(command), head, timeout_s=60)
     assert base.run is not None
     assert base.run.format == "unittest"
     assert (base.run.passed, base.run.failed) == (1, 1)
@@ -646,7 +649,7 @@ def test_skip_markers_across_languages(git_repo: Path) -> None:
     git(git_repo, "add", "-A")
     git(git_repo, "commit", "-qm", "markers")
     head = git(git_repo, "rev-parse", "HEAD").strip()
-    found = {(m.path, m.line, m.kind) for m in verify_diff.added_skip_markers(git_repo, base, head)}
+    found = {(m.path, m.line, m.kind) for m in diff.added_skip_markers(git_repo, base, head)}
     assert found == {
         ("src/lib.rs", 2, "#[ignore]"),
         ("pkg/x_test.go", 2, "t.Skip"),
@@ -658,20 +661,18 @@ def test_skip_markers_across_languages(git_repo: Path) -> None:
     (git_repo / "src/lib.rs").write_text("#[test]\n    #[ignore]\nfn slow() {}\n")
     git(git_repo, "commit", "-qam", "reindent")
     again = git(git_repo, "rev-parse", "HEAD").strip()
-    assert verify_diff.added_skip_markers(git_repo, head, again) == []
+    assert diff.added_skip_markers(git_repo, head, again) == []
 
 
 def test_test_paths() -> None:
     for p in ("tests/a.py", "pkg/test_x.py", "x_test.go", "a/b.spec.ts", "FooTest.java"):
-        assert verify_diff.is_test_path(p), p
+        assert diff.is_test_path(p), p
     for p in ("src/testing_utils_x.txt.bak", "contest.py", "src/latest.py"):
-        assert not verify_diff.is_test_path(p), p
+        assert not diff.is_test_path(p), p
     renamed = [pgit.Change("R", "src/helpers.py", "tests/test_helpers.py")]
-    assert verify_diff.deleted_tests(renamed) == [
-        "tests/test_helpers.py (renamed to src/helpers.py)"
-    ]
+    assert diff.deleted_tests(renamed) == ["tests/test_helpers.py (renamed to src/helpers.py)"]
     moved = [pgit.Change("R", "tests/unit/test_h.py", "tests/test_h.py")]
-    assert verify_diff.deleted_tests(moved) == []
+    assert diff.deleted_tests(moved) == []
 
 
 # --- dependencies -------------------------------------------------------------------------
@@ -775,7 +776,7 @@ pkg_two @ https://example.invalid/pkg_two.whl
     ],
 )  # fmt: skip
 def test_manifest_names(path: str, text: str, expected: set[str]) -> None:
-    assert verify_deps.manifest_names(path, text) == expected
+    assert deps.manifest_names(path, text) == expected
 
 
 def test_dependency_names_and_unreadable_manifests() -> None:
@@ -788,12 +789,12 @@ def test_dependency_names_and_unreadable_manifests() -> None:
         "foo (>=1.0)": "foo",
         " serde ": "serde",
     }
-    assert {spec: verify_deps.dependency_name(spec) for spec in cases} == cases
-    assert verify_deps.normalize("Zope.Interface__x") == "zope-interface-x"
-    assert verify_deps.reader_for("node_modules/x/package.json") is None
-    assert verify_deps.reader_for("docs/notes.txt") is None
+    assert {spec: deps.dependency_name(spec) for spec in cases} == cases
+    assert deps.normalize("Zope.Interface__x") == "zope-interface-x"
+    assert deps.reader_for("node_modules/x/package.json") is None
+    assert deps.reader_for("docs/notes.txt") is None
     with pytest.raises(ValueError, match=r"package\.json"):
-        verify_deps.manifest_names("package.json", "{not json")
+        deps.manifest_names("package.json", "{not json")
 
 
 def test_dependencies_gate_reads_the_committed_manifests(git_repo: Path) -> None:

@@ -27,8 +27,8 @@ from history_support import (
     WITHOUT_EMPTY,
     run,
 )
-from planfleet import verify, verify_collect, verify_history
-from planfleet.verify_collect import TestRef
+from planfleet.verify import collect, gates, history
+from planfleet.verify.collect import TestRef
 from test_verify import gate
 
 
@@ -327,7 +327,7 @@ def test_a_test_deselected_by_configuration_is_refused(shop: Path) -> None:
 
 def test_refs_place_unittest_ids_in_their_files_and_match_patterns() -> None:
     files = ["tests/test_text.py", "tests/__init__.py", "other/test_text.py"]
-    (u, p, bare) = verify_collect.refs(
+    (u, p, bare) = collect.refs(
         [
             "tests.test_text.SlugifyTest.test_empty",
             "tests/test_text.py::SlugifyTest::test_empty[1]",
@@ -353,8 +353,8 @@ def test_refs_place_unittest_ids_in_their_files_and_match_patterns() -> None:
         assert p.allowed([pattern]) or pattern == "tests.test_text", pattern
     assert p.allowed(["tests/test_text.py::SlugifyTest::test_empty[1]"])
     assert not p.allowed(["test_other", "tests/test_text.py::test_full", "", "  "])
-    assert verify_history.file_allowed("tests/legacy/test_a.py", ["tests/legacy"])
-    assert not verify_history.file_allowed("tests/test_a.py", ["tests/test_a.py::test_x"])
+    assert history.file_allowed("tests/legacy/test_a.py", ["tests/legacy"])
+    assert not history.file_allowed("tests/test_a.py", ["tests/test_a.py::test_x"])
 
 
 def test_source_refs_across_languages() -> None:
@@ -363,15 +363,15 @@ def test_source_refs_across_languages() -> None:
     rs = "#[test]\nfn parses() {}\n\n#[tokio::test]\nasync fn loads() {}\nfn other() {}\n"
     java = "class T {\n  @Test\n  public void addsUp() {}\n  void helper() {}\n}\n"
     py = "class T:\n    def test_a(self):\n        pass\n\n    async def test_b(self): ..."
-    assert [r.name for r in verify_collect.source_refs("x_test.go", go)] == ["TestParse"]
-    assert [r.name for r in verify_collect.source_refs("a.test.js", js)] == [
+    assert [r.name for r in collect.source_refs("x_test.go", go)] == ["TestParse"]
+    assert [r.name for r in collect.source_refs("a.test.js", js)] == [
         "adds numbers",
         "empty",
     ]
-    assert [r.name for r in verify_collect.source_refs("t.rs", rs)] == ["loads", "parses"]
-    assert [r.name for r in verify_collect.source_refs("T.java", java)] == ["addsUp"]
-    assert [r.name for r in verify_collect.source_refs("test_a.py", py)] == ["test_a", "test_b"]
-    assert verify_collect.source_refs("notes.md", "def test_x(): pass") == []
+    assert [r.name for r in collect.source_refs("t.rs", rs)] == ["loads", "parses"]
+    assert [r.name for r in collect.source_refs("T.java", java)] == ["addsUp"]
+    assert [r.name for r in collect.source_refs("test_a.py", py)] == ["test_a", "test_b"]
+    assert collect.source_refs("notes.md", "def test_x(): pass") == []
 
 
 def test_removed_keeps_renamed_files_and_moved_names() -> None:
@@ -381,35 +381,33 @@ def test_removed_keeps_renamed_files_and_moved_names() -> None:
     before = [ref("a.py", "test_x"), ref("a.py", "test_y"), ref("b.py", "test_z")]
     after = [ref("c.py", "test_x"), ref("d.py", "test_y")]
     # a.py -> c.py keeps test_x; test_y moved to d.py; test_z is gone
-    assert [r.id for r in verify_collect.removed(before, after, {"a.py": "c.py"})] == [
-        "b.py::test_z"
-    ]
+    assert [r.id for r in collect.removed(before, after, {"a.py": "c.py"})] == ["b.py::test_z"]
     failed = TestRef("unittest.loader._FailedTest.t", None, "t", None, "t")
-    assert verify_collect.removed([failed], [], {}) == []
+    assert collect.removed([failed], [], {}) == []
 
 
 def test_collect_lists_ids_with_quiet_addopts_and_reports_errors(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", {**FILES, "pytest.ini": "[pytest]\naddopts = -qq\n"})
-    found = verify_collect.collect(PYTEST, cwd=repo, timeout_s=60)
+    found = collect.collect(PYTEST, cwd=repo, timeout_s=60)
     assert found.ids is not None
     assert "tests/test_text.py::SlugifyTest::test_slugify_empty" in found.ids
     assert len(found.ids) == 4
-    loader = verify_collect.collect(UNITTEST, cwd=repo, timeout_s=60)
+    loader = collect.collect(UNITTEST, cwd=repo, timeout_s=60)
     assert loader.ids is not None
     assert "tests.test_text.SlugifyTest.test_slugify_empty" in loader.ids
-    assert verify_collect.collect("make test", cwd=repo, timeout_s=60).ids is None
-    broken = verify_collect.collect(f"{PY} -m unittest discover -s nowhere", cwd=repo, timeout_s=60)
+    assert collect.collect("make test", cwd=repo, timeout_s=60).ids is None
+    broken = collect.collect(f"{PY} -m unittest discover -s nowhere", cwd=repo, timeout_s=60)
     assert broken.ids is None
     assert broken.exit_code not in (0, None)
 
 
 def test_advice_exists_for_every_new_error_type() -> None:
-    assert "weakened_test" in verify._ADVICE
-    assert "tests_deleted" in verify._ADVICE
+    assert "weakened_test" in gates._ADVICE
+    assert "tests_deleted" in gates._ADVICE
 
 
 def test_plan_field_removes_tests_is_read_from_the_native_format(tmp_path: Path) -> None:
-    from planfleet.formats import native
+    from planfleet.plan.formats import native
 
     text = textwrap.dedent(
         """\

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_repo
-from planfleet import testresults, verify, verify_tests
-from planfleet.testresults import TestRun, running_test
-from planfleet.verify_baseline import Baseline
+from planfleet.verify import gates, testresults, testrun
+from planfleet.verify.baseline import Baseline
+from planfleet.verify.testresults import TestRun, running_test
 from test_verify import PY, PYTEST, check, commit, gate, plan_of, start, task_of
 
 CASES = {
@@ -43,7 +43,7 @@ def test_ids_with_dashes_are_exact_and_a_new_failure_is_blamed(
         monkeypatch.setenv("PY_COLORS", "1")
     repo = make_repo(tmp_path / "r", CASES)
     command = PYTEST + options
-    base = verify.take_baseline(
+    base = gates.take_baseline(
         repo, plan_of(command), git(repo, "rev-parse", "HEAD").strip(), timeout_s=120
     )
     assert base.run is not None
@@ -93,7 +93,7 @@ def test_the_junit_report_names_classes_skips_setup_errors_and_collection_errors
         "tests/sub/test_deep.py": "def test_deep():\n    pass\n",
     }
     repo = make_repo(tmp_path / "k", files)
-    run, _, _ = verify_tests.run_tests(PYTEST, cwd=repo, timeout_s=120)
+    run, _, _ = testrun.run_tests(PYTEST, cwd=repo, timeout_s=120)
     assert run.format == "pytest"
     assert run.passing == (
         "tests/sub/test_deep.py::test_deep",
@@ -104,7 +104,7 @@ def test_the_junit_report_names_classes_skips_setup_errors_and_collection_errors
     assert run.duration_s is not None
     assert run.duration_s > 0
     (repo / "tests" / "test_broken.py").write_text("import not_a_module_anywhere\n")
-    run, _, _ = verify_tests.run_tests(PYTEST, cwd=repo, timeout_s=120)
+    run, _, _ = testrun.run_tests(PYTEST, cwd=repo, timeout_s=120)
     assert run.failing == ("tests/test_broken.py",)
     assert run.exit_code not in (0, None)
 
@@ -120,9 +120,7 @@ def test_inherited_tests_get_the_id_of_the_class_that_runs_them(
         "    def test_own(self):\n        pass\n",
     }
     repo = make_repo(tmp_path / "c", files)
-    run, _, _ = verify_tests.run_tests(
-        f"{PYTEST} -o junit_family={family}", cwd=repo, timeout_s=120
-    )
+    run, _, _ = testrun.run_tests(f"{PYTEST} -o junit_family={family}", cwd=repo, timeout_s=120)
     assert run.passing == (
         "tests/test_child.py::TestChild::test_own",
         "tests/test_child.py::TestChild::test_shared",
@@ -142,7 +140,7 @@ def test_a_stale_or_broken_report_is_not_read(tmp_path: Path) -> None:
     )
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     command = f"{PYTEST} --junitxml=old.xml --no-such-option"  # pytest stops: usage error
-    run, _, _ = verify_tests.run_tests(command, cwd=repo, timeout_s=60)
+    run, _, _ = testrun.run_tests(command, cwd=repo, timeout_s=60)
     assert (run.format, run.exit_code, run.passing) == (None, 4, ())
 
 
@@ -159,10 +157,10 @@ HANG = {
 def test_a_hanging_suite_is_stopped_after_3x_the_baseline_and_the_test_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify_tests, "TIMEOUT_SLACK_S", 2.0)  # keep the test short
+    monkeypatch.setattr(testrun, "TIMEOUT_SLACK_S", 2.0)  # keep the test short
     repo = make_repo(tmp_path / "h", HANG)
     head = git(repo, "rev-parse", "HEAD").strip()
-    base = verify.take_baseline(repo, plan_of(PYTEST), head, timeout_s=120)
+    base = gates.take_baseline(repo, plan_of(PYTEST), head, timeout_s=120)
     assert base.run is not None
     assert base.run.duration_s is not None
     assert base.run.exit_code == 0
@@ -201,12 +199,12 @@ def test_a_hanging_unittest_is_named_and_the_plan_sets_the_time_limit(tmp_path: 
     plan = plan_of(command)
     plan = type(plan)(**{**plan.__dict__, "meta": {**plan.meta, "test_timeout": 3}})
     began = time.monotonic()
-    base = verify.take_baseline(repo, plan, git(repo, "rev-parse", "HEAD").strip(), timeout_s=600)
+    base = gates.take_baseline(repo, plan, git(repo, "rev-parse", "HEAD").strip(), timeout_s=600)
     assert time.monotonic() - began < 60
     assert base.run is not None
     assert base.run.exit_code is None
     assert base.run.running == "tests.test_slow.Slow.test_b_waits"
-    assert "while running tests.test_slow.Slow.test_b_waits" in verify_tests.timed_out(base.run)
+    assert "while running tests.test_slow.Slow.test_b_waits" in testrun.timed_out(base.run)
 
 
 def test_running_test_reads_verbose_output() -> None:
@@ -229,9 +227,9 @@ def test_running_test_reads_verbose_output() -> None:
 
 def test_time_limit_is_configured_else_derived_from_the_baseline() -> None:
     done = TestRun("p", 0, "pytest", duration_s=10.0)
-    assert verify_tests.time_limit(done, None, 600) == 60.0
-    assert verify_tests.time_limit(done, 5.0, 600) == 5.0
-    assert verify_tests.time_limit(TestRun("p", None, None, duration_s=600.0), None, 600) == 600
-    assert verify_tests.time_limit(None, None, 42) == 42
+    assert testrun.time_limit(done, None, 600) == 60.0
+    assert testrun.time_limit(done, 5.0, 600) == 5.0
+    assert testrun.time_limit(TestRun("p", None, None, duration_s=600.0), None, 600) == 600
+    assert testrun.time_limit(None, None, 42) == 42
     old = TestRun.from_json({"command": "p", "exit_code": 0, "format": None})  # before 0.x
     assert (old.duration_s, old.running) == (None, None)

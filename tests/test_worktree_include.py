@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import git, make_repo
-from planfleet import worktree_include, worktrees
+from planfleet.repo import include as worktree_include
+from planfleet.repo import worktrees
 
 
 def _repo(tmp_path: Path, gitignore: str, include: str, untracked: list[str]) -> Path:

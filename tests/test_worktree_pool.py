@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git, make_repo
-from planfleet import guards, worktree_pool, worktrees
 from planfleet.errors import RefusedError
 from planfleet.git import worktree_list as git_worktree_list
+from planfleet.repo import guards, worktrees
+from planfleet.repo import pool as worktree_pool
 
 
 def _merge(repo: Path, plan: str, worktree: Path) -> str:

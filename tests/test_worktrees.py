@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git, make_repo
-from planfleet import worktree_include, worktrees
 from planfleet.errors import InputError, RefusedError
+from planfleet.repo import include, worktrees
 
 N = 16
 
@@ -232,7 +232,7 @@ def test_worktreeinclude_copies_ignored_files_only(tmp_path: Path) -> None:
     (repo / "config" / "app.local").write_text("local\n")
     (repo / "secret.key").write_text("not listed\n")
     (repo / "tracked.txt").write_text("edited in the main checkout\n")
-    assert worktree_include.sources(repo) == [".env", "config/app.local"]
+    assert include.sources(repo) == [".env", "config/app.local"]
     wt = worktrees.create_worktree(repo, "p", "a")
     assert sorted(wt.copied) == [".env", "config/app.local"]
     assert (wt.path / ".env").read_text() == "TOKEN=1\n"

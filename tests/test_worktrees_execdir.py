@@ -8,7 +8,7 @@ import pytest
 
 from conftest import git
 from planfleet.errors import RefusedError
-from planfleet.execdir import execution_dir
+from planfleet.repo.execdir import execution_dir
 
 
 def test_no_worktree_means_here_with_a_branch_check(git_repo: Path) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import filelock
 
-from planfleet import runinfo
-from planfleet.state import StateStore
+from planfleet.engine import runinfo
+from planfleet.state.store import StateStore
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Torture Test",

@@ -58,7 +58,7 @@ def make_outside(outside: Path, *, canary: str, marker: str) -> None:
 
 def make_context(repos: dict[str, Path], *, outside: Path, canary: str, marker: str) -> Context:
     """Return the generation context: pristine files and the words each plan uses."""
-    from planfleet import formats
+    from planfleet.plan import formats
 
     files: dict[str, dict[str, bytes]] = {}
     words: dict[str, list[str]] = {}
@@ -152,14 +152,14 @@ def apply(repo: Path, case: Case) -> Applied:
 def validate_in_process(repo: Path, plan: str) -> tuple[int | None, str, str, str | None]:
     """Run ``planfleet plan validate PLAN --json`` in this process; return (code, stdout,
     stderr, traceback of an exception that escaped main, if any)."""
-    from planfleet import cli
+    from planfleet.cli import app
 
     out, err = io.StringIO(), io.StringIO()
     escaped = None
     code: int | None = None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = cli.main(["-C", str(repo), "plan", "validate", str(repo / plan), "--json"])
+            code = app.main(["-C", str(repo), "plan", "validate", str(repo / plan), "--json"])
         except BaseException:  # the finding is that anything escaped at all
             escaped = traceback.format_exc()
     return code, out.getvalue(), err.getvalue(), escaped
@@ -206,9 +206,9 @@ def _rejection_problems(case: Case, out: str) -> list[str]:
 
 def accepted_problems(repo: Path, case: Case, ctx: Context) -> list[str]:
     """For a plan the validator accepted: every id is safe, nothing came from outside."""
-    from planfleet import formats
     from planfleet.errors import PlanfleetError
     from planfleet.ids import id_problem
+    from planfleet.plan import formats
 
     try:
         plan = formats.load_plan(formats.resolve(str(repo / case.plan), repo=repo), repo=repo)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from planfleet.cli import main_entry
+from planfleet.cli.app import main_entry
 
 if __name__ == "__main__":
     main_entry()

@@ -3,7 +3,7 @@
 The engine builds an :class:`AgentRequest`, calls ``runner.run(request, stop)`` in a worker
 thread and gets an :class:`AgentResult` back. A runner never decides whether the task
 succeeded: it reports what the process did (exit code, cost, session, limits hit, what the
-agent *claimed*), and the engine's gates (:mod:`planfleet.verify`) decide.
+agent *claimed*), and the engine's gates (:mod:`planfleet.verify.gates`) decide.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from planfleet import model
 from planfleet.errors import UsageError
+from planfleet.plan import model
 
 RUNNERS: tuple[str, ...] = ("claude", "shell", "command")
 

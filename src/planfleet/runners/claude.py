@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from planfleet import preflight
+from planfleet.engine import preflight
 from planfleet.errors import UsageError
-from planfleet.model import Plan, Task
+from planfleet.plan.model import Plan, Task
 from planfleet.runners import AgentRequest, AgentResult, base, claude_stream
 from planfleet.schemas import load as load_schema
 

@@ -47,8 +47,8 @@ def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
 
 @cache
 def compiled(name: str) -> Any:
-    """Return the fast compiled checker for schema ``name`` (see planfleet.jsoncheck)."""
-    from planfleet.jsoncheck import CompiledSchema
+    """Return the fast compiled checker for schema ``name`` (see planfleet.schemas.check)."""
+    from planfleet.schemas.check import CompiledSchema
 
     return CompiledSchema(load(name))
 

@@ -1,0 +1,107 @@
+"""`planfleet run PLAN`: execute a plan with the engine (foreground, or --detach)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from planfleet import git
+from planfleet.cli import detach, runflags
+from planfleet.cli.output import Out
+from planfleet.engine import runcheck
+from planfleet.errors import RefusedError
+from planfleet.state.store import StateStore, no_run
+from planfleet.verify import testcmd
+
+
+def register(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "run",
+        parents=[parent],
+        help="execute a plan: agents in worktrees, gates, merges, crash-safe state",
+        description="Run PLAN (a plan file or folder, or a plan name from `plan list`). A task "
+        "starts as soon as its dependencies are merged and a slot is free; each attempt runs "
+        "in its own git worktree and is judged by the engine's gates, never by the agent's "
+        "report; verified work is merged into planfleet/<plan>/integration, never into your "
+        "checkout: bring it home with `planfleet land PLAN`. The plan's own progress files "
+        "(checkboxes, checkpoints, logs, execute-state.json) are updated in place; --dry-run "
+        "lists them, --no-projections leaves them alone.",
+    )
+    p.add_argument("plan", metavar="PLAN", help="plan file, folder or name")
+    p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
+    p.add_argument(
+        "--phase", metavar="PHASE", help="only these phases (ids or numbers, comma separated)"
+    )
+    p.add_argument("--tasks", metavar="IDS", help="only these tasks (comma separated)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print per task the prompt size, commands and checks; start nothing",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an existing run of PLAN")
+    runflags.add_run_flags(p)
+    p.set_defaults(handler=_handler, command_name="run")
+
+
+def _handler(ns: argparse.Namespace, out: Out) -> int:
+    return start(ns, out, resume=ns.resume, command="run")
+
+
+def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> int:
+    """Shared by run and resume: check, confirm, then run here or detached."""
+    repo = git.require_repo(ns.repo)
+    plan = runflags.load_plan(repo, ns.plan, getattr(ns, "format", None))
+    store = StateStore.for_plan(repo, plan.name)
+    # A resumed run keeps the limits it started with unless they are given again.
+    runflags.fill_run_flags(
+        ns, runflags.saved_run_flags(repo, plan.name) if resume and store.exists() else None
+    )
+    opts = runflags.options_from(ns, plan)
+    if getattr(ns, "dry_run", False):
+        return runflags.dry_run(out, repo, plan, opts)
+    if store.exists() and not resume:
+        state = store.load()
+        done = sum(1 for r in state["tasks"].values() if r["status"] in ("verified", "skipped"))
+        raise RefusedError(
+            f"plan {plan.name!r} already has a run ({state['status']}, {done}/"
+            f"{len(state['tasks'])} done)",
+            reason="run_exists",
+            next_step=f"continue it with `planfleet resume {plan.name}`, or start over with "
+            f"`planfleet state init {plan.name} --from {plan.path} --force`",
+        )
+    if not store.exists() and resume and command == "resume":
+        raise no_run(plan.name, f"start it with `planfleet run {ns.plan}`")
+    tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
+    testcmd.require(plan, tests)  # before anything starts, detached or not
+    runcheck.refuse_without_commands(repo, plan, opts)
+    confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
+    runflags.save_run_flags(ns, repo, plan.name)
+    if ns.detach:
+        return detach.launch(out, repo, plan.name, sys.argv[1:])
+    return runflags.execute(out, repo, plan, opts, command)
+
+
+def confirm(
+    out: Out, ns: argparse.Namespace, runner: str, parallel: int, cap: float | None
+) -> None:
+    """Ask before paid agents start; refuse when nobody can answer and --yes is missing."""
+    if runner == "shell" or ns.yes:
+        return
+    cost = f"${cap * parallel:.2f}" if cap else "no per-task cap (set --task-budget-usd)"
+    question = (
+        f"Start up to {parallel} {runner} agents at once (cost cap of running agents: {cost})? "
+        "[y/N] "
+    )
+    if not (sys.stdin.isatty() and out.is_tty) or out.json_mode:
+        raise RefusedError(
+            f"the {runner} runner starts paid agents; confirmation is needed",
+            reason="needs_confirmation",
+            next_step="add --yes (the dry run shows what would start: --dry-run)",
+            details={"max_parallel": parallel, "task_budget_usd": cap},
+        )
+    answer = input(question).strip().lower()
+    if answer not in ("y", "yes"):
+        raise RefusedError(
+            "not confirmed", reason="not_confirmed", next_step="run again and answer y"
+        )
