@@ -1,7 +1,7 @@
 """Projections: files rendered from the run state, per format, idempotent, user text kept.
 
 Golden files live in ``fixtures/projections/<case>/expected``; after a deliberate change of
-a projection, regenerate them with ``PLANFLEET_UPDATE_GOLDEN=1 pytest tests/test_projections.py``
+a projection, regenerate them with ``PLANFLEET_UPDATE_GOLDEN=1 pytest tests/test_views_render.py``
 and review the diff.
 """
 
