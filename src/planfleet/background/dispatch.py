@@ -7,7 +7,7 @@ starts in a worktree of planfleet's own, on the task branch ``run`` would use fo
 (``planfleet/maxvision-phase-N/tasks/<task>``): Claude Code leaves a background session that
 already runs in a linked worktree where it is, so its edits and commits land on that branch.
 Every dispatched session is recorded at once in ``.maxvision/phase-N/bg-dispatch.json``, so a
-failure midway still leaves a record of what is running (``bglaunch`` starts them).
+failure midway still leaves a record of what is running (``background.launch`` starts them).
 """
 
 from __future__ import annotations

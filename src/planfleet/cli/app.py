@@ -19,7 +19,7 @@ from planfleet.cli.output import Out, dumps, envelope
 from planfleet.errors import ExitCode, PlanfleetError, UsageError
 from planfleet.plan import links
 
-# One module per subcommand under planfleet.commands; each exposes register(subparsers).
+# One module per subcommand under planfleet.cli.commands; each exposes register(sub, parent).
 COMMAND_MODULES: tuple[str, ...] = (
     "plan",
     "preflight",

@@ -36,7 +36,7 @@ class AgentRequest:
     base_commit: str  # the integration commit the attempt starts from
     attempt: int  # 1-based
     max_attempts: int
-    prompt: str  # built by planfleet.prompts: only this task's slice of the plan
+    prompt: str  # built by planfleet.engine.prompts: only this task's slice of the plan
     log_path: Path  # this attempt's log (JSONL event stream for claude)
     timeout_s: float
     stall_s: float  # no output for this long is a stall

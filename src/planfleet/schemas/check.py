@@ -149,7 +149,7 @@ class CompiledSchema:
     def _compile(self, node: Mapping[str, Any]) -> Check:
         unknown = set(node) - _SUPPORTED - _ANNOTATIONS
         if unknown:
-            raise ValueError(f"jsoncheck does not support schema keywords {sorted(unknown)}")
+            raise ValueError(f"schemas.check does not support schema keywords {sorted(unknown)}")
         checks = [self._keyword(key, node[key], node) for key in node if key in _SUPPORTED]
         return _all_of([c for c in checks if c is not None])
 
@@ -157,7 +157,7 @@ class CompiledSchema:
         if key == "$ref":
             prefix = "#/$defs/"
             if not (isinstance(arg, str) and arg.startswith(prefix)):
-                raise ValueError(f"jsoncheck only resolves local $defs references, not {arg!r}")
+                raise ValueError(f"schemas.check only resolves local $defs references, not {arg!r}")
             return self._def(arg[len(prefix) :])
         if key == "type":
             return _type_check([arg] if isinstance(arg, str) else list(arg))

@@ -1,9 +1,9 @@
 """History gates: a change's tests measured against the base's own tests.
 
 Two checks share scratch checkouts of the base and the head, never the agent's worktree or
-branch: every test collected at the base is still there (:mod:`verify_collect`), and the
+branch: every test collected at the base is still there (:mod:`planfleet.verify.collect`), and the
 base's version of every test file the change touched passes on the new code
-(:mod:`verify_weakened`). The task gates and the phase gates both run them.
+(:mod:`planfleet.verify.weakened`). The task gates and the phase gates both run them.
 """
 
 from __future__ import annotations

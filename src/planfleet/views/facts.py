@@ -31,7 +31,7 @@ RECORDED: dict[str, str] = {
     "skipped": "skipped",
     "held": "pending",  # stopped by request: it runs again after the next resume
 }
-# What a recorded status becomes when a state is imported from the plan (stateinit):
+# What a recorded status becomes when a state is imported from the plan (state.create):
 # "in progress" starts again, so it is the same as pending.
 _IMPORTS_AS = {
     "pending": "pending",
