@@ -19,7 +19,7 @@ from planfleet.errors import RefusedError
 from planfleet.orchestrate import knowledge
 from planfleet.orchestrate.record import PipelineStore, PlanDir
 from planfleet.plan import formats
-from planfleet.repo import worktrees
+from planfleet.repo import provision, worktrees
 from planfleet.runners import get_runner
 from planfleet.state.store import StateStore
 from planfleet.verify import gates
@@ -166,7 +166,7 @@ def _requests(repo: Path) -> None:
 
 
 def _worktree(repo: Path) -> None:
-    worktrees.create_worktree(repo, "x", "t1")
+    provision.create_worktree(repo, "x", "t1")
 
 
 def _evidence(repo: Path) -> None:
