@@ -26,7 +26,8 @@ from planfleet.engine.loop import Listener
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.orchestrate import knowledge, progress, skillmatch, stepprompts, steps
 from planfleet.orchestrate.execplan import execution_plan, execution_view
-from planfleet.orchestrate.phaserunner import PhaseOptions, PhaseRunner
+from planfleet.orchestrate.options import PhaseOptions
+from planfleet.orchestrate.phaserunner import PhaseRunner
 from planfleet.orchestrate.record import (
     FINISHED,
     Doc,
