@@ -11,6 +11,7 @@ reported now, not found out at collect.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -21,7 +22,6 @@ from typing import Any
 from planfleet import fsutil, proc
 from planfleet.background import agents, work
 from planfleet.background.dispatch import DISPATCH_TIMEOUT_S, DispatchPlan, Planned, read_manifest
-from planfleet.cli.output import dumps
 from planfleet.engine import runinfo
 from planfleet.errors import CommandError, PlanfleetError
 from planfleet.repo import provision
@@ -90,7 +90,8 @@ def dispatch(
             }
             data["sessions"].append(entry)
             outcome.sessions.append(entry)
-            fsutil.atomic_write(plan.manifest, dumps(data) + "\n")
+            text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+            fsutil.atomic_write(plan.manifest, text + "\n")
             try:  # after the record: a session that runs is never left out of it
                 work.hold(repo, p.worktree, started)
             except PlanfleetError as exc:
