@@ -22,7 +22,7 @@ from planfleet.plan import formats
 from planfleet.repo import provision, worktrees
 from planfleet.runners import get_runner
 from planfleet.state.store import StateStore
-from planfleet.verify import gates
+from planfleet.verify import gates, verdict
 
 PLAN = """\
 planfleet: 1
@@ -170,7 +170,7 @@ def _worktree(repo: Path) -> None:
 
 
 def _evidence(repo: Path) -> None:
-    gates.save_record(repo, "x", "t1", 1, gates.Verification(ok=True, commit=None, gates=[]))
+    gates.save_record(repo, "x", "t1", 1, verdict.Verification(ok=True, commit=None, gates=[]))
 
 
 def _knowledge(repo: Path) -> None:

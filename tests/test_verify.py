@@ -18,7 +18,7 @@ from planfleet import paths
 from planfleet.errors import InputError
 from planfleet.plan import model
 from planfleet.repo import provision
-from planfleet.verify import deps, diff, gates, testrun
+from planfleet.verify import deps, diff, gates, testrun, verdict
 from planfleet.verify.baseline import Baseline
 from planfleet.verify.testrun import TestRun, compare, parse_output, prepare_command
 
@@ -97,7 +97,7 @@ def check(
     baseline: Baseline | None = None,
     claims: dict[str, Any] | None = None,
     timeout_s: float = 60,
-) -> gates.Verification:
+) -> verdict.Verification:
     assert wt.base is not None
     return gates.verify_attempt(
         repo,
@@ -112,7 +112,7 @@ def check(
     )
 
 
-def gate(v: gates.Verification, name: str) -> gates.Gate:
+def gate(v: verdict.Verification, name: str) -> verdict.Gate:
     return next(g for g in v.gates if g.name == name)
 
 

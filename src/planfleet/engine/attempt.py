@@ -21,6 +21,7 @@ from planfleet.plan import model
 from planfleet.repo import guards, pool, provision, worktrees
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 from planfleet.verify import gates
+from planfleet.verify.verdict import Verification
 
 Verdict = Literal["verified", "failed", "limit", "stopped"]
 MAX_FEEDBACK_CHARS = 6000
@@ -59,7 +60,7 @@ class Outcome:
     branch: str | None = None
     base_commit: str | None = None
     agent: AgentResult | None = None
-    verification: gates.Verification | None = None
+    verification: Verification | None = None
     record: str | None = None  # path of the saved verification record
     error: dict[str, str] | None = None  # {type, step, message} when not verified
     feedback: str | None = None
