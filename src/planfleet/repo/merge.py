@@ -65,7 +65,7 @@ class MergeResult:
         return self.status in ("merged", "already_merged", "planned")
 
     def outcome(self) -> dict[str, Any]:
-        """Return what the run state records of this merge (``stateops.record_merge``)."""
+        """Return what the run state records of this merge (``state.ops.record_merge``)."""
         return {
             "ok": self.ok,
             "status": self.status,
