@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from planfleet import git
 from planfleet.cli.output import table
 from planfleet.plan import model
-from planfleet.repo import worktrees
+from planfleet.repo import provision
 from planfleet.verify import collect, gates, weakened
 
 PY = shlex.quote(sys.executable)
@@ -63,8 +63,8 @@ def generate(repo: Path, modules: int, tests: int) -> None:
     git.git("commit", "-qm", "start", cwd=repo, identity=True)
 
 
-def task_change(repo: Path, name: str, files: dict[str, str]) -> worktrees.Worktree:
-    wt = worktrees.create_worktree(repo, "bench", name)
+def task_change(repo: Path, name: str, files: dict[str, str]) -> provision.Worktree:
+    wt = provision.create_worktree(repo, "bench", name)
     for rel, text in files.items():
         (wt.path / rel).write_text(text)
     git.git("add", "-A", cwd=wt.path)

@@ -5,7 +5,7 @@ Generates a repository of 20,000 small files in nested folders (one commit), the
 same run and on the same warm repository, times:
 
 - a plain sequential loop of ``git worktree add -b`` (the baseline);
-- ``planfleet.repo.worktrees.create_worktrees`` (metadata serialized, checkouts in parallel with
+- ``planfleet.repo.provision.create_worktrees`` (metadata serialized, checkouts in parallel with
   ``os.cpu_count()`` workers);
 - optionally (``--naive``) the same ``git worktree add`` commands started all at once, to
   count the lock errors git gives without our lock;
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planfleet import git, proc
 from planfleet.cli.output import table
-from planfleet.repo import merge, worktrees
+from planfleet.repo import merge, provision, worktrees
 
 T = TypeVar("T")
 
@@ -129,7 +129,7 @@ def naive_parallel(repo: Path, n: int) -> tuple[float, float, list[str]]:
 def planfleet_create(repo: Path, n: int, workers: int, plan: str) -> tuple[float, float, list[str]]:
     """Time ``create_worktrees`` for ``n`` tasks of a fresh plan; return its errors."""
     wall, cpu, wts = timed(
-        lambda: worktrees.create_worktrees(repo, plan, [f"t{i}" for i in range(n)], workers=workers)
+        lambda: provision.create_worktrees(repo, plan, [f"t{i}" for i in range(n)], workers=workers)
     )
     return wall, cpu, [f"{w.task}: {w.error}" for w in wts if w.error]
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from planfleet.verify import gates
+from planfleet.verify import verdict
 from test_verify import check, commit, start, task_of
 
 PY = shlex.quote(sys.executable)
@@ -98,7 +98,7 @@ def run(
     tid: str | None = None,
     timeout_s: float = 120,
     **task: Any,
-) -> gates.Verification:
+) -> verdict.Verification:
     """Commit the real work plus ``files`` on a new task branch; return the verification."""
     tid = tid or f"t{next(_TASKS)}"
     wt = start(repo, tid)

@@ -22,7 +22,7 @@ from planfleet.cli.commands import dispatch as dispatch_cmd
 from planfleet.cli.output import Out
 from planfleet.engine import runinfo
 from planfleet.errors import RefusedError
-from planfleet.repo import worktrees
+from planfleet.repo import provision
 
 Run = Callable[..., CliResult]
 OPEN = [f"{PLANS}/plan-001-auth.md", f"{PLANS}/plan-003-api.md", f"{PLANS}/plan-005-docs.md"]
@@ -489,7 +489,7 @@ def test_dispatch_and_the_engine_keep_off_each_others_work(
     first = {s["name"]: s for s in manifest(repo)["sessions"]}
     # an engine run of the plan does not adopt a worktree a session works in
     with pytest.raises(RefusedError) as refused:
-        worktrees.create_worktree(repo, RUN, "3.plan-001-auth")
+        provision.create_worktree(repo, RUN, "3.plan-001-auth")
     assert refused.value.reason == "worktree_locked"
     assert first["phase3-plan1"]["session_id"] in refused.value.message
 

@@ -125,9 +125,9 @@ def test_an_install_is_only_reported_by_the_process_that_made_it(
 
     def context(value: str) -> dict[str, Any]:
         code = (
-            "import os, sys; from planfleet import cli; "
+            "import os, sys; from planfleet.cli import app; "
             f"os.environ['PLANFLEET_INSTALLED_NOW'] = {value!r}.replace('PID', str(os.getpid())); "
-            "sys.exit(cli.main(['context', '--json']))"
+            "sys.exit(app.main(['context', '--json']))"
         )
         out = subprocess.run(
             [sys.executable, "-c", code],

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from conftest import CliResult, commit_file, git
 from planfleet.engine import attemptsave, runinfo
-from planfleet.repo import worktrees
+from planfleet.repo import provision
 
 PLAN = "p"
 
 
 def _attempt(repo: Path, task: str) -> tuple[Path, str]:
     """Return a task worktree with one commit and one uncommitted file, and its base."""
-    wt = worktrees.create_worktree(repo, PLAN, task)
+    wt = provision.create_worktree(repo, PLAN, task)
     assert wt.base is not None
     commit_file(wt.path, "done.txt", "committed\n")
     (wt.path / "draft.txt").write_text("not committed\n")

@@ -9,7 +9,7 @@ import pytest
 from conftest import git, make_repo
 from planfleet import git as pgit
 from planfleet.errors import RefusedError
-from planfleet.repo import landing, merge, worktrees
+from planfleet.repo import landing, merge, provision
 from planfleet.repo.merge import MergeItem
 from planfleet.verify import diff, gates
 from test_verify import check, start, task_of
@@ -103,7 +103,7 @@ def test_uncommitted_untracked_files_are_seen(tmp_path: Path, user_config: Path)
 
 def test_an_undeclared_deletion_is_refused_at_merge(tmp_path: Path, user_config: Path) -> None:
     repo = make_repo(tmp_path / "r", {"keep.py": "k\n", "README.md": "r\n"})
-    wt = worktrees.create_worktree(repo, "p", "t")
+    wt = provision.create_worktree(repo, "p", "t")
     _commit(wt.path, {"keep.py": None, "new.py": "n\n"})
     (res,) = merge.merge_queue(repo, "p", [MergeItem("t", ("new.py",))])
     assert res.status == "refused_deletion"
@@ -112,7 +112,7 @@ def test_an_undeclared_deletion_is_refused_at_merge(tmp_path: Path, user_config:
 
 def test_landing_sees_a_dirty_file_that_is_renamed_away(tmp_path: Path, user_config: Path) -> None:
     repo = make_repo(tmp_path / "r", {"old.py": "line\n" * 20})
-    wt = worktrees.create_worktree(repo, "p", "t")
+    wt = provision.create_worktree(repo, "p", "t")
     git(wt.path, "mv", "old.py", "new.py")
     _commit(wt.path, {})
     merge.merge_queue(repo, "p", [MergeItem("t", ("old.py", "new.py"))])

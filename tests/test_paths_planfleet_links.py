@@ -19,10 +19,10 @@ from planfleet.errors import RefusedError
 from planfleet.orchestrate import knowledge
 from planfleet.orchestrate.record import PipelineStore, PlanDir
 from planfleet.plan import formats
-from planfleet.repo import worktrees
+from planfleet.repo import provision, worktrees
 from planfleet.runners import get_runner
 from planfleet.state.store import StateStore
-from planfleet.verify import gates
+from planfleet.verify import gates, verdict
 
 PLAN = """\
 planfleet: 1
@@ -166,11 +166,11 @@ def _requests(repo: Path) -> None:
 
 
 def _worktree(repo: Path) -> None:
-    worktrees.create_worktree(repo, "x", "t1")
+    provision.create_worktree(repo, "x", "t1")
 
 
 def _evidence(repo: Path) -> None:
-    gates.save_record(repo, "x", "t1", 1, gates.Verification(ok=True, commit=None, gates=[]))
+    gates.save_record(repo, "x", "t1", 1, verdict.Verification(ok=True, commit=None, gates=[]))
 
 
 def _knowledge(repo: Path) -> None:

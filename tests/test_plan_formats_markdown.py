@@ -166,8 +166,8 @@ def test_markdown_it_is_imported_only_when_a_markdown_plan_is_read(tmp_path: Pat
         },
     )
     probe = (
-        "import sys\nfrom planfleet import cli\n"
-        "code = cli.main(['-C', sys.argv[1], 'plan', 'show', sys.argv[2], '--json'])\n"
+        "import sys\nfrom planfleet.cli import app\n"
+        "code = app.main(['-C', sys.argv[1], 'plan', 'show', sys.argv[2], '--json'])\n"
         "assert code == 0, code\n"
         "print('markdown_it' in sys.modules, file=sys.stderr)\n"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import commit_file, git
 from planfleet.errors import RefusedError
-from planfleet.repo import guards, worktrees
+from planfleet.repo import guards, provision, worktrees
 
 
 def test_dirty_checkout_is_refused_naming_the_files(git_repo: Path, run_cli) -> None:
@@ -36,7 +36,7 @@ def test_planfleet_folder_never_counts_as_dirty(git_repo: Path) -> None:
 
 
 def test_rescue_of_uncommitted_work_keeps_the_worktree_as_it_was(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     (wt / "README.md").write_text("edited\n")
     (wt / "new.txt").write_text("brand new\n")
     status = git(wt, "status", "--porcelain")
@@ -53,7 +53,7 @@ def test_rescue_of_uncommitted_work_keeps_the_worktree_as_it_was(git_repo: Path)
 
 
 def test_remove_with_uncommitted_work_leaves_a_rescue_branch(git_repo: Path, run_cli) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     (wt / "draft.txt").write_text("half done\n")
     r = run_cli("worktree", "remove", "p", "a", "--json", cwd=git_repo)
     assert r.code == 0, r.err
@@ -68,7 +68,7 @@ def test_remove_with_uncommitted_work_leaves_a_rescue_branch(git_repo: Path, run
 
 
 def test_remove_with_unmerged_commits_leaves_a_rescue_branch(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     head = commit_file(wt, "feature.txt", "done\n")
     res = guards.remove(git_repo, "p", "a")
     assert res.rescue.unmerged_commits == 1
@@ -79,7 +79,7 @@ def test_remove_with_unmerged_commits_leaves_a_rescue_branch(git_repo: Path) -> 
 
 
 def test_remove_of_clean_merged_worktree_saves_nothing(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     res = guards.remove(git_repo, "p", "a")
     assert res.rescue.branch is None
     assert "no uncommitted or unmerged work" in res.rescue.describe()
@@ -88,7 +88,7 @@ def test_remove_of_clean_merged_worktree_saves_nothing(git_repo: Path) -> None:
 
 
 def test_remove_dry_run_changes_nothing(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     (wt / "draft.txt").write_text("x\n")
     refs = git(git_repo, "for-each-ref")
     res = guards.remove(git_repo, "p", "a", dry_run=True)
@@ -99,7 +99,7 @@ def test_remove_dry_run_changes_nothing(git_repo: Path) -> None:
 
 
 def test_remove_refuses_a_worktree_someone_holds(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     (wt / "draft.txt").write_text("x\n")
     git(git_repo, "worktree", "lock", "--reason", worktrees.owner_reason(), str(wt))
     with pytest.raises(RefusedError, match="is locked") as exc:
@@ -110,10 +110,10 @@ def test_remove_refuses_a_worktree_someone_holds(git_repo: Path) -> None:
 
 
 def test_prune_drops_stale_records_and_keeps_healthy_ones(git_repo: Path, run_cli) -> None:
-    healthy = worktrees.create_worktree(git_repo, "p", "healthy").path
+    healthy = provision.create_worktree(git_repo, "p", "healthy").path
     (healthy / "work.txt").write_text("keep me\n")
-    deleted = worktrees.create_worktree(git_repo, "p", "deleted").path
-    held = worktrees.create_worktree(git_repo, "p", "held").path
+    deleted = provision.create_worktree(git_repo, "p", "deleted").path
+    held = provision.create_worktree(git_repo, "p", "held").path
     git(git_repo, "worktree", "lock", "--reason", "claude agent running", str(held))
     # what `claude -p --worktree` leaves: a worktree it locked, later deleted by hand
     claude_wt = git_repo / ".claude" / "worktrees" / "fix"
@@ -154,10 +154,10 @@ def test_prune_keeps_a_locked_missing_worktree_outside_the_repo(
 
 
 def test_inspect_reports_health(git_repo: Path) -> None:
-    worktrees.create_worktree(git_repo, "p", "ok")
-    wrong = worktrees.create_worktree(git_repo, "p", "wrong").path
+    provision.create_worktree(git_repo, "p", "ok")
+    wrong = provision.create_worktree(git_repo, "p", "wrong").path
     git(wrong, "switch", "-q", "-c", "other")
-    gone = worktrees.create_worktree(git_repo, "p", "gone").path
+    gone = provision.create_worktree(git_repo, "p", "gone").path
     subprocess.run(["rm", "-rf", str(gone)], check=True)
     states = {h.task: h.state for h in guards.inspect(git_repo)}
     assert states == {"ok": "ok", "wrong": "wrong_branch", "gone": "missing"}
@@ -165,7 +165,7 @@ def test_inspect_reports_health(git_repo: Path) -> None:
 
 
 def test_remove_keeps_a_task_branch_the_worktree_switched_away_from(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a").path
+    wt = provision.create_worktree(git_repo, "p", "a").path
     head = commit_file(wt, "feature.txt", "on the task branch\n")
     git(wt, "switch", "-q", "--detach", "HEAD~1")
     res = guards.remove(git_repo, "p", "a")

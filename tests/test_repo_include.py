@@ -8,7 +8,7 @@ import pytest
 
 from conftest import git, make_repo
 from planfleet.repo import include as worktree_include
-from planfleet.repo import worktrees
+from planfleet.repo import provision
 
 
 def _repo(tmp_path: Path, gitignore: str, include: str, untracked: list[str]) -> Path:
@@ -27,7 +27,7 @@ def test_a_negated_secret_stays_out_of_the_worktree(tmp_path: Path) -> None:
         [".env", ".env.local", ".env.production"],
     )
     assert worktree_include.sources(repo) == [".env", ".env.local"]
-    wt = worktrees.create_worktree(repo, "p", "a")
+    wt = provision.create_worktree(repo, "p", "a")
     assert sorted(wt.copied) == [".env", ".env.local"]
     assert not (wt.path / ".env.production").exists()
     assert (wt.path / ".env.local").read_text() == "contents of .env.local\n"
@@ -66,7 +66,7 @@ def test_directories_whole_or_file_by_file(tmp_path: Path) -> None:
     # cache/ is ignored as a whole (one entry, copied as a tree); in conf/ only what
     # .gitignore ignores is copied, not the untracked notes.
     assert worktree_include.sources(repo) == ["cache", "conf/app.local"]
-    wt = worktrees.create_worktree(repo, "p", "a")
+    wt = provision.create_worktree(repo, "p", "a")
     assert (wt.path / "cache" / "a" / "1.bin").read_text() == "contents of cache/a/1.bin\n"
     assert (wt.path / "conf" / "app.local").exists()
     assert not (wt.path / "conf" / "notes.txt").exists()
@@ -79,7 +79,7 @@ def test_a_file_gitignore_does_not_ignore_is_not_copied(tmp_path: Path) -> None:
     git(repo, "commit", "-qm", "tracked")
     (repo / "tracked.txt").write_text("edited in the main checkout\n")
     assert worktree_include.sources(repo) == [".env"]
-    wt = worktrees.create_worktree(repo, "p", "a")
+    wt = provision.create_worktree(repo, "p", "a")
     assert not (wt.path / "notes.txt").exists()
     assert (wt.path / "tracked.txt").read_text() == "committed\n"
 
@@ -88,7 +88,7 @@ def test_a_file_gitignore_does_not_ignore_is_not_copied(tmp_path: Path) -> None:
 def test_names_git_would_quote(tmp_path: Path, name: str) -> None:
     repo = _repo(tmp_path, "*.local\n", "*.local\n", [name, "plain.local"])
     assert worktree_include.sources(repo) == sorted([name, "plain.local"])
-    wt = worktrees.create_worktree(repo, "p", "a")
+    wt = provision.create_worktree(repo, "p", "a")
     assert (wt.path / name).read_text() == f"contents of {name}\n"
 
 

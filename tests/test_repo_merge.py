@@ -8,7 +8,7 @@ import pytest
 
 from conftest import commit_file, git
 from planfleet.errors import RefusedError
-from planfleet.repo import landing, merge, worktrees
+from planfleet.repo import landing, merge, provision, worktrees
 from planfleet.repo.merge import MergeItem
 
 INTEG = "planfleet/p/integration"
@@ -24,7 +24,7 @@ def _user_view(repo: Path) -> tuple[str, str, str]:
 
 def _task(repo: Path, task: str, files: dict[str, str | None]) -> Path:
     """Create the task's worktree and commit ``files`` there (None deletes a file)."""
-    wt = worktrees.create_worktree(repo, "p", task).path
+    wt = provision.create_worktree(repo, "p", task).path
     for name, text in files.items():
         if text is None:
             git(wt, "rm", "-q", name)
@@ -48,7 +48,7 @@ def test_dependent_task_sees_its_dependency(git_repo: Path) -> None:
     assert res.after == _integ(git_repo)
     parents = git(git_repo, "log", "-1", "--format=%P", INTEG).split()
     assert parents == [res.before, res.head]  # a real merge commit (--no-ff)
-    app = worktrees.create_worktree(git_repo, "p", "app")
+    app = provision.create_worktree(git_repo, "p", "app")
     assert app.base == res.after
     assert (app.path / "lib.py").read_text() == "def f():\n    return 1\n"
     assert _user_view(git_repo) == before

@@ -13,7 +13,7 @@ import pytest
 from conftest import commit_file, git, make_repo
 from planfleet.errors import RefusedError
 from planfleet.git import worktree_list as git_worktree_list
-from planfleet.repo import guards, worktrees
+from planfleet.repo import guards, provision, worktrees
 from planfleet.repo import pool as worktree_pool
 
 
@@ -37,7 +37,7 @@ def _spare(repo: Path, plan: str, n: int) -> Path:
     return repo / ".planfleet" / "worktrees" / plan / f"_spare-{n}"
 
 
-def _assert_fresh(wt: worktrees.Worktree, start: str) -> None:
+def _assert_fresh(wt: provision.Worktree, start: str) -> None:
     """The worktree looks as a new one would: its branch, at ``start``, nothing changed."""
     assert git(wt.path, "symbolic-ref", "--short", "HEAD").strip() == wt.branch
     assert git(wt.path, "rev-parse", "HEAD").strip() == start
@@ -61,7 +61,7 @@ def repo(tmp_path: Path) -> Path:
 
 def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
     first = git(repo, "rev-parse", "HEAD").strip()
-    a = worktrees.create_worktree(repo, "p", "a")
+    a = provision.create_worktree(repo, "p", "a")
     assert a.action == "created"
     adm = worktrees.admin_dir(a.path)
     commit_file(a.path, "from_a.txt", "a\n")
@@ -78,7 +78,7 @@ def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
     assert detached.returncode == 1  # a spare holds no branch
 
     (repo / ".env").write_text("TOKEN=2\n")  # copies are made anew, not kept from task a
-    b = worktrees.create_worktree(repo, "p", "b", base=first)
+    b = provision.create_worktree(repo, "p", "b", base=first)
     assert (b.action, b.path) == ("recycled", repo / ".planfleet/worktrees/p/b")
     assert not spare.exists()
     assert worktrees.admin_dir(b.path) == adm  # the same registration, moved
@@ -90,7 +90,7 @@ def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
     assert (b.path / ".env").read_text() == "TOKEN=2\n"
 
     assert worktree_pool.park(repo, "p", "b") == spare  # b's start is in the integration
-    c = worktrees.create_worktree(repo, "p", "c")  # default base: the integration branch
+    c = provision.create_worktree(repo, "p", "c")  # default base: the integration branch
     assert c.action == "recycled"
     _assert_fresh(c, head_a)
     assert (c.path / "from_a.txt").read_text() == "a\n"
@@ -127,7 +127,7 @@ def _locked(path: Path) -> None:
 def test_a_worktree_that_is_not_clean_is_never_parked(
     repo: Path, spoil: Callable[[Path], None]
 ) -> None:
-    a = worktrees.create_worktree(repo, "p", "a")
+    a = provision.create_worktree(repo, "p", "a")
     commit_file(a.path, "done.txt", "done\n")
     _merge(repo, "p", a.path)
     spoil(a.path)
@@ -143,7 +143,7 @@ def test_a_worktree_that_is_not_clean_is_never_parked(
 
 
 def test_unmerged_work_is_never_parked(repo: Path) -> None:
-    a = worktrees.create_worktree(repo, "p", "a")
+    a = provision.create_worktree(repo, "p", "a")
     _merge(repo, "p", a.path)
     work = commit_file(a.path, "late.txt", "not merged\n")
     assert worktree_pool.park(repo, "p", "a") is None
@@ -155,7 +155,7 @@ def test_unmerged_work_is_never_parked(repo: Path) -> None:
 
 
 def test_at_most_keep_spares_the_rest_are_removed(repo: Path) -> None:
-    wts = worktrees.create_worktrees(repo, "p", ["a", "b", "c"])
+    wts = provision.create_worktrees(repo, "p", ["a", "b", "c"])
     parked = [worktree_pool.park(repo, "p", w.task, keep=2) for w in wts]
     assert parked == [_spare(repo, "p", 0), _spare(repo, "p", 1), None]
     assert not wts[2].path.exists()
@@ -164,8 +164,8 @@ def test_at_most_keep_spares_the_rest_are_removed(repo: Path) -> None:
 
 
 def test_drain_leaves_no_spare_of_the_plan(repo: Path) -> None:
-    wts = worktrees.create_worktrees(repo, "p", ["a", "b", "c"])
-    other = worktrees.create_worktree(repo, "q", "a")
+    wts = provision.create_worktrees(repo, "p", ["a", "b", "c"])
+    other = provision.create_worktree(repo, "q", "a")
     for w in [*wts, other]:
         assert worktree_pool.park(repo, w.plan, w.task) is not None
     (_spare(repo, "p", 0) / "junk.txt").write_text("x\n")  # a spare holds no work
@@ -180,7 +180,7 @@ def test_drain_leaves_no_spare_of_the_plan(repo: Path) -> None:
 
 
 def test_drain_reports_a_spare_it_could_not_remove(repo: Path) -> None:
-    a = worktrees.create_worktree(repo, "p", "a")
+    a = provision.create_worktree(repo, "p", "a")
     spare = worktree_pool.park(repo, "p", "a")
     assert spare is not None
     git(repo, "worktree", "lock", "--reason", "held", str(spare))
@@ -188,7 +188,7 @@ def test_drain_reports_a_spare_it_could_not_remove(repo: Path) -> None:
         worktree_pool.drain(repo, "p")
     assert exc.value.reason == "spare_not_removed"
     assert worktree_pool.spare_for(repo, "p", git_worktree_list(repo)) is None
-    assert worktrees.create_worktree(repo, "p", "b").action == "created"  # a locked one: not taken
+    assert provision.create_worktree(repo, "p", "b").action == "created"  # a locked one: not taken
     git(repo, "worktree", "unlock", str(spare))
     assert worktree_pool.drain(repo, "p") == [spare]
     assert a.path.exists() is False
@@ -196,14 +196,14 @@ def test_drain_reports_a_spare_it_could_not_remove(repo: Path) -> None:
 
 def test_concurrent_creates_never_share_a_spare(repo: Path) -> None:
     start = git(repo, "rev-parse", "HEAD").strip()
-    for w in worktrees.create_worktrees(repo, "p", ["s0", "s1", "s2"]):
+    for w in provision.create_worktrees(repo, "p", ["s0", "s1", "s2"]):
         assert worktree_pool.park(repo, "p", w.task) is not None
     n = 8
     barrier = threading.Barrier(n)
 
-    def make(i: int) -> worktrees.Worktree:
+    def make(i: int) -> provision.Worktree:
         barrier.wait()  # all at once: each must get its own spare or a new worktree
-        return worktrees.create_worktree(repo, "p", f"t{i}")
+        return provision.create_worktree(repo, "p", f"t{i}")
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         made = list(pool.map(make, range(n)))
@@ -217,7 +217,7 @@ def test_concurrent_creates_never_share_a_spare(repo: Path) -> None:
 
 def test_a_recycle_cut_short_is_finished_by_the_next_create(repo: Path) -> None:
     start = git(repo, "rev-parse", "HEAD").strip()
-    worktrees.create_worktree(repo, "p", "a")
+    provision.create_worktree(repo, "p", "a")
     spare = worktree_pool.park(repo, "p", "a")
     assert spare is not None
     path, branch = worktrees.task_worktree(repo, "p", "b"), worktrees.task_branch("p", "b")
@@ -225,23 +225,23 @@ def test_a_recycle_cut_short_is_finished_by_the_next_create(repo: Path) -> None:
     worktree_pool.prepare(spare, path, branch, start)
     worktree_pool.adopt_plan(repo, spare, path, branch, start, None).run()
     assert worktree_pool.pending(path) == (branch, start)
-    b = worktrees.create_worktree(repo, "p", "b")
+    b = provision.create_worktree(repo, "p", "b")
     assert b.action == "recycled"
     _assert_fresh(b, start)
     # without the mark, a detached worktree at a task's path is someone's, not ours to switch
     git(b.path, "checkout", "-q", "--detach")
     with pytest.raises(RefusedError, match="detached HEAD") as exc:
-        worktrees.create_worktree(repo, "p", "b")
+        provision.create_worktree(repo, "p", "b")
     assert exc.value.reason == "wrong_branch"
 
 
 def test_a_spare_written_into_is_still_reset_to_the_task_start(repo: Path) -> None:
-    worktrees.create_worktree(repo, "p", "a")
+    provision.create_worktree(repo, "p", "a")
     spare = worktree_pool.park(repo, "p", "a")
     assert spare is not None
     (spare / "README.md").write_text("scribbled\n")
     (spare / "src" / "stray.txt").write_text("stray\n")
-    b = worktrees.create_worktree(repo, "p", "b")
+    b = provision.create_worktree(repo, "p", "b")
     assert b.action == "recycled"
     _assert_fresh(b, git(repo, "rev-parse", "HEAD").strip())
     assert (b.path / "README.md").read_text() == "# test repo\n"
@@ -249,37 +249,37 @@ def test_a_spare_written_into_is_still_reset_to_the_task_start(repo: Path) -> No
 
 
 def test_an_empty_folder_at_the_task_path_does_not_swallow_the_spare(repo: Path) -> None:
-    worktrees.create_worktree(repo, "p", "a")
+    provision.create_worktree(repo, "p", "a")
     assert worktree_pool.park(repo, "p", "a") is not None
     target = worktrees.task_worktree(repo, "p", "b")
     target.mkdir()
-    b = worktrees.create_worktree(repo, "p", "b")
+    b = provision.create_worktree(repo, "p", "b")
     assert (b.action, _registered(repo)) == ("recycled", [repo, target])
     assert (target / "README.md").exists()
     assert not (target / "_spare-0").exists()
 
 
 def test_dry_run_shows_the_recycle_and_changes_nothing(repo: Path) -> None:
-    worktrees.create_worktree(repo, "p", "a")
+    provision.create_worktree(repo, "p", "a")
     spare = worktree_pool.park(repo, "p", "a")
     refs = git(repo, "for-each-ref")
-    (plan_b, plan_c) = worktrees.create_worktrees(repo, "p", ["b", "c"], dry_run=True)
+    (plan_b, plan_c) = provision.create_worktrees(repo, "p", ["b", "c"], dry_run=True)
     assert any(f"worktree move {spare}" in c for c in plan_b.commands)
     assert any("read-tree -u --reset refs/heads/planfleet/p/tasks/b" in c for c in plan_b.commands)
     assert any("worktree add --no-checkout -b" in c for c in plan_c.commands)  # one spare only
     assert git(repo, "for-each-ref") == refs
     assert _registered(repo) == [repo, spare]
-    made = worktrees.create_worktrees(repo, "p", ["b", "c"])
+    made = provision.create_worktrees(repo, "p", ["b", "c"])
     assert [(w.action, w.error) for w in made] == [("recycled", None), ("created", None)]
 
 
 def test_a_spare_takes_up_the_branch_an_earlier_attempt_left(repo: Path) -> None:
     start = git(repo, "rev-parse", "HEAD").strip()
-    _, b = worktrees.create_worktrees(repo, "p", ["x", "b"])
+    _, b = provision.create_worktrees(repo, "p", ["x", "b"])
     work = commit_file(b.path, "b.txt", "earlier attempt\n")
     git(repo, "worktree", "remove", str(b.path))  # the branch stays
     assert worktree_pool.park(repo, "p", "x") is not None
-    again = worktrees.create_worktree(repo, "p", "b")
+    again = provision.create_worktree(repo, "p", "b")
     assert again.action == "recycled"
     assert git(again.path, "symbolic-ref", "--short", "HEAD").strip() == again.branch
     assert git(again.path, "rev-parse", "HEAD").strip() == work
@@ -289,7 +289,7 @@ def test_a_spare_takes_up_the_branch_an_earlier_attempt_left(repo: Path) -> None
 
 
 def test_a_folder_git_lost_is_saved_on_a_rescue_branch_then_removed(repo: Path) -> None:
-    wt = worktrees.create_worktree(repo, "p", "lost")
+    wt = provision.create_worktree(repo, "p", "lost")
     (wt.path / "work.txt").write_text("unsaved work\n")
     (wt.path / ".git").unlink()  # git no longer knows the folder
     git(repo, "worktree", "prune")

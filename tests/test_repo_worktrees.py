@@ -13,7 +13,7 @@ import pytest
 
 from conftest import commit_file, git, make_repo
 from planfleet.errors import InputError, RefusedError
-from planfleet.repo import include, worktrees
+from planfleet.repo import include, provision, worktrees
 
 N = 16
 
@@ -52,7 +52,7 @@ def test_sixteen_worktrees_from_threads(git_repo: Path) -> None:
     def make(i: int) -> None:
         barrier.wait()
         try:
-            worktrees.create_worktree(git_repo, "p", f"t{i}")
+            provision.create_worktree(git_repo, "p", f"t{i}")
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -104,49 +104,49 @@ def test_sixteen_worktrees_from_processes(git_repo: Path) -> None:
 
 
 def test_batch_create_then_reuse_on_resume(git_repo: Path) -> None:
-    first = worktrees.create_worktrees(git_repo, "p", ["a", "b"])
+    first = provision.create_worktrees(git_repo, "p", ["a", "b"])
     assert [w.action for w in first] == ["created", "created"]
     base = first[0].base
     (first[0].path / "work.txt").write_text("in progress\n")
-    again = worktrees.create_worktrees(git_repo, "p", ["a", "b"])
+    again = provision.create_worktrees(git_repo, "p", ["a", "b"])
     assert [w.action for w in again] == ["reused", "reused"]
     assert [w.base for w in again] == [base, base]
     assert (first[0].path / "work.txt").read_text() == "in progress\n"  # untouched
 
 
 def test_reuse_refuses_wrong_branch_and_wrong_base(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a")
+    wt = provision.create_worktree(git_repo, "p", "a")
     git(wt.path, "switch", "-q", "-c", "elsewhere")
     with pytest.raises(RefusedError, match="is on elsewhere") as exc:
-        worktrees.create_worktree(git_repo, "p", "a")
+        provision.create_worktree(git_repo, "p", "a")
     assert exc.value.reason == "wrong_branch"
     git(wt.path, "switch", "-q", "planfleet/p/tasks/a")
     commit_file(git_repo, "new.txt", "x\n")
     with pytest.raises(RefusedError, match="was created from") as exc:
-        worktrees.create_worktree(git_repo, "p", "a", base="HEAD")
+        provision.create_worktree(git_repo, "p", "a", base="HEAD")
     assert exc.value.reason == "base_mismatch"
 
 
 def test_explicit_base_is_recorded(git_repo: Path) -> None:
     first = git(git_repo, "rev-parse", "HEAD").strip()
     commit_file(git_repo, "later.txt", "later\n")
-    wt = worktrees.create_worktree(git_repo, "p", "a", base=first)
+    wt = provision.create_worktree(git_repo, "p", "a", base=first)
     assert wt.base == first
     assert not (wt.path / "later.txt").exists()
     with pytest.raises(RefusedError, match="does not name a commit"):
-        worktrees.create_worktree(git_repo, "p", "b", base="no-such-branch")
+        provision.create_worktree(git_repo, "p", "b", base="no-such-branch")
 
 
 def test_locked_by_someone_else_is_reported(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a")
+    wt = provision.create_worktree(git_repo, "p", "a")
     git(git_repo, "worktree", "lock", "--reason", "claude session 7c5d", str(wt.path))
     with pytest.raises(RefusedError, match="locked by someone else: claude session") as exc:
-        worktrees.create_worktree(git_repo, "p", "a")
+        provision.create_worktree(git_repo, "p", "a")
     assert exc.value.reason == "worktree_locked"
 
 
 def test_lock_of_a_dead_planfleet_owner_is_taken_over(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a")
+    wt = provision.create_worktree(git_repo, "p", "a")
     dead = subprocess.Popen(["true"])
     dead.wait()
     reason = worktrees.owner_reason(dead.pid)
@@ -154,15 +154,15 @@ def test_lock_of_a_dead_planfleet_owner_is_taken_over(git_repo: Path) -> None:
     assert worktrees.lock_owner_alive(worktrees.owner_reason()) is True
     assert worktrees.lock_owner_alive("claude") is None
     git(git_repo, "worktree", "lock", "--reason", reason, str(wt.path))
-    assert worktrees.create_worktree(git_repo, "p", "a").action == "reused"
+    assert provision.create_worktree(git_repo, "p", "a").action == "reused"
     assert "locked" not in git(git_repo, "worktree", "list", "--porcelain")
 
 
 def test_directory_deleted_by_hand_is_recreated_on_its_branch(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a")
+    wt = provision.create_worktree(git_repo, "p", "a")
     commit_file(wt.path, "f.txt", "committed\n")
     subprocess.run(["rm", "-rf", str(wt.path)], check=True)
-    again = worktrees.create_worktree(git_repo, "p", "a")
+    again = provision.create_worktree(git_repo, "p", "a")
     assert again.action == "attached"
     assert (wt.path / "f.txt").read_text() == "committed\n"
 
@@ -171,7 +171,7 @@ def test_stale_branch_without_the_base_is_refused(git_repo: Path) -> None:
     git(git_repo, "branch", "planfleet/p/tasks/a", "HEAD")
     commit_file(git_repo, "n.txt", "n\n")
     with pytest.raises(RefusedError, match="earlier attempt") as exc:
-        worktrees.create_worktree(git_repo, "p", "a", base="HEAD")
+        provision.create_worktree(git_repo, "p", "a", base="HEAD")
     assert exc.value.reason == "stale_branch"
 
 
@@ -180,7 +180,7 @@ def test_occupied_path_is_refused(git_repo: Path) -> None:
     target.mkdir(parents=True)
     (target / "precious.txt").write_text("mine\n")
     with pytest.raises(RefusedError, match="not a git worktree"):
-        worktrees.create_worktree(git_repo, "p", "a")
+        provision.create_worktree(git_repo, "p", "a")
     assert (target / "precious.txt").read_text() == "mine\n"
 
 
@@ -200,7 +200,7 @@ def test_occupied_path_is_refused(git_repo: Path) -> None:
 )
 def test_path_and_name_attacks_are_refused(git_repo: Path, plan: str, task: str, why: str) -> None:
     with pytest.raises(InputError) as exc:
-        worktrees.create_worktrees(git_repo, plan, [task])
+        provision.create_worktrees(git_repo, plan, [task])
     assert why in exc.value.render()
     assert not (git_repo / ".planfleet" / "worktrees").exists()
     assert not (git_repo / "pwned").exists()
@@ -213,7 +213,7 @@ def test_symlink_out_of_the_root_is_refused(git_repo: Path, tmp_path: Path) -> N
     root.mkdir(parents=True)
     (root / "p").symlink_to(outside)
     with pytest.raises(RefusedError, match="is a symbolic link") as exc:
-        worktrees.create_worktree(git_repo, "p", "a")
+        provision.create_worktree(git_repo, "p", "a")
     assert exc.value.reason == "planfleet_symlink"
     assert list(outside.iterdir()) == []
 
@@ -233,7 +233,7 @@ def test_worktreeinclude_copies_ignored_files_only(tmp_path: Path) -> None:
     (repo / "secret.key").write_text("not listed\n")
     (repo / "tracked.txt").write_text("edited in the main checkout\n")
     assert include.sources(repo) == [".env", "config/app.local"]
-    wt = worktrees.create_worktree(repo, "p", "a")
+    wt = provision.create_worktree(repo, "p", "a")
     assert sorted(wt.copied) == [".env", "config/app.local"]
     assert (wt.path / ".env").read_text() == "TOKEN=1\n"
     assert (wt.path / "config" / "app.local").read_text() == "local\n"
@@ -243,7 +243,7 @@ def test_worktreeinclude_copies_ignored_files_only(tmp_path: Path) -> None:
 
 
 def test_stale_index_lock_removed_only_when_safe(git_repo: Path) -> None:
-    wt = worktrees.create_worktree(git_repo, "p", "a")
+    wt = provision.create_worktree(git_repo, "p", "a")
     adm = worktrees.admin_dir(wt.path)
     assert adm is not None
     lock = adm / "index.lock"
@@ -276,7 +276,7 @@ def _wait_for_exec(pid: int, name: str) -> None:
 
 def test_dry_run_changes_nothing(git_repo: Path) -> None:
     refs = git(git_repo, "for-each-ref")
-    wts = worktrees.create_worktrees(git_repo, "p", ["a"], dry_run=True)
+    wts = provision.create_worktrees(git_repo, "p", ["a"], dry_run=True)
     assert wts[0].action == "planned"
     assert any("worktree add --no-checkout -b planfleet/p/tasks/a" in c for c in wts[0].commands)
     assert any("read-tree -u --reset HEAD" in c for c in wts[0].commands)
@@ -302,5 +302,5 @@ def test_cli_create_list_and_errors(git_repo: Path, run_cli) -> None:
 
 
 def test_a_task_named_twice_gets_one_worktree(git_repo: Path) -> None:
-    wts = worktrees.create_worktrees(git_repo, "p", ["a", "a"])
+    wts = provision.create_worktrees(git_repo, "p", ["a", "a"])
     assert [(w.task, w.action, w.error) for w in wts] == [("a", "created", None)]

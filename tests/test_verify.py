@@ -17,8 +17,8 @@ from planfleet import git as pgit
 from planfleet import paths
 from planfleet.errors import InputError
 from planfleet.plan import model
-from planfleet.repo import worktrees
-from planfleet.verify import deps, diff, gates, testrun
+from planfleet.repo import provision
+from planfleet.verify import deps, diff, gates, testrun, verdict
 from planfleet.verify.baseline import Baseline
 from planfleet.verify.testrun import TestRun, compare, parse_output, prepare_command
 
@@ -71,11 +71,11 @@ def plan_of(test_command: str | None, *tasks: model.Task) -> model.Plan:
     return model.Plan(PLAN, "demo", "planfleet", "plan.yaml", (), tasks, meta=meta)
 
 
-def start(repo: Path, tid: str) -> worktrees.Worktree:
-    return worktrees.create_worktree(repo, PLAN, tid)
+def start(repo: Path, tid: str) -> provision.Worktree:
+    return provision.create_worktree(repo, PLAN, tid)
 
 
-def commit(wt: worktrees.Worktree, files: dict[str, str | None], msg: str = "work") -> None:
+def commit(wt: provision.Worktree, files: dict[str, str | None], msg: str = "work") -> None:
     """Write (None: delete) ``files`` in the worktree and commit them, as an agent would."""
     for rel, text in files.items():
         target = wt.path / rel
@@ -91,13 +91,13 @@ def commit(wt: worktrees.Worktree, files: dict[str, str | None], msg: str = "wor
 def check(
     repo: Path,
     task: model.Task,
-    wt: worktrees.Worktree,
+    wt: provision.Worktree,
     *,
     test_command: str | None = None,
     baseline: Baseline | None = None,
     claims: dict[str, Any] | None = None,
     timeout_s: float = 60,
-) -> gates.Verification:
+) -> verdict.Verification:
     assert wt.base is not None
     return gates.verify_attempt(
         repo,
@@ -112,7 +112,7 @@ def check(
     )
 
 
-def gate(v: gates.Verification, name: str) -> gates.Gate:
+def gate(v: verdict.Verification, name: str) -> verdict.Gate:
     return next(g for g in v.gates if g.name == name)
 
 

@@ -27,7 +27,7 @@ from history_support import (
     WITHOUT_EMPTY,
     run,
 )
-from planfleet.verify import collect, gates, history
+from planfleet.verify import collect, feedback, history
 from planfleet.verify.collect import TestRef
 from test_verify import gate
 
@@ -402,8 +402,8 @@ def test_collect_lists_ids_with_quiet_addopts_and_reports_errors(tmp_path: Path)
 
 
 def test_advice_exists_for_every_new_error_type() -> None:
-    assert "weakened_test" in gates._ADVICE
-    assert "tests_deleted" in gates._ADVICE
+    assert "weakened_test" in feedback.ADVICE
+    assert "tests_deleted" in feedback.ADVICE
 
 
 def test_plan_field_removes_tests_is_read_from_the_native_format(tmp_path: Path) -> None:

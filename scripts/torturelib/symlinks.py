@@ -38,7 +38,7 @@ phases:
 """
 RUN = ["run", "plans/p.plan.yaml", "--runner", "shell", "--yes", "--max-attempts", "1"]
 KNOWLEDGE = (
-    "from pathlib import Path; from planfleet import knowledge; "
+    "from pathlib import Path; from planfleet.orchestrate import knowledge; "
     "knowledge.record(Path('.'), knowledge.Technology('redis', 'Redis', (), 'plan'), "
     "plan='p', report={})"
 )

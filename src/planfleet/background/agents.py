@@ -16,9 +16,9 @@ from typing import Any
 
 from planfleet import fsutil, jsonread, paths, proc
 from planfleet.background import dispatch
-from planfleet.engine import preflight
 from planfleet.errors import CommandError, InputError, PlanfleetError, RefusedError
 from planfleet.ids import check_id
+from planfleet.runners.claude import claude_binary
 from planfleet.state.store import StateStore
 
 STATES = ("working", "blocked", "done", "failed", "stopped")
@@ -31,7 +31,7 @@ NO_SESSION = "No session matching"
 
 def claude_exe() -> str:
     """Return the claude executable; RefusedError (reason ``missing``) without one."""
-    exe = preflight.claude_binary()
+    exe = claude_binary()
     if exe is None:
         raise RefusedError(
             "claude not found on PATH (or $PLANFLEET_CLAUDE)",

@@ -1,6 +1,6 @@
 """Starting a dispatch: a planfleet worktree per plan, then its `claude --bg` session in it.
 
-The worktrees are made by ``worktrees.create_worktrees`` under the plan run's engine lock,
+The worktrees are made by ``provision.create_worktrees`` under the plan run's engine lock,
 with the names, branches and metadata lock of `run`; each session is started with its
 worktree as working directory. Claude Code moves a background session into a worktree of
 its own before its first edit unless it already runs in a linked worktree, so the session
@@ -11,6 +11,7 @@ reported now, not found out at collect.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -21,10 +22,9 @@ from typing import Any
 from planfleet import fsutil, proc
 from planfleet.background import agents, work
 from planfleet.background.dispatch import DISPATCH_TIMEOUT_S, DispatchPlan, Planned, read_manifest
-from planfleet.cli.output import dumps
 from planfleet.engine import runinfo
 from planfleet.errors import CommandError, PlanfleetError
-from planfleet.repo import worktrees
+from planfleet.repo import provision
 from planfleet.state.records import now_iso
 
 CONFIRM_TIMEOUT_S = 60.0  # how long a started session may take to show in `claude agents`
@@ -70,7 +70,7 @@ def dispatch(
     with runinfo.engine_lock(repo, plan.run):
         for p in plan.planned:  # their sessions are over (resolve skipped the live ones)
             work.release(repo, p.worktree)
-        made = worktrees.create_worktrees(repo, plan.run, [p.task for p in plan.planned])
+        made = provision.create_worktrees(repo, plan.run, [p.task for p in plan.planned])
         for i, (p, wt) in enumerate(zip(plan.planned, made, strict=True)):
             started = _no_worktree(repo, p, wt) or _start(p)
             if isinstance(started, dict):
@@ -90,7 +90,8 @@ def dispatch(
             }
             data["sessions"].append(entry)
             outcome.sessions.append(entry)
-            fsutil.atomic_write(plan.manifest, dumps(data) + "\n")
+            text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+            fsutil.atomic_write(plan.manifest, text + "\n")
             try:  # after the record: a session that runs is never left out of it
                 work.hold(repo, p.worktree, started)
             except PlanfleetError as exc:
@@ -105,7 +106,7 @@ def dispatch(
     return outcome
 
 
-def _no_worktree(repo: Path, p: Planned, wt: worktrees.Worktree) -> dict[str, Any] | None:
+def _no_worktree(repo: Path, p: Planned, wt: provision.Worktree) -> dict[str, Any] | None:
     """Return why ``p``'s session would have nowhere to work, or None when its worktree is fine."""
     failure: dict[str, Any] = {"plan": p.plan, "name": p.name, "command": p.command}
     where = p.worktree.relative_to(repo).as_posix()

@@ -18,9 +18,10 @@ from planfleet import git, paths
 from planfleet.engine import attemptsave, prompts
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.plan import model
-from planfleet.repo import guards, pool, worktrees
+from planfleet.repo import guards, pool, provision, worktrees
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 from planfleet.verify import gates
+from planfleet.verify.verdict import Verification
 
 Verdict = Literal["verified", "failed", "limit", "stopped"]
 MAX_FEEDBACK_CHARS = 6000
@@ -59,7 +60,7 @@ class Outcome:
     branch: str | None = None
     base_commit: str | None = None
     agent: AgentResult | None = None
-    verification: gates.Verification | None = None
+    verification: Verification | None = None
     record: str | None = None  # path of the saved verification record
     error: dict[str, str] | None = None  # {type, step, message} when not verified
     feedback: str | None = None
@@ -184,7 +185,7 @@ def _keep_failed(spec: AttemptSpec, out: Outcome, worktree: Path, base: str) -> 
     out.feedback = f"{out.feedback}\n\n{note}" if out.feedback else note
 
 
-def _worktree(spec: AttemptSpec) -> worktrees.Worktree:
+def _worktree(spec: AttemptSpec) -> provision.Worktree:
     """Create or reuse the task's worktree, recovering from what a crash or a person left.
 
     A folder git no longer knows (its `.git` link deleted) is set aside with its files; a
@@ -195,7 +196,7 @@ def _worktree(spec: AttemptSpec) -> worktrees.Worktree:
     repo, plan, task = spec.repo, spec.plan.name, spec.task.id
     for _ in range(2):
         try:
-            return worktrees.create_worktree(repo, plan, task)
+            return provision.create_worktree(repo, plan, task)
         except RefusedError as exc:
             if exc.reason == "path_occupied":
                 pool.set_aside(repo, plan, task)
@@ -203,7 +204,7 @@ def _worktree(spec: AttemptSpec) -> worktrees.Worktree:
                 guards.remove(repo, plan, task)
             else:
                 raise
-    return worktrees.create_worktree(repo, plan, task)
+    return provision.create_worktree(repo, plan, task)
 
 
 def _session_spend(spec: AttemptSpec) -> float:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 from planfleet import git, proc
 from planfleet.errors import CommandError, InputError, PlanfleetError, RefusedError
+from planfleet.runners.claude import claude_binary as claude_binary  # the cli asks it here too
 
 MIN_CLAUDE_FOREGROUND = "2.0.0"
 MIN_CLAUDE_BACKGROUND = "2.1.139"  # `claude --bg` and `claude agents` first shipped here
@@ -58,14 +57,6 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     """Return the first ``X.Y.Z`` in ``text`` as a tuple, or None."""
     m = _VERSION_RE.search(text)
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def claude_binary() -> str | None:
-    """Return the claude executable to use: $PLANFLEET_CLAUDE, else `claude` on PATH."""
-    explicit = os.environ.get("PLANFLEET_CLAUDE")
-    if explicit:
-        return explicit if Path(explicit).is_file() else shutil.which(explicit)
-    return shutil.which("claude")
 
 
 def check_claude(minimum: str) -> Check:

@@ -10,7 +10,7 @@ from typing import Any
 
 from planfleet.orchestrate import knowledge, skillmatch, stepgates
 from planfleet.orchestrate import mode as phasemode
-from planfleet.orchestrate.phaserunner import PhaseOptions
+from planfleet.orchestrate.options import PhaseOptions
 from planfleet.orchestrate.record import STEPS, Doc, PlanDir, load_plan
 from planfleet.plan import graph, model
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planfleet import fsutil, schemas
 from planfleet.engine.loop import Engine, Listener, RunOptions
+from planfleet.orchestrate.options import PhaseOptions
 from planfleet.orchestrate.steps import GateFailed
 from planfleet.plan import model
-
-if TYPE_CHECKING:
-    from planfleet.orchestrate.phaserunner import PhaseOptions
 
 
 def run_engine(

@@ -22,6 +22,7 @@ from planfleet.engine.loop import Listener
 from planfleet.errors import RefusedError
 from planfleet.orchestrate import checkout, implement, progress, stepgates, stepprompts, steps
 from planfleet.orchestrate import mode as phasemode
+from planfleet.orchestrate.options import PhaseOptions
 from planfleet.orchestrate.record import (
     FINISHED,
     STEPS,
@@ -55,24 +56,6 @@ _AGENTS = {
     "commit": None,
 }
 _EDIT = ("Edit", "Write", *steps.READ_TOOLS, *steps.GIT_READ, *steps.GIT_WRITE)
-
-
-@dataclass
-class PhaseOptions:
-    """How to run a phase (the phase-runner and orchestrate flags)."""
-
-    subprocess: bool = True
-    team: bool | None = None  # True: --team, False: --no-team, None: by rule
-    max_parallel: int = 3
-    model: str | None = None
-    timeout_s: float = 1200.0
-    stall_s: float = 300.0
-    task_budget_usd: float | None = None
-    permission_mode: str = "acceptEdits"
-    step: str | None = None  # only this step (fix: the three passes)
-    dry_run: bool = False
-    engine_runner: str = "claude"
-    check_command: tuple[str, ...] = ()  # what the in-session agent runs after a step
 
 
 @dataclass

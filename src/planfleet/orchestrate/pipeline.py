@@ -5,7 +5,8 @@
 2. review: an LLM step checks sizing, gaps and clarity and may revise a copy of the plan
    (schema-checked artifact; the revision and its diff wait for the user gate);
 3. skill-match: a skill or agent per task (:mod:`planfleet.orchestrate.skillmatch`);
-4. research: a cheat sheet per technology, reused from the knowledge store when present;
+4. research: a cheat sheet per technology, reused from the knowledge store when present
+   (:mod:`planfleet.orchestrate.research`);
 5. user gate: the whole execution plan is shown; nothing runs without confirmation;
 6. execution: each phase through the phase runner's protocol.
 
@@ -24,9 +25,10 @@ from typing import Any
 from planfleet import fsutil, git, paths
 from planfleet.engine.loop import Listener
 from planfleet.errors import PlanfleetError, RefusedError
-from planfleet.orchestrate import knowledge, progress, skillmatch, stepprompts, steps
+from planfleet.orchestrate import progress, research, skillmatch, stepprompts, steps
 from planfleet.orchestrate.execplan import execution_plan, execution_view
-from planfleet.orchestrate.phaserunner import PhaseOptions, PhaseRunner
+from planfleet.orchestrate.options import PhaseOptions
+from planfleet.orchestrate.phaserunner import PhaseRunner
 from planfleet.orchestrate.record import (
     FINISHED,
     Doc,
@@ -42,7 +44,6 @@ from planfleet.plan import model
 
 DOC_NAMES = ("CLAUDE.md", ".claude/CLAUDE.md", "AGENTS.md", "ARCHITECTURE.md", "CODEBASE.md")
 MAP_GLOBS = ("docs/codebase*.md", "docs/architecture*.md", ".planning/codebase/*.md")
-RESEARCH_TOOLS = ("Write", *steps.READ_TOOLS, "WebFetch", "WebSearch")
 
 
 class NeedsAgent(Exception):
@@ -297,44 +298,8 @@ class Pipeline:
         }
 
     def _research(self) -> tuple[str, Doc]:
-        plan = self.effective_plan()
-        registry = skillmatch.load_registry(self.repo)
-        text = fsutil.read_text(Path(plan.path))
-        done: Doc = {}
-        for tech in knowledge.technologies(plan, text, registry):
-            sheet = knowledge.sheet_path(self.repo, tech.slug)
-            if knowledge.known(self.repo, tech.slug):
-                done[tech.slug] = {"status": "reused", "sheet": self.pdir.rel(sheet)}
-                continue
-            artifact = self.store.folder / "research" / f"{tech.slug}.json"
-            paths.writable(self.repo, sheet)  # the researcher writes it: a real folder of ours
-            used = [f"task {t}: {plan.task(t).title}" for t in tech.tasks] or [
-                "(named in the plan)"
-            ]
-            spec = StepSpec(
-                key=f"research-{tech.slug}"[:64],
-                kind="research",
-                title=f"research of {tech.name}",
-                prompt=stepprompts.research(tech.name, plan, used, sheet, artifact),
-                cwd=self.repo,
-                artifact=artifact,
-                schema="research_report",
-                tools=RESEARCH_TOOLS,
-                agent="researcher",
-            )
-            art = self._agent(spec, "research")
-            if Path(art["cheat_sheet"]).resolve() != sheet.resolve():
-                raise GateFailed(spec.key, f"the cheat sheet must be written to {sheet}")
-            problem = knowledge.sheet_problem(sheet, tech.name)
-            if problem:
-                raise GateFailed(spec.key, problem)
-            knowledge.record(self.repo, tech, plan=plan.name, report=art)
-            done[tech.slug] = {"status": "researched", "sheet": self.pdir.rel(sheet)}
-        reused = sum(1 for v in done.values() if v["status"] == "reused")
-        return "done", {
-            "technologies": done,
-            "message": f"{len(done) - reused} researched, {reused} reused from the knowledge store",
-        }
+        artifacts = self.store.folder / "research"
+        return "done", research.run_stage(self.pdir, self.effective_plan(), artifacts, self._agent)
 
     # -- stage 5 ----------------------------------------------------------------------------
 

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import fsutil, jsonread, paths, schemas
-from planfleet.engine import preflight
 from planfleet.plan import model
 from planfleet.runners import AgentRequest, AgentResult
 from planfleet.runners.base import prompt_path
-from planfleet.runners.claude import ClaudeRunner, plugin_root
+from planfleet.runners.claude import ClaudeRunner, claude_binary, plugin_root
 
 READ_TOOLS = ("Read", "Glob", "Grep")
 GIT_READ = ("Bash(git status *)", "Bash(git diff *)", "Bash(git log *)", "Bash(git show *)")
@@ -115,7 +114,7 @@ def run_step(spec: StepSpec, ctx: StepContext, attempt: int) -> StepRun:
         return StepRun(
             "needs_agent", prompt_file, instructions=instructions(spec, ctx, prompt_file)
         )
-    binary = preflight.claude_binary()
+    binary = claude_binary()
     if binary is None:
         return _fallback(
             spec, ctx, prompt_file, "claude not found (install it or set PLANFLEET_CLAUDE)"

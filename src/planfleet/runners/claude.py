@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from planfleet.engine import preflight
 from planfleet.errors import UsageError
 from planfleet.plan.model import Plan, Task
 from planfleet.runners import AgentRequest, AgentResult, base, claude_stream
@@ -188,7 +188,15 @@ class ClaudeRunner:
 
     def _binary(self, request: AgentRequest) -> str | None:
         explicit = self._options(request).get("binary")
-        return str(explicit) if explicit else preflight.claude_binary()
+        return str(explicit) if explicit else claude_binary()
+
+
+def claude_binary() -> str | None:
+    """Return the claude executable to use: $PLANFLEET_CLAUDE, else `claude` on PATH."""
+    explicit = os.environ.get("PLANFLEET_CLAUDE")
+    if explicit:
+        return explicit if Path(explicit).is_file() else shutil.which(explicit)
+    return shutil.which("claude")
 
 
 def _check(options: Mapping[str, Any]) -> None:

@@ -7,7 +7,8 @@ transaction that changes one task of a 500-task state parses, validates and inde
 one task, not the 499 others. In canonical text a line that starts with exactly two
 spaces and a quote is a top-level key, and one that starts with exactly four spaces begins
 an entry of "tasks" or "events" (string values never hold a raw newline): that is how the
-codec finds the parts it knows.
+codec finds the parts it knows. The canonical form is written by ``state.canonical``; the
+remembered events block is ``state.eventblock``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from planfleet import jsonread
 from planfleet.errors import InputError
+from planfleet.state.canonical import ITEM_SEP, dumps, indent, loads
+from planfleet.state.eventblock import EventMemo
 from planfleet.state.migrate import (
     DAMAGED_HINT,
     MIGRATIONS,
@@ -29,25 +31,7 @@ from planfleet.state.migrate import (
 )
 from planfleet.state.records import SCHEMA_VERSION, State, with_defaults, without_defaults
 
-_ITEM_SEP = ",\n    "
-_TASK_SEP = _ITEM_SEP + '"'  # between two task entries
-_EVENT_SEP = _ITEM_SEP + "{"  # between two events
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-
-
-def _indent(text: str) -> str:
-    """Return JSON text re-indented to sit at depth 2 (inside "tasks" or "events")."""
-    return text.replace("\n", "\n    ")
-
-
-def _loads(text: str) -> Any:
-    try:
-        return jsonread.parse(text)
-    except ValueError:
-        return None
+_TASK_SEP = ITEM_SEP + '"'  # between two task entries
 
 
 def _shell(state: State) -> dict[str, Any]:
@@ -79,79 +63,6 @@ class Blocks(NamedTuple):
 Walker = Callable[[str, int], "tuple[Any, int] | None"]
 
 
-class _EventMemo:
-    """The events a codec read or wrote, in order (the list only grows, or loses its oldest)."""
-
-    def __init__(self) -> None:
-        self.refs: list[dict[str, Any]] = []  # private copies, all valid
-        self.chunks: list[str] = []
-        self.pieces: list[str] = []  # the events block as str.split(_EVENT_SEP) cuts it
-        self.text = ""
-
-    def remember(self, refs: list[dict[str, Any]], chunks: list[str]) -> None:
-        self.refs, self.chunks = refs, chunks
-        self.pieces = [c[1:] for c in chunks]
-        if chunks:
-            self.pieces[0] = "    " + chunks[0]
-        self.text = _ITEM_SEP.join(chunks)
-
-    def _offset(self, first: Any) -> int:
-        """Return how many remembered events were dropped before ``first`` (0 if unknown)."""
-        try:
-            return self.refs.index(first) if self.refs and first != self.refs[0] else 0
-        except ValueError:
-            return 0
-
-    def walk(self, text: str, pos: int) -> tuple[list[Any], int] | None:
-        """Read the events block at ``pos``: remembered entries are compared, new ones parsed."""
-        stop = text.find('\n  ],\n  "merge_queue": ', pos)  # sorted keys: it comes next
-        if stop < 0:
-            stop = text.find("\n  ]", pos)
-        if stop < 0 or not text.startswith("    {", pos):
-            return None
-        pieces = text[pos:stop].split(_EVENT_SEP)
-        offset = 0
-        if self.chunks and pieces[0] != self.pieces[0]:
-            try:
-                offset = self.chunks.index(pieces[0][4:])
-            except ValueError:
-                offset = 0
-        known = ["    " + self.chunks[offset], *self.pieces[offset + 1 :]] if self.chunks else []
-        same = list(map(str.__eq__, pieces, known))
-        refs: list[dict[str, Any]] = []
-        chunks: list[str] = []
-        for i, piece in enumerate(pieces):
-            if i < len(same) and same[i]:
-                ref, chunk = self.refs[offset + i], self.chunks[offset + i]
-            else:
-                chunk = piece[4:] if i == 0 else "{" + piece
-                ref = _loads(chunk)
-                if not compiled_schema().ok_def("event", ref) or _indent(_dumps(ref)) != chunk:
-                    return None
-            refs.append(ref)
-            chunks.append(chunk)
-        self.remember(refs, chunks)
-        return [r.copy() for r in refs], stop + 4
-
-    def update(self, events: list[Any], check: Callable[[Any], None]) -> bool:
-        """Remember ``events`` (``check`` validates each new one); return whether they changed."""
-        refs = self.refs
-        offset = self._offset(events[0]) if events else 0
-        kept = len(refs) - offset
-        if kept < 0 or events[:kept] != refs[offset:]:
-            offset, kept = 0, 0
-        new = events[kept:]
-        for event in new:
-            check(event)
-        if not new and offset == 0 and kept == len(refs):
-            return False
-        self.remember(
-            refs[offset:] + [dict(e) for e in new],
-            self.chunks[offset:] + [_indent(_dumps(e)) for e in new],
-        )
-        return True
-
-
 class Codec:
     """Validates and serializes state documents, remembering the parts it has seen."""
 
@@ -160,7 +71,7 @@ class Codec:
         self._tasks: dict[str, _Entry] = {}
         self._pieces: list[str] = []
         self._piece_ids: list[str] = []
-        self._events = _EventMemo()
+        self._events = EventMemo()
         self._order: list[str] = []
         self._order_text = ""
         # The top level of the last document decoded from known text (None: not known).
@@ -230,13 +141,13 @@ class Codec:
             pos = after
         pieces.append(text[pos:])
         rest = "".join(pieces)
-        shell = _loads(rest)
+        shell = loads(rest)
         # The shell must be canonical too, with the placeholders as its large members:
         # then the whole text is the canonical form of the rebuilt document.
         if not (
             isinstance(shell, dict)
             and shell.get("schema_version") == SCHEMA_VERSION
-            and _dumps(shell) + "\n" == rest
+            and dumps(shell) + "\n" == rest
             and shell.get("tasks") == {}
             and shell.get("events") == []
             and shell.get("order") == []
@@ -247,7 +158,7 @@ class Codec:
         self._remember_tasks({t: self._tasks[t] for t in shell["tasks"]})
         if "events" not in values:
             self._events.remember([], [])
-        self._shell = _loads(rest)  # a private copy, to tell later what changed
+        self._shell = loads(rest)  # a private copy, to tell later what changed
         return shell
 
     def _walk_tasks(self, text: str, pos: int) -> tuple[dict[str, Any], int] | None:
@@ -300,7 +211,7 @@ class Codec:
         if known and text.startswith(known, pos) and text.startswith("\n  ]", pos + len(known)):
             return self._order.copy(), pos + len(known) + 4
         end = text.find("\n  ]", pos)
-        order = _loads("[" + text[pos:end] + "]") if end > pos else None
+        order = loads("[" + text[pos:end] + "]") if end > pos else None
         schema = compiled_schema()
         if not (isinstance(order, list) and all(schema.ok_def("node_id", t) for t in order)):
             return None
@@ -344,7 +255,7 @@ class Codec:
             if entry is None or entry.ref != rec:
                 if not (schema.ok_def("node_id", tid) and schema.ok_def("task", rec)):
                     self.validate(state, file=file)
-                entry = _task_entry(tid, json.loads(_dumps(rec)))
+                entry = _task_entry(tid, json.loads(dumps(rec)))
                 changed = True
             entries[tid] = entry
         changed = changed or len(entries) != len(self._tasks)
@@ -361,7 +272,7 @@ class Codec:
         if order != self._order:
             self._order, self._order_text = list(order), _order_block(order)
             changed = True
-        tasks_text = _ITEM_SEP.join(e.chunk for e in entries.values())
+        tasks_text = ITEM_SEP.join(e.chunk for e in entries.values())
         return Blocks(
             tasks_text, self._events.text, self._order_text, changed if baseline else None
         )
@@ -369,7 +280,7 @@ class Codec:
     @staticmethod
     def assemble(state: State, blocks: Blocks) -> str:
         """Return the full text from the small top level and the prepared blocks."""
-        text = _dumps(_shell(state))
+        text = dumps(_shell(state))
         # The small blocks first: every replace copies the text so far.
         if blocks.order:
             text = text.replace('\n  "order": []', f'\n  "order": [\n{blocks.order}\n  ]', 1)
@@ -383,12 +294,12 @@ class Codec:
 def _task_entry(tid: str, rec: dict[str, Any]) -> _Entry:
     """Return the entry of a record (all fields in memory, unset ones left out on disk)."""
     ref = with_defaults(rec)
-    return _Entry(ref, f"{_dumps(tid)}: {_indent(_dumps(without_defaults(ref)))}")
+    return _Entry(ref, f"{dumps(tid)}: {indent(dumps(without_defaults(ref)))}")
 
 
 def _new_task_entry(chunk: str) -> tuple[str, _Entry] | None:
     """Return the id and entry of a task chunk not seen before, if valid and canonical."""
-    parsed = _loads("{" + chunk + "}")
+    parsed = loads("{" + chunk + "}")
     if not (isinstance(parsed, dict) and len(parsed) == 1):
         return None
     ((tid, rec),) = parsed.items()
@@ -400,4 +311,4 @@ def _new_task_entry(chunk: str) -> tuple[str, _Entry] | None:
 
 
 def _order_block(order: list[str]) -> str:
-    return "    " + _ITEM_SEP.join(_dumps(t) for t in order) if order else ""
+    return "    " + ITEM_SEP.join(dumps(t) for t in order) if order else ""

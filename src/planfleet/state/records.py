@@ -32,7 +32,7 @@ TASK_STATUSES = (
 RUN_STATUSES = ("running", "paused", "completed", "failed")
 
 # status -> the statuses it may move to. Anything else is refused.
-# A running task is held by handing it back (pending) first: see ops.hold.
+# A running task is held by handing it back (pending) first: see state.ops.hold.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"in_progress", "blocked", "skipped", "abandoned", "held"}),
     "in_progress": frozenset({"verified", "failed", "timeout", "blocked", "abandoned", "pending"}),

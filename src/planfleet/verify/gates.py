@@ -6,13 +6,13 @@ declared dependencies in a manifest, the task's verify commands, the tests in it
 radius against the run's baseline, no deleted test files and no new skip markers, no test
 collected at the base gone, the base's version of every changed test file passing on the new
 code (:mod:`planfleet.verify.history`), and last the agent's own claim, which can make an
-attempt fail but never pass.
+attempt fail but never pass. The verdict's records are in ``verify.verdict``, what the next
+attempt is told in ``verify.feedback``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -23,98 +23,16 @@ from planfleet.plan import model
 from planfleet.plan.declared import undeclared
 from planfleet.verify import deps, diff, history, testrun
 from planfleet.verify.baseline import Baseline, take_baseline
+from planfleet.verify.feedback import claimed_done, error_of, feedback_for, some
+from planfleet.verify.verdict import Attempt, Gate, Verification
 
-__all__ = ["Baseline", "Gate", "Verification", "save_record", "take_baseline", "verify_attempt"]
+__all__ = ["Baseline", "save_record", "take_baseline", "verify_attempt"]
 
 RECORD_VERSION = 1
-MAX_FEEDBACK_CHARS = 6000
-_DONE = frozenset({"done", "success", "succeeded", "complete", "completed", "ok", "passed"})
 # What tests and tools leave behind: never "uncommitted work" of the agent.
 _CACHES = frozenset(
     {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".tox"}
 )
-_ADVICE = {
-    "no_commit": "Make the changes the task asks for and commit them on branch {branch}.",
-    "uncommitted": "Commit your work on branch {branch}: `git add -A && git commit -m ...`.",
-    "empty_diff": "Your commits change nothing compared with the base: make the change.",
-    "missing_artifact": "Create every file the task lists and commit it.",
-    "empty_artifact": "Write the content of every file the task lists, then commit it.",
-    "dependency_missing": "Declare the package in the project's manifest and commit it.",
-    "verify_failed": "Make this command pass in the worktree, then commit.",
-    "test_failure": "Fix the tests that your change broke; failures present before it are "
-    "not counted.",
-    "test_timeout": "A test did not finish in time after your change (the one named above "
-    "was running when it was stopped): make it finish, e.g. remove the endless loop or wait.",
-    "tests_deleted": "Restore the deleted tests under their old names; change the code, not "
-    "the tests.",
-    "weakened_test": "Make the code pass the tests as they were before your change (the base's "
-    "version named above), then commit; editing a test to match new behaviour does not count.",
-    "tests_skipped": "Remove the skip markers you added and make those tests pass instead.",
-    "false_claim": "You reported the task done, but nothing was committed on {branch}. "
-    "Do the work and commit it.",
-    "undeclared_change": "Change only the files this task lists (and the plan's shared "
-    "files); leave the files named above as they are on the base.",
-}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check and its result; ``evidence`` holds the command, exit code and output tail."""
-
-    name: str
-    ok: bool
-    message: str
-    evidence: dict[str, Any] | None = None
-    error_type: str | None = None  # what a failure of this gate is classified as
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "ok": self.ok, "message": self.message}
-        if self.evidence is not None:
-            out["evidence"] = self.evidence
-        if not self.ok and self.error_type:
-            out["error_type"] = self.error_type
-        return out
-
-
-@dataclass
-class Verification:
-    """Everything the gates found about one attempt."""
-
-    ok: bool
-    commit: str | None
-    gates: list[Gate]
-    error: dict[str, str] | None = None  # {type, step, message} of the first failing gate
-    feedback: str | None = None  # what the next attempt is told
-    tests: dict[str, Any] | None = None
-    files_created: list[str] = field(default_factory=list)
-    files_modified: list[str] = field(default_factory=list)
-    files_deleted: list[str] = field(default_factory=list)
-    uncommitted: list[str] = field(default_factory=list)
-    undeclared: list[str] = field(default_factory=list)  # changed, but not declared
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "gates"}
-        data["gates"] = [g.to_json() for g in self.gates]
-        return data
-
-
-@dataclass
-class _Attempt:
-    """What git says about the attempt, gathered once before any command runs."""
-
-    task: model.Task
-    worktree: Path
-    branch: str
-    base: str
-    head: str | None
-    commits: int
-    changes: list[git.Change]
-    dirty: list[str]
-
-    @property
-    def design(self) -> bool:
-        return self.task.kind == "design"
 
 
 def verify_attempt(
@@ -139,7 +57,7 @@ def verify_attempt(
     head = git.rev_parse(git.branch_ref(branch), cwd=repo)
     commits = git.count_commits(base_commit, head, cwd=repo) if head else 0
     changes = git.diff_changes(base_commit, head, cwd=repo) if head and commits else []
-    a = _Attempt(task, worktree, branch, base_commit, head, commits, changes, dirty)
+    a = Attempt(task, worktree, branch, base_commit, head, commits, changes, dirty)
     v = Verification(ok=False, commit=head, gates=[], uncommitted=dirty)
     v.files_created = sorted(c.path for c in changes if c.status in "ACR")
     v.files_modified = sorted(c.path for c in changes if c.status in "MT")
@@ -165,13 +83,13 @@ def verify_attempt(
     v.gates.append(_claims_gate(claims, v.gates))
     v.ok = all(g.ok for g in v.gates)
     if not v.ok:
-        v.error = _error(a, v.gates, claims)
-        v.feedback = _feedback(a, v)
+        v.error = error_of(a, v.gates, claims)
+        v.feedback = feedback_for(a, v)
     return v
 
 
 def _command_gates(
-    plan: model.Plan, a: _Attempt, baseline: Baseline | None, timeout_s: float, v: Verification
+    plan: model.Plan, a: Attempt, baseline: Baseline | None, timeout_s: float, v: Verification
 ) -> list[Gate]:
     """Run the verify commands and the tests in the worktree; note tracked files they change."""
     runs_tests = a.commits and testrun.test_command(plan) is not None
@@ -186,7 +104,7 @@ def _command_gates(
     if before is not None:
         changed = set(git.status_porcelain(a.worktree, untracked=False)) - before
         if changed:
-            v.warnings.append(f"verify/test commands changed tracked files: {_some(changed)}")
+            v.warnings.append(f"verify/test commands changed tracked files: {some(changed)}")
     return gates
 
 
@@ -199,21 +117,16 @@ def uncommitted_files(worktree: Path) -> list[str]:
     )
 
 
-def _some(items: set[str] | list[str], n: int = 10) -> str:
-    shown = sorted(items)
-    return ", ".join(shown[:n]) + (f" and {len(shown) - n} more" if len(shown) > n else "")
-
-
-def _uncommitted_gate(a: _Attempt) -> Gate:
+def _uncommitted_gate(a: Attempt) -> Gate:
     if not a.dirty:
         return Gate("uncommitted", True, "no uncommitted changes")
-    what = f"{len(a.dirty)} uncommitted change(s) left in the worktree: {_some(a.dirty)}"
+    what = f"{len(a.dirty)} uncommitted change(s) left in the worktree: {some(a.dirty)}"
     if a.commits or a.design:
         return Gate("uncommitted", True, f"warning: {what} (not part of the result)")
     return Gate("uncommitted", False, f"nothing committed; {what}", error_type="uncommitted")
 
 
-def _commit_gate(a: _Attempt) -> Gate:
+def _commit_gate(a: Attempt) -> Gate:
     if a.commits and a.changes:
         return Gate("commit", True, f"{a.commits} commit(s), {len(a.changes)} file(s) changed")
     if a.design:
@@ -227,14 +140,14 @@ def _commit_gate(a: _Attempt) -> Gate:
     return Gate("commit", False, msg, error_type="no_commit")
 
 
-def _declared_gate(plan: model.Plan, a: _Attempt, v: Verification, strict: bool) -> Gate:
+def _declared_gate(plan: model.Plan, a: Attempt, v: Verification, strict: bool) -> Gate:
     declared = a.task.writes
     if not declared:
         return Gate("declared_files", True, "the task declares no files: changes not checked")
     v.undeclared = undeclared(diff.changed_paths(a.changes), declared, plan.shared_files)
     if not v.undeclared:
         return Gate("declared_files", True, "every changed file is declared")
-    what = f"changed file(s) the task does not declare: {_some(v.undeclared, 50)}"
+    what = f"changed file(s) the task does not declare: {some(v.undeclared, 50)}"
     evidence = {"paths": v.undeclared, "declared": sorted(declared)}
     if strict:
         return Gate("declared_files", False, what, evidence, "undeclared_change")
@@ -242,7 +155,7 @@ def _declared_gate(plan: model.Plan, a: _Attempt, v: Verification, strict: bool)
     return Gate("declared_files", True, f"warning: {what}", evidence)
 
 
-def _artifacts_gate(repo: Path, a: _Attempt, v: Verification) -> Gate:
+def _artifacts_gate(repo: Path, a: Attempt, v: Verification) -> Gate:
     files = a.task.files_create
     if not files:
         return Gate("artifacts", True, "no files to create")
@@ -260,14 +173,14 @@ def _artifacts_gate(repo: Path, a: _Attempt, v: Verification) -> Gate:
     return Gate("artifacts", False, msg, error_type=kind)
 
 
-def _dependencies_gate(repo: Path, a: _Attempt) -> Gate:
+def _dependencies_gate(repo: Path, a: Attempt) -> Gate:
     packages = a.task.add_dependencies
     if not packages:
         return Gate("dependencies", True, "no dependencies to add")
     found = deps.check_dependencies(repo, a.head or a.base, packages)
     note = f" (unreadable: {'; '.join(found.unreadable)})" if found.unreadable else ""
     if found.missing:
-        where = _some(found.manifests) if found.manifests else "no manifest found"
+        where = some(found.manifests) if found.manifests else "no manifest found"
         msg = f"not declared in any manifest: {', '.join(found.missing)} (read: {where}){note}"
         return Gate("dependencies", False, msg, error_type="dependency_missing")
     return Gate(
@@ -286,7 +199,7 @@ def _verify_gate(command: str, worktree: Path, timeout_s: float) -> Gate:
 
 
 def _tests_gate(
-    plan: model.Plan, a: _Attempt, baseline: Baseline | None, timeout_s: float
+    plan: model.Plan, a: Attempt, baseline: Baseline | None, timeout_s: float
 ) -> tuple[Gate, dict[str, Any] | None]:
     command = testrun.test_command(plan)
     if command is None:
@@ -320,18 +233,18 @@ def _tests_gate(
     return Gate("tests", verdict.ok, message, evidence, None if verdict.ok else kind), tests
 
 
-def _deleted_gate(a: _Attempt) -> Gate:
+def _deleted_gate(a: Attempt) -> Gate:
     allowed = a.task.removes_tests
     kept = [c for c in a.changes if not history.file_allowed(c.old_path or c.path, allowed)]
     gone = diff.deleted_tests(kept)
     if not gone:
         return Gate("deleted_tests", True, "no test file deleted")
     return Gate(
-        "deleted_tests", False, f"deleted test file(s): {_some(gone)}", None, "tests_deleted"
+        "deleted_tests", False, f"deleted test file(s): {some(gone)}", None, "tests_deleted"
     )
 
 
-def _skip_gate(repo: Path, a: _Attempt) -> Gate:
+def _skip_gate(repo: Path, a: Attempt) -> Gate:
     found = diff.added_skip_markers(repo, a.base, a.head) if a.head else []
     if found and a.head:
         found = history.unexcused_markers(repo, a.head, found, a.task.removes_tests)
@@ -341,7 +254,7 @@ def _skip_gate(repo: Path, a: _Attempt) -> Gate:
     return Gate("skip_markers", False, msg, None, "tests_skipped")
 
 
-def _history_gates(repo: Path, plan: model.Plan, a: _Attempt, timeout_s: float) -> list[Gate]:
+def _history_gates(repo: Path, plan: model.Plan, a: Attempt, timeout_s: float) -> list[Gate]:
     if a.head is None:
         return []
     try:
@@ -362,16 +275,6 @@ def _history_gates(repo: Path, plan: model.Plan, a: _Attempt, timeout_s: float) 
     return [Gate(f.name, f.ok, f.message, f.evidence, f.error_type) for f in found]
 
 
-def claimed_done(claims: dict[str, Any] | None) -> bool:
-    """Return True if the agent's own report says the task is done."""
-    if not isinstance(claims, dict):
-        return False
-    status = claims.get("status")
-    return (isinstance(status, str) and status.strip().lower() in _DONE) or any(
-        claims.get(k) is True for k in ("success", "done")
-    )
-
-
 def _claims_gate(claims: dict[str, Any] | None, gates: list[Gate]) -> Gate:
     if claims is None:
         return Gate("claims", True, "no report from the agent (the gates decide)")
@@ -381,51 +284,6 @@ def _claims_gate(claims: dict[str, Any] | None, gates: list[Gate]) -> Gate:
         msg = f"the agent reported the task done, but gate(s) failed: {', '.join(failed)}"
         return Gate("claims", False, msg, error_type="false_claim")
     return Gate("claims", True, f"the agent reported {status!r}; the gates agree or decide")
-
-
-def _error(a: _Attempt, gates: list[Gate], claims: dict[str, Any] | None) -> dict[str, str]:
-    """Return ``{type, step, message}`` of the first failing gate, a false claim named."""
-    first = next(g for g in gates if not g.ok)
-    kind, msg = first.error_type or "verify_failed", first.message
-    if claimed_done(claims):
-        msg = f"the agent reported the task done, but {msg}"
-        if not a.commits and not a.dirty and not (a.design and _any_artifact(a)):
-            kind = "false_claim"  # the claim is the only evidence there is
-    return {"type": kind, "step": first.name, "message": msg}
-
-
-def _any_artifact(a: _Attempt) -> bool:
-    return any(diff.on_disk(a.worktree, f) for f in a.task.files_create)
-
-
-def _feedback(a: _Attempt, v: Verification) -> str:
-    """Return what the next attempt is told: each failing gate, its evidence, what to do."""
-    error = v.error or {}
-    failing = [g for g in v.gates if not g.ok and g.name != "claims"]
-    lines = [
-        f"Verification failed at gate {failing[0].name!r} ({error['type']}): {error['message']}",
-        "The engine ran these checks itself after your attempt:",
-    ]
-    outputs: list[str] = []
-    for n, g in enumerate(failing, start=1):
-        kind = error["type"] if n == 1 else g.error_type or "verify_failed"
-        lines.append(f"{n}. {g.name} ({kind}): {g.message}")
-        if g.evidence and "command" in g.evidence:
-            ev = g.evidence
-            lines.append(f"   Command: {ev['command']} -> exit code {_code(ev['exit_code'])}")
-            if ev.get("output_tail"):
-                outputs.append(f"Output of {ev['command']} (last lines):\n{ev['output_tail']}")
-        advice = _ADVICE.get(kind, "Fix the failure above, then commit.")
-        lines.append("   What to do: " + advice.format(branch=a.branch))
-    if v.uncommitted and error["type"] != "uncommitted":
-        lines.append(f"Uncommitted changes left in the worktree: {_some(v.uncommitted)}")
-    # Outputs go last: when the text is too long, they are what gets cut.
-    text = "\n".join([*lines, *outputs])
-    return text if len(text) <= MAX_FEEDBACK_CHARS else text[: MAX_FEEDBACK_CHARS - 6] + "\n[...]"
-
-
-def _code(code: int | None) -> str:
-    return "none (timed out)" if code is None else str(code)
 
 
 def save_record(repo: Path, plan: str, task: str, attempt: int, v: Verification) -> Path:

@@ -1,6 +1,6 @@
 """What every projection reads from a run state: statuses in plan words, phases, evidence.
 
-The projections (``projections.py``) render human-facing files from the state. This module
+The projections (``planfleet.views.render``) render human-facing files from the state. This module
 holds what they share: the Edit each returns, the render context, the status vocabulary a
 plan file can express, a summary of each phase, the verification record of a task, times,
 and where the log goes.

@@ -11,7 +11,7 @@ from typing import Any
 from planfleet.plan import model
 from planfleet.plan.formats.builder import status_from_word
 from planfleet.plan.formats.execute_state import STATE_FILE, read_state
-from planfleet.plan.formats.xml_tasks import _LAYER
+from planfleet.plan.formats.xml_tasks import LAYER
 from planfleet.plan.formats.yamlfront import frontmatter_block, read_frontmatter
 from planfleet.state.records import TaskRecord, merge_order
 from planfleet.views.facts import (
@@ -96,7 +96,7 @@ def _xml_root(ctx: Context) -> Path:
     if not path.is_file():
         return path
     root = path.parent
-    return root.parent if _LAYER.match(root.name) else root
+    return root.parent if LAYER.match(root.name) else root
 
 
 def execute_state(ctx: Context) -> list[Edit]:

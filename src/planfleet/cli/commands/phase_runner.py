@@ -10,7 +10,8 @@ from planfleet.cli import runflags, view
 from planfleet.cli.output import Out, table
 from planfleet.errors import ExitCode
 from planfleet.orchestrate.execplan import execution_view
-from planfleet.orchestrate.phaserunner import STEP_CHOICES, PhaseOptions, PhaseOutcome, PhaseRunner
+from planfleet.orchestrate.options import PhaseOptions
+from planfleet.orchestrate.phaserunner import STEP_CHOICES, PhaseOutcome, PhaseRunner
 from planfleet.orchestrate.record import PipelineStore, PlanDir, find_phase, resolve_plan_dir
 from planfleet.runners.claude import PERMISSION_MODES
 

@@ -10,7 +10,7 @@ from planfleet import git
 from planfleet.cli.output import Out, table
 from planfleet.errors import ExitCode
 from planfleet.ids import check_id
-from planfleet.repo import guards, worktrees
+from planfleet.repo import guards, provision, worktrees
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def _create(ns: argparse.Namespace, out: Out) -> int:
     check_id(ns.plan, what="plan name")
     tasks = [check_id(t, what="task id") for t in ns.tasks]
     guards.require_clean(repo, allow_dirty=ns.allow_dirty)
-    wts = worktrees.create_worktrees(
+    wts = provision.create_worktrees(
         repo, ns.plan, tasks, base=ns.base, workers=ns.jobs, dry_run=ns.dry_run
     )
     failed = [w for w in wts if w.error]

@@ -44,6 +44,7 @@ from planfleet.plan.formats.ai_checkpoints import (
     is_checkpoints_heading,
     read_checkpoints,
 )
+from planfleet.plan.formats.ai_groups import by_group, group_name, parallel_groups
 from planfleet.plan.formats.builder import PlanBuilder, dedupe
 from planfleet.plan.formats.markdown import (
     Facts,
@@ -52,7 +53,6 @@ from planfleet.plan.formats.markdown import (
     code_spans,
     fenced_blocks,
     fields_outside,
-    normalize_key,
     prose,
     section_text,
     sections,
@@ -76,8 +76,6 @@ from planfleet.plan.model import Plan
 
 _FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(.+)\.md$")
 _DESIGN_TITLE = re.compile(r"\b(design|architecture|research)\b", re.I)
-_GROUP = re.compile(r"\bgroup\s+([A-Za-z0-9][A-Za-z0-9_-]*)", re.I)
-_GROUP_CUT = re.compile(r"\b(after|once|when|depends|requires|waits?|following|then)\b", re.I)
 _TASK_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[([ xX~-])\]\s+)?(.*)$")
 _TASK_REF = re.compile(r"\b(\d+\.\d+)\b")
 _ALL_TESTS = ('""', "''", "all", "all tests", "everything", "*", "full suite", "(all tests)")
@@ -132,9 +130,9 @@ class AiPlansReader:
         b.meta.update(field_texts(fields_outside(preamble, secs, skip), _PLAN_FIELDS))
         if m:
             b.meta.setdefault("date", m.group(1))
-        groups = _parallel_groups(b, secs)
+        groups = parallel_groups(b, secs)
         b.meta["parallel_groups"] = {
-            g: sorted(set(ids), key=ids.index) for g, ids in _by_group(groups).items()
+            g: sorted(set(ids), key=ids.index) for g, ids in by_group(groups).items()
         }
         checkpoints = read_checkpoints(b, secs)
         for blk in phases:
@@ -182,7 +180,7 @@ def _phase(
     status, meta = checkpoint_status(b, checkpoints.get(pid))
     completed = _completed_tasks(meta.get("checkpoint"))
     own_group = facts.value(GROUP)
-    group = (_group_name(own_group.text) if own_group else None) or (
+    group = (group_name(own_group.text) if own_group else None) or (
         groups[pid][0] if pid in groups else None
     )
     work = _work(facts, b.repo)
@@ -355,48 +353,6 @@ def _item_tasks(body: list[Line]) -> list[_ListedTask]:
                     parsed[0], parsed[1], ln.number, ln.text.strip(), mark=m.group(1) or " "
                 )
             )
-    return out
-
-
-def _group_name(value: str) -> str | None:
-    value = strip_code(value)
-    m = _GROUP.search(value)
-    name = m.group(1) if m else value.split()[0] if value.split() else ""
-    return name or None
-
-
-def _parallel_groups(b: PlanBuilder, secs: list[Section]) -> dict[str, tuple[str, int]]:
-    """Return ``phase id -> (group, line)`` from a ``Parallelization`` section."""
-    out: dict[str, tuple[str, int]] = {}
-    for i, sec in enumerate(secs):
-        key = normalize_key(sec.title)
-        if not re.search(r"parallel|execution (?:group|order)", key):
-            continue
-        for ln in prose([ln for s in (sec, *subtree(secs, i)) for ln in s.body]):
-            m = _GROUP.search(ln.text)
-            if not m:
-                continue
-            head = _GROUP_CUT.split(ln.text[m.end() :], maxsplit=1)[0]
-            for n in phase_refs(head):
-                pid = str(n)
-                if pid in out and out[pid][0] != m.group(1):
-                    b.diag(
-                        "warning",
-                        f"phase {pid} is in groups {out[pid][0]!r} and "
-                        f"{m.group(1)!r}; the first is used",
-                        line=ln.number,
-                        field="parallelization",
-                    )
-                    continue
-                out.setdefault(pid, (m.group(1), ln.number))
-        break
-    return out
-
-
-def _by_group(groups: dict[str, tuple[str, int]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for pid, (group, _) in groups.items():
-        out.setdefault(group, []).append(pid)
     return out
 
 
