@@ -142,7 +142,9 @@ def test_the_benchmark_prints_every_format_and_its_growth() -> None:
     )
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout.strip().splitlines()[-1])["rows"]
-    assert {r["format"] for r in rows} == set(formats.reader_names()) | {"planfleet"}
+    # every reader, plus the bench's own rows: native plans and one big GSD PLAN.md
+    expected = set(formats.reader_names()) | {"planfleet", "gsd-one-file"}
+    assert {r["format"] for r in rows} == expected
     assert all(r["ratio"] > 0 for r in rows)
     assert "20 tasks" in res.stdout
     assert "CPU seconds per 1,000 tasks" in res.stdout
