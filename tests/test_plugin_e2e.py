@@ -39,7 +39,7 @@ from scripted_model import (
     tool_use,
     turn,
 )
-from test_launcher import bare_python, wheelhouse  # noqa: F401 - fixtures
+from test_bin_launcher import bare_python, wheelhouse  # noqa: F401 - fixtures
 from test_plugin_manifest import find_claude
 from test_plugin_surface import AGENTS, COMMANDS, SKILLS
 
