@@ -8,7 +8,7 @@ from rich.console import Console
 
 from planfleet.cli import runflags, view
 from planfleet.cli.output import Out
-from planfleet.engine.loop import RunResult
+from planfleet.engine.options import RunResult
 from planfleet.plan import model
 from planfleet.state import ops
 from planfleet.state.create import init_from_plan
