@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planfleet import proc
 from planfleet.cli.output import table
-from planfleet.engine.loop import Engine, RunOptions
+from planfleet.engine.loop import Engine
+from planfleet.engine.options import RunOptions
 from planfleet.engine.scheduler import Scheduler
 from planfleet.plan import graph, model
 from planfleet.plan.formats import load_plan

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -201,18 +200,8 @@ def _run_asking(repo: Path, answer: str) -> tuple[int, list[str]]:
         asked.append(prompt)
         return answer
 
-    kwargs: dict[str, Any] = {
-        "start": repo,
-        "phase": 3,
-        "limit": 1,
-        "accept_cost": False,
-        "yes": False,
-        "dry_run": False,
-        "model": None,
-        "permission_mode": None,
-        "plugin_dirs": [],
-    }
-    return dispatch_cmd.run(Out(), ask=ask, **kwargs), asked
+    opts = dispatch_cmd.DispatchOptions(start=repo, phase=3, limit=1)
+    return dispatch_cmd.run(Out(), opts, ask=ask), asked
 
 
 def test_on_a_terminal_it_asks(repo: Path, fake: FakeBg) -> None:

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from planfleet.cli import runflags, view
+from planfleet.cli import running, view
 from planfleet.cli.output import Out
-from planfleet.engine.loop import RunResult
+from planfleet.engine.options import RunResult
 from planfleet.plan import model
 from planfleet.state import ops
 from planfleet.state.create import init_from_plan
@@ -100,12 +100,12 @@ def _result(state: State) -> RunResult:
 def test_the_final_report_is_drawn_by_rich_on_a_terminal_and_plain_when_piped() -> None:
     state = _thirty_tasks_midway()
     tty = _Tty()
-    assert runflags.finish(Out(stream=tty), _result(state), "run") == 1
+    assert running.finish(Out(stream=tty), _result(state), "run") == 1
     drawn = tty.getvalue()
     assert drawn.lstrip().startswith("┏━")  # a rich table's frame
     assert "t29" in drawn
     piped = io.StringIO()
-    runflags.finish(Out(stream=piped), _result(state), "run")
+    running.finish(Out(stream=piped), _result(state), "run")
     plain = piped.getvalue()
     assert "\x1b[" not in plain
     assert "┃" not in plain

@@ -172,7 +172,7 @@ def test_resume_keeps_the_test_command_given_to_run(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert gate_command(repo, "b") == command  # not the pytest detected in the repository
     saved = json.loads((runs / "options.json").read_text())
-    assert (saved["test_cmd"], saved["test_timeout"]) == (command, 50.0)
+    assert (saved["test_command"], saved["test_timeout_s"]) == (command, 50.0)
     baseline = json.loads((runs / "baseline.json").read_text())
     assert baseline["baseline"]["command"] == command
     # another command later: its baseline is taken on the run's starting commit

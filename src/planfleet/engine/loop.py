@@ -12,21 +12,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from planfleet import git, paths
 from planfleet.engine import runend, runinfo, scheduler
 from planfleet.engine.attempt import AttemptSpec, Outcome, run_attempt
+from planfleet.engine.control import RunControl
+from planfleet.engine.options import Listener, RunOptions, RunResult, run_scope
 from planfleet.engine.phasegate import GateOutcome, run_gate
+from planfleet.engine.publish import Publisher
 from planfleet.engine.record import Recorder
 from planfleet.engine.setup import (
     load_or_take_baseline,
@@ -36,74 +34,19 @@ from planfleet.engine.setup import (
 )
 from planfleet.errors import PlanfleetError
 from planfleet.plan import graph, model
-from planfleet.repo import guards, worktrees
-from planfleet.repo import pool as worktree_pool
-from planfleet.repo.scratch import remove_checkout
+from planfleet.repo import worktrees
 from planfleet.runners import Runner, get_runner
 from planfleet.state import ops
-from planfleet.state.records import (
-    HOLDABLE,
-    State,
-    add_event,
-    now_iso,
-    set_run_status,
-)
+from planfleet.state.records import State, add_event, set_run_status
 from planfleet.state.store import StateStore
 from planfleet.verify import gates, history, testcmd
 
 POLL_S = 0.1
 REFRESH_S = 2.0  # re-read the state this often even when none of our workers finished
 HEARTBEAT_S = 60.0
-PROJECTION_EVERY_S = 2.0
 
-
-@dataclass
-class RunOptions:
-    """How to run a plan (the ``planfleet run`` flags)."""
-
-    runner: str = "claude"
-    runner_options: dict[str, Any] = field(default_factory=dict)
-    max_parallel: int = 3
-    max_attempts: int = 5
-    phases: tuple[str, ...] = ()  # only these phases (empty: all)
-    tasks: tuple[str, ...] = ()  # only these tasks (empty: all)
-    model: str | None = None
-    escalate_model: str | None = None
-    fail_fast: bool = False
-    budget_usd: float | None = None  # the whole run
-    task_budget_usd: float | None = None  # per attempt, passed to the agent
-    timeout_s: float = 600.0
-    stall_s: float = 300.0
-    post_merge_check: bool = True
-    strict_files: bool = False  # undeclared changes fail an attempt (else: reported)
-    projections: bool = True  # update the plan's own progress files in the checkout
-    base: str | None = None  # where the integration branch starts (default HEAD)
-    detached: bool = False
-    log: Path | None = None
-    test_command: str | None = None  # --test-cmd: wins over the plan's ("": no tests gate)
-    test_timeout_s: float | None = None  # --test-timeout: a fixed limit per test run
-
-
-@dataclass
-class RunResult:
-    """How a run ended."""
-
-    plan: str
-    status: str  # the run status: completed | paused | failed
-    reason: str  # why it stopped, in words
-    state: State
-    cost_usd: float
-    elapsed_s: float
-    stuck: bool = False  # paused with selected work left that nothing could start
-
-    @property
-    def exit_code(self) -> int:
-        if self.stuck or self.status not in ("completed", "paused"):
-            return 1
-        return 0 if "abandoned" not in self.reason else 1
-
-
-Listener = Callable[[State, list[dict[str, Any]]], None]
+# What an Engine takes and returns is defined in engine.options and exported with it.
+__all__ = ["Engine", "Listener", "RunOptions", "RunResult"]
 
 
 class Engine:
@@ -118,21 +61,17 @@ class Engine:
         )
         self.plan = plan = testcmd.apply(plan, self.tests)
         self.opts = opts
-        self.listener = listener
         self.graph = graph.build(plan)
         self.sched = scheduler.Scheduler.for_plan(
             plan, self.graph, max_parallel=opts.max_parallel, max_attempts=opts.max_attempts
         )
         self.store = StateStore.for_plan(self.repo, plan.name)
         self.runner: Runner = get_runner(opts.runner, opts.runner_options)
-        self.stop_all = threading.Event()  # set: every running attempt stops now
-        self.task_stops: dict[str, threading.Event] = {}
-        self.to_hold: set[str] = set()  # running tasks `stop --task` asked to hold
+        self.control = RunControl()
         self.running: dict[str, Future[Outcome]] = {}
         self.gates: dict[str, Future[GateOutcome]] = {}
         self.caps: dict[str, float] = {}  # budget reserved by each running attempt
         self.baseline: gates.Baseline | None = None
-        self.pause_reason: str | None = None
         self.no_more = False  # fail-fast or budget: dispatch nothing new
         self.no_more_reason = ""
         self.scope = self._scope()
@@ -144,11 +83,10 @@ class Engine:
             opts.max_attempts,
             opts.post_merge_check,
             opts.timeout_s,
-            self._pause,
+            self.control.pause,
         )
-        self._last_projection = 0.0
+        self._publish = Publisher(self.repo, plan, listener, projections=opts.projections)
         self._last_heartbeat = time.monotonic()
-        self._events_seen = 0
         self._changed = True  # something happened since the last dispatch pass
 
     # -- the life of a run ------------------------------------------------------------------
@@ -170,7 +108,7 @@ class Engine:
             # Verified work a previous engine queued but did not merge goes first.
             self.recorder.merge_queue()
             with (
-                self._signals(),
+                self.control.signals(detached=self.opts.detached),
                 ThreadPoolExecutor(
                     max_workers=self.opts.max_parallel + 2, thread_name_prefix="planfleet"
                 ) as pool,
@@ -178,12 +116,12 @@ class Engine:
                 try:
                     self._loop(pool)
                 except KeyboardInterrupt:
-                    self.pause_reason = "interrupted"
+                    self.control.pause_reason = "interrupted"
                     self._drain()
                     raise
                 finally:
                     if self.running or self.gates:
-                        self.stop_all.set()
+                        self.control.stop_all.set()
                         self._drain()
             end = self._close()
         state = self.store.load()
@@ -200,12 +138,13 @@ class Engine:
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         last_pass = 0.0
         while True:
-            self._handle_requests()
+            if self.control.handle_requests(self.repo, self.plan.name, self.store):
+                self._changed = True
             # Something can become ready only when an outcome was recorded (or the state was
             # changed from outside, e.g. `planfleet state reset`): no need to re-read and
             # re-validate the state file on every poll.
             due = self._changed or time.monotonic() - last_pass > REFRESH_S
-            if self.pause_reason is None and due:
+            if self.control.pause_reason is None and due:
                 self._changed, last_pass = False, time.monotonic()
                 with self.store.transaction() as state:
                     self._block_doomed(state)
@@ -213,8 +152,8 @@ class Engine:
                     self._dispatch_gates(state, pool)
                 self._publish(state)
             if not self.running and not self.gates:
-                if self.pause_reason is not None or not self._work_left():
-                    if self.pause_reason is None and self._lost_merges():
+                if self.control.pause_reason is not None or not self._work_left():
+                    if self.control.pause_reason is None and self._lost_merges():
                         self._changed = True
                         continue  # someone moved the integration branch: redo what it lost
                     return
@@ -261,29 +200,12 @@ class Engine:
             end = runend.classify(
                 state,
                 self.scope,
-                pause_reason=self.pause_reason,
+                pause_reason=self.control.pause_reason,
                 stop_reason=self.no_more_reason if self.no_more else None,
             )
             set_run_status(state, end.status)
             add_event(state, "run_end", None, end.reason)
-        # Worktrees of merged tasks hold nothing more (an engine killed between merging
-        # and cleaning up leaves one behind).
-        for tid in state["order"]:
-            record = state["tasks"][tid]
-            if (
-                record.get("merged_at")
-                and record["kind"] == "task"
-                and worktrees.task_worktree(self.repo, self.plan.name, tid).exists()
-            ):
-                with contextlib.suppress(PlanfleetError):
-                    guards.remove(self.repo, self.plan.name, tid)
-                    # a folder git no longer knows: its files go to a rescue branch
-                    worktree_pool.set_aside(self.repo, self.plan.name, tid)
-        # Spares and the merge worktree only speed up work within a run.
-        with contextlib.suppress(PlanfleetError):
-            worktree_pool.drain(self.repo, self.plan.name)
-        with worktrees.repo_lock(self.repo, worktrees.METADATA_LOCK):
-            remove_checkout(self.repo, worktrees.merge_worktree(self.repo, self.plan.name))
+        runend.tidy_worktrees(self.repo, self.plan.name, state)
         self._publish(state, force=True)
         return end
 
@@ -311,7 +233,7 @@ class Engine:
             record = ops.claim(state, tid, owner=f"engine:{self.plan.name}")
             ops.attach_process(state, tid, os.getpid())
             spec = self._spec(tid, record, resume, retry_of)
-            stop = self.task_stops[tid] = threading.Event()
+            stop = self.control.task_event(tid)
             self.caps[tid] = cap
             self.running[tid] = pool.submit(self._attempt, spec, stop)
             record.update(
@@ -321,8 +243,7 @@ class Engine:
             add_event(state, "dispatched", tid, f"attempt {record['attempts']}")
 
     def _attempt(self, spec: AttemptSpec, stop: threading.Event) -> Outcome:
-        merged = _Either(stop, self.stop_all)
-        return run_attempt(spec, self.runner, merged)
+        return run_attempt(spec, self.runner, stop)
 
     def _spec(
         self, tid: str, record: dict[str, Any], resume: str | None, retry_of: int | None
@@ -404,7 +325,7 @@ class Engine:
                 phase,
                 integ,
                 self.opts.timeout_s,
-                self.stop_all,
+                self.control.stop_all,
                 history.for_phase(self.repo, self.plan, bases, integ),
             )
 
@@ -434,58 +355,12 @@ class Engine:
     # -- recording outcomes -----------------------------------------------------------------
 
     def _record(self, out: Outcome) -> None:
-        self.task_stops.pop(out.task, None)
-        hold = out.task in self.to_hold
-        self.to_hold.discard(out.task)
-        self.recorder.attempt(out, hold=hold)
+        self.recorder.attempt(out, hold=self.control.finished(out.task))
 
     def _record_gate(self, gid: str, out: GateOutcome) -> None:
         self.recorder.gate(gid, out)
 
-    # -- control ----------------------------------------------------------------------------
-
-    def _pause(self, reason: str) -> None:
-        if self.pause_reason is None:
-            self.pause_reason = reason
-            self.stop_all.set()
-
-    def _handle_requests(self) -> None:
-        found = runinfo.pending_requests(self.repo, self.plan.name)
-        if not found:
-            return
-        self._changed = True
-        if runinfo.PAUSE in found:
-            self._pause("stopped by planfleet stop")
-        for name in found - {runinfo.PAUSE}:
-            tid = name.removeprefix("stop-")
-            with self.store.transaction() as state:
-                record = state["tasks"].get(tid)
-                if tid in self.task_stops:
-                    # its attempt ends as "stopped" and is then held (Recorder.attempt)
-                    self.task_stops[tid].set()
-                    self.to_hold.add(tid)
-                    add_event(state, "stop_requested", tid, "planfleet stop --task")
-                elif record is not None and record["status"] in HOLDABLE:
-                    ops.hold(state, tid, runinfo.HELD_NOTE)
-        runinfo.clear_requests(self.repo, self.plan.name, found)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_term(signum: int, frame: FrameType | None) -> None:
-            self._pause(f"stopped by signal {signal.Signals(signum).name}")
-
-        old = signal.signal(signal.SIGTERM, on_term)
-        old_hup = signal.signal(signal.SIGHUP, on_term) if not self.opts.detached else None
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, old)
-            if old_hup is not None:
-                signal.signal(signal.SIGHUP, old_hup)
+    # -- keeping the state alive ------------------------------------------------------------
 
     def _heartbeat(self) -> None:
         if time.monotonic() - self._last_heartbeat < HEARTBEAT_S or not self.running:
@@ -496,63 +371,6 @@ class Engine:
                 if state["tasks"][tid]["status"] == "in_progress":
                     ops.heartbeat(state, tid)
 
-    def _publish(self, state: State, *, force: bool = False) -> None:
-        """Tell the listener about new events and re-render projections (throttled)."""
-        events = state["events"]
-        fresh = events[self._events_seen :] if self._events_seen <= len(events) else events[-1:]
-        self._events_seen = len(events)
-        if self.listener is not None and (fresh or force):
-            self.listener(state, fresh)
-        now = time.monotonic()
-        if not self.opts.projections:  # --no-projections: the checkout stays as it was
-            return
-        if force or (fresh and now - self._last_projection > PROJECTION_EVERY_S):
-            self._last_projection = now
-            render_projections(self.repo, self.plan, state)
-
-
-class _Either(threading.Event):
-    """An event that is set when either of two events is (checked by the runner's poll)."""
-
-    def __init__(self, a: threading.Event, b: threading.Event) -> None:
-        super().__init__()
-        self._a, self._b = a, b
-
-    def is_set(self) -> bool:
-        return self._a.is_set() or self._b.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-
-def run_scope(plan: model.Plan, opts: RunOptions) -> frozenset[str] | None:
-    """Return the nodes ``--phase``/``--tasks`` limit a run to, None for the whole plan."""
-    if not opts.phases and not opts.tasks:
-        return None
-    chosen = {t.id for t in plan.tasks if t.phase in opts.phases}
-    chosen |= set(opts.tasks)
-    chosen |= {model.gate_id(p) for p in opts.phases}
-    return frozenset(chosen)
-
-
-def render_projections(repo: Path, plan: model.Plan, state: State) -> None:
-    """Render the human-facing files; a problem there is logged, never fatal to the run."""
-    try:
-        from planfleet.views import render as projections
-
-        projections.render_all(repo, plan, state)
-    except Exception:
-        log = paths.runs_dir(repo, plan.name) / "projections.log"
-        with contextlib.suppress(OSError, PlanfleetError):
-            paths.writable(repo, log)
-            with log.open("a", encoding="utf-8") as fh:
-                fh.write(f"{now_iso()} {traceback.format_exc()}\n")
-
 
 def _resumable(record: dict[str, Any]) -> str | None:
     """Return the session a retry continues: only one whose agent ended its turn normally
@@ -562,11 +380,7 @@ def _resumable(record: dict[str, Any]) -> str | None:
     if (
         record["attempts"] >= 1
         and record.get("session_id")
-        and error.get("step")
-        not in (
-            "agent",
-            "setup",
-        )
+        and error.get("step") not in ("agent", "setup")
     ):
         return str(record["session_id"])
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from planfleet.engine.loop import RunOptions, run_scope
+from planfleet.engine.options import RunOptions, run_scope
 from planfleet.errors import RefusedError
 from planfleet.plan import model
 from planfleet.state.store import StateStore

@@ -1,4 +1,4 @@
-"""How a run ends: its status and the reason in words, never "done" while work is left.
+"""How a run ends: its status, the reason in words, and tidying the worktrees it used.
 
 The engine asks this once, when nothing runs any more. A run is ``completed`` only when
 every node of the plan is merged or skipped; ``failed`` when a node was given up on (the
@@ -9,9 +9,14 @@ can start now (named, and an error).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from planfleet.engine import scheduler
+from planfleet.errors import PlanfleetError
+from planfleet.repo import guards, pool, worktrees
+from planfleet.repo.scratch import remove_checkout
 from planfleet.state.ops import holder_text
 from planfleet.state.records import State, ordered_ids, unmet_dependencies
 
@@ -78,3 +83,25 @@ def _why_waiting(state: State, node: str) -> str:
     if unmet:
         return f"{node} ({status}, waits for {', '.join(unmet)})"
     return f"{node} ({status})"
+
+
+def tidy_worktrees(repo: Path, plan: str, state: State) -> None:
+    """Remove what a finished run no longer needs: merged tasks' worktrees, spares, merging."""
+    # Worktrees of merged tasks hold nothing more (an engine killed between merging
+    # and cleaning up leaves one behind).
+    for tid in state["order"]:
+        record = state["tasks"][tid]
+        if (
+            record.get("merged_at")
+            and record["kind"] == "task"
+            and worktrees.task_worktree(repo, plan, tid).exists()
+        ):
+            with contextlib.suppress(PlanfleetError):
+                guards.remove(repo, plan, tid)
+                # a folder git no longer knows: its files go to a rescue branch
+                pool.set_aside(repo, plan, tid)
+    # Spares and the merge worktree only speed up work within a run.
+    with contextlib.suppress(PlanfleetError):
+        pool.drain(repo, plan)
+    with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
+        remove_checkout(repo, worktrees.merge_worktree(repo, plan))

@@ -34,7 +34,6 @@ PAUSE = "pause"
 # Why a task is held: the words of the event, the note and `status` after `stop --task`.
 HELD_NOTE = "stopped by request (planfleet stop --task)"
 MAX_PID = 2**22  # the largest pid_max Linux allows
-OPTIONS_FILE = "options.json"  # the run flags a run started with, for `resume`
 
 
 @dataclass(frozen=True)
@@ -202,14 +201,3 @@ def signal_engine(info: EngineInfo, sig: signal.Signals = signal.SIGTERM) -> boo
         os.kill(info.pid, sig)
         return True
     return False
-
-
-def saved_flags(repo: Path, plan: str) -> dict[str, Any]:
-    """Return the run flags the plan's run started with, as saved ({} if none or unreadable)."""
-    try:
-        data = jsonread.parse(
-            (paths.runs_dir(repo, plan) / OPTIONS_FILE).read_text(encoding="utf-8")
-        )
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import fsutil
-from planfleet.engine.loop import render_projections
+from planfleet.engine.publish import render_projections
 from planfleet.orchestrate.record import STAGES, STEPS, Doc, PlanDir
 from planfleet.plan import model
 from planfleet.state.store import StateStore

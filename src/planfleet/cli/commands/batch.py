@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths
-from planfleet.cli import runflags, view
+from planfleet.cli import runflags, runopts, view
 from planfleet.cli.output import Out
 from planfleet.engine import runcheck, runend
 from planfleet.engine.loop import Engine
@@ -49,7 +50,35 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", default="batch", metavar="NAME")
     p.add_argument("--format", metavar="NAME", help="force a plan format (default: detected)")
     runflags.add_run_flags(p)
-    p.set_defaults(handler=_handler, command_name="batch", phase=None, tasks=None)
+    p.set_defaults(handler=_handler, command_name="batch")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What `planfleet batch` was asked to do."""
+
+    repo: Path | None  # --project-path, else -C
+    tasks_path: Path
+    task_ids: tuple[str, ...]  # as given (checked once the repository is found)
+    worktree_dir: Path | None
+    batch_number: int
+    layer: str
+    format: str | None
+    args: runopts.RunArgs
+
+
+def request(ns: argparse.Namespace) -> BatchRequest:
+    """Return what `batch` was asked (the one reader of its namespace)."""
+    return BatchRequest(
+        repo=ns.project_path or ns.repo,
+        tasks_path=ns.tasks_path,
+        task_ids=runopts.split(ns.task_ids),
+        worktree_dir=ns.worktree_dir,
+        batch_number=ns.batch_number,
+        layer=ns.layer,
+        format=ns.format,
+        args=runflags.run_args(ns),
+    )
 
 
 class _BatchLines(view.LineReporter):
@@ -62,21 +91,24 @@ class _BatchLines(view.LineReporter):
 
 
 def _handler(ns: argparse.Namespace, out: Out) -> int:
-    repo = git.require_repo(ns.project_path or ns.repo)
-    ids = [check_id(t.strip(), what="task id") for t in ns.task_ids.split(",") if t.strip()]
+    return run(request(ns), out)
+
+
+def run(req: BatchRequest, out: Out) -> int:
+    """Run the batch with the engine; print the change lines and BATCH_RESULT."""
+    repo = git.require_repo(req.repo)
+    ids = [check_id(t, what="task id") for t in req.task_ids]
     if not ids:
         raise InputError("--task-ids names no task", field="--task-ids")
-    path = ns.tasks_path if ns.tasks_path.is_absolute() else (Path.cwd() / ns.tasks_path)
-    plan = formats.load_plan(path.resolve(), repo=repo, format=ns.format)
-    if ns.worktree_dir and ns.worktree_dir.resolve() != paths.worktrees_root(repo).resolve():
-        out.warn(
-            f"--worktree-dir {ns.worktree_dir} ignored: worktrees live in "
-            f"{paths.worktrees_root(repo)}"
-        )
-    ns.tasks = ",".join(ids)
-    opts = runflags.options_from(ns, plan)
+    path = req.tasks_path if req.tasks_path.is_absolute() else (Path.cwd() / req.tasks_path)
+    plan = formats.load_plan(path.resolve(), repo=repo, format=req.format)
+    wanted = req.worktree_dir
+    if wanted and wanted.resolve() != paths.worktrees_root(repo).resolve():
+        out.warn(f"--worktree-dir {wanted} ignored: worktrees live in {paths.worktrees_root(repo)}")
+    flags = runopts.effective(req.args)  # a batch starts from the defaults, not a saved run
+    opts = runopts.run_options(flags, plan, tasks=ids, accept_cost=req.args.accept_cost)
     runcheck.refuse_without_commands(repo, plan, opts)
-    label = f"{ns.layer} #{ns.batch_number}"
+    label = f"{req.layer} #{req.batch_number}"
     listener = None if out.json_mode else _BatchLines(out, label, set(ids))
     result = Engine(repo, plan, opts, listener).run()
     tasks = result.state["tasks"]
@@ -85,8 +117,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     abandoned = [t for t in ids if tasks[t]["status"] == "abandoned"]
     queued = [e["task"] for e in result.state["merge_queue"]]
     body: dict[str, Any] = {
-        "batch_number": ns.batch_number,
-        "layer": ns.layer,
+        "batch_number": req.batch_number,
+        "layer": req.layer,
         "tasks_total": len(ids),
         "verified": verified,
         "failed": failed,

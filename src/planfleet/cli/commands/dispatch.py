@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,41 +67,47 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_handler, command_name="dispatch")
 
 
-def _handler(ns: argparse.Namespace, out: Out) -> int:
-    interactive = not out.json_mode and sys.stdin.isatty() and out.is_tty
-    return run(
-        out,
+@dataclass(frozen=True)
+class DispatchOptions:
+    """What `planfleet dispatch` was asked to do."""
+
+    start: Path | None  # where to look for the repository (-C, else here)
+    phase: int
+    limit: int = dispatch.DEFAULT_LIMIT
+    accept_cost: bool = False
+    yes: bool = False
+    dry_run: bool = False
+    model: str | None = None
+    permission_mode: str | None = None
+    plugin_dirs: tuple[str, ...] = ()  # absolute paths
+
+
+def options(ns: argparse.Namespace) -> DispatchOptions:
+    """Return what `dispatch` was asked (the one reader of its namespace)."""
+    return DispatchOptions(
         start=ns.repo,
         phase=ns.phase,
         limit=ns.limit,
-        accept_cost=ns.accept_cost,
-        yes=ns.yes,
-        dry_run=ns.dry_run,
+        accept_cost=bool(ns.accept_cost),
+        yes=bool(ns.yes),
+        dry_run=bool(ns.dry_run),
         model=ns.model,
         permission_mode=ns.permission_mode,
-        plugin_dirs=[str(Path(d).resolve()) for d in ns.plugin_dir],
-        ask=input if interactive else None,
+        plugin_dirs=tuple(str(Path(d).resolve()) for d in ns.plugin_dir),
     )
 
 
-def run(
-    out: Out,
-    *,
-    start: Path | None,
-    phase: int,
-    limit: int,
-    accept_cost: bool,
-    yes: bool,
-    dry_run: bool,
-    model: str | None,
-    permission_mode: str | None,
-    plugin_dirs: list[str],
-    ask: Callable[[str], str] | None,
-) -> int:
+def _handler(ns: argparse.Namespace, out: Out) -> int:
+    interactive = not out.json_mode and sys.stdin.isatty() and out.is_tty
+    return run(out, options(ns), ask=input if interactive else None)
+
+
+def run(out: Out, opts: DispatchOptions, *, ask: Callable[[str], str] | None) -> int:
     """Resolve, check, show and (once confirmed) dispatch; return the exit code."""
-    dispatch.check_limit(limit, accept_cost)
-    dispatch.check_permission_mode(permission_mode)
-    repo = git.require_repo(start)
+    phase = opts.phase
+    dispatch.check_limit(opts.limit, opts.accept_cost)
+    dispatch.check_permission_mode(opts.permission_mode)
+    repo = git.require_repo(opts.start)
     verdict = dispatch.run_preflight(repo, phase)
     bad = verdict.failed
     if bad is not None:
@@ -112,25 +119,25 @@ def run(
     plan = dispatch.resolve(
         repo,
         phase,
-        limit=limit,
+        limit=opts.limit,
         exe=exe,
         live=dispatch.live_plans(repo, phase, states),
-        model=model,
-        permission_mode=permission_mode,
-        plugin_dirs=plugin_dirs,
+        model=opts.model,
+        permission_mode=opts.permission_mode,
+        plugin_dirs=opts.plugin_dirs,
     )
     for warning in plan.warnings:
         out.warn(warning)
     shown = plan.to_json(repo)
     if not plan.planned:
         return _nothing(out, plan, shown)
-    if dry_run:
+    if opts.dry_run:
         out.result(
             "dispatch", {"status": "dry_run", **shown}, human=lambda: _show(out, plan, shown)
         )
         return ExitCode.OK
     _show(out, plan, shown)
-    if not yes:
+    if not opts.yes:
         answer = ask("Start these sessions? [y/N] ") if ask else None
         if answer is None:
             return _abort(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from planfleet.cli import view
-from planfleet.cli.commands.phase_runner import add_phase_flags, locate, phase_options
+from planfleet.cli.commands.phase_runner import add_phase_flags, locate, phase_flags
 from planfleet.cli.output import Out
 from planfleet.errors import ExitCode, RefusedError
 from planfleet.orchestrate import execplan
+from planfleet.orchestrate.phaserunner import PhaseOptions
 from planfleet.orchestrate.pipeline import Pipeline, PipelineOptions, PipelineResult
 from planfleet.orchestrate.record import STAGES, Doc, PipelineStore
 
@@ -43,21 +47,54 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_handler, command_name="orchestrate")
 
 
+@dataclass(frozen=True)
+class OrchestrateRequest:
+    """What `planfleet orchestrate` was asked to do."""
+
+    repo: Path | None
+    plan_dir: str
+    dry_run: bool
+    yes: bool
+    resume: bool
+    restart: bool
+    only_phase: str | None
+    phase: PhaseOptions  # the phase flags; the check command is added
+
+
+def request(ns: argparse.Namespace) -> OrchestrateRequest:
+    """Return what `orchestrate` was asked (the one reader of its namespace)."""
+    return OrchestrateRequest(
+        repo=ns.repo,
+        plan_dir=ns.plan_dir,
+        dry_run=bool(ns.dry_run),
+        yes=bool(ns.yes),
+        resume=bool(ns.resume),
+        restart=bool(ns.restart),
+        only_phase=ns.phase,
+        phase=phase_flags(ns),
+    )
+
+
 def _handler(ns: argparse.Namespace, out: Out) -> int:
-    pdir = locate(ns, ns.plan_dir)
+    return run(request(ns), out)
+
+
+def run(req: OrchestrateRequest, out: Out) -> int:
+    """Take the plan directory through the stages; print them; return the exit code."""
+    pdir = locate(req.repo, req.plan_dir)
     store = PipelineStore(pdir)
     check = ["planfleet", "orchestrate", str(pdir.folder), "--no-subprocess"]
-    check += ["--phase", ns.phase] if ns.phase else []
+    check += ["--phase", req.only_phase] if req.only_phase else []
     opts = PipelineOptions(
-        phase=phase_options(ns, check),
-        dry_run=ns.dry_run,
-        resume=ns.resume,
-        only_phase=ns.phase,
-        confirm=lambda shown: _confirm(out, ns.yes, shown),
+        phase=dataclasses.replace(req.phase, check_command=tuple(check)),
+        dry_run=req.dry_run,
+        resume=req.resume,
+        only_phase=req.only_phase,
+        confirm=lambda shown: _confirm(out, req.yes, shown),
     )
     listener = None if out.json_mode else view.LineReporter(out.err_stream)
     with store.running("orchestrate"):
-        if ns.restart:
+        if req.restart:
             backup = store.restart()
             if backup is not None:
                 out.line(f"earlier stages set aside in {pdir.rel(backup)}")

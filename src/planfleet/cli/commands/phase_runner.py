@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from planfleet import git
@@ -86,8 +89,8 @@ def add_phase_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def phase_options(ns: argparse.Namespace, check: list[str], **extra: Any) -> PhaseOptions:
-    """Return the PhaseOptions the flags ask for."""
+def phase_flags(ns: argparse.Namespace) -> PhaseOptions:
+    """Return the PhaseOptions the phase flags ask for (the one reader of those flags)."""
     return PhaseOptions(
         subprocess=ns.subprocess,
         team=ns.team,
@@ -97,14 +100,36 @@ def phase_options(ns: argparse.Namespace, check: list[str], **extra: Any) -> Pha
         stall_s=ns.stall,
         task_budget_usd=ns.task_budget_usd,
         permission_mode=ns.permission_mode,
-        check_command=tuple(check),
-        **extra,
     )
 
 
-def locate(ns: argparse.Namespace, arg: str) -> PlanDir:
+def locate(repo: Path | None, arg: str) -> PlanDir:
     """Return the plan directory ``arg`` inside the repository (-C, else the folder's own)."""
-    return resolve_plan_dir(arg, git.require_repo(ns.repo) if ns.repo is not None else None)
+    return resolve_plan_dir(arg, git.require_repo(repo) if repo is not None else None)
+
+
+@dataclass(frozen=True)
+class PhaseRunnerRequest:
+    """What `planfleet phase-runner` was asked to do."""
+
+    repo: Path | None
+    plan_dir: str
+    phase: str  # its id or number
+    step: str | None
+    dry_run: bool
+    options: PhaseOptions  # the phase flags; step, dry run and check command are added
+
+
+def request(ns: argparse.Namespace) -> PhaseRunnerRequest:
+    """Return what `phase-runner` was asked (the one reader of its namespace)."""
+    return PhaseRunnerRequest(
+        repo=ns.repo,
+        plan_dir=ns.plan_dir,
+        phase=ns.phase,
+        step=ns.step,
+        dry_run=bool(ns.dry_run),
+        options=phase_flags(ns),
+    )
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -133,13 +158,20 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def _handler(ns: argparse.Namespace, out: Out) -> int:
-    pdir = locate(ns, ns.plan_dir)
+    return run(request(ns), out)
+
+
+def run(req: PhaseRunnerRequest, out: Out) -> int:
+    """Run the phase (or its one step); print the outcome; return the exit code."""
+    pdir = locate(req.repo, req.plan_dir)
     store = PipelineStore(pdir)
     plan = execution_view(pdir, store.load())
-    phase = find_phase(plan, ns.phase)
+    phase = find_phase(plan, req.phase)
     check = ["planfleet", "phase-runner", "--phase", phase.id, "--plan-dir", str(pdir.folder)]
-    check += ["--no-subprocess"] + (["--step", ns.step] if ns.step else [])
-    opts = phase_options(ns, check, step=ns.step, dry_run=ns.dry_run)
+    check += ["--no-subprocess"] + (["--step", req.step] if req.step else [])
+    opts = dataclasses.replace(
+        req.options, step=req.step, dry_run=req.dry_run, check_command=tuple(check)
+    )
     listener = None if out.json_mode else view.LineReporter(out.err_stream)
     runner = PhaseRunner(pdir, plan, phase, store, opts, say=out.line, listener=listener)
     with store.running(f"phase-runner --phase {phase.id}"):

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from planfleet.cli import runflags
-from planfleet.cli.commands.run import start
+from planfleet.cli.commands.run import request, start
 from planfleet.cli.output import Out
 
 
@@ -27,8 +27,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", metavar="PHASE", help="only these phases (ids or numbers)")
     p.add_argument("--tasks", metavar="IDS", help="only these tasks (comma separated)")
     runflags.add_run_flags(p)
-    p.set_defaults(handler=_handler, command_name="resume", dry_run=False)
+    p.set_defaults(handler=_handler, command_name="resume", dry_run=False, resume=True)
 
 
 def _handler(ns: argparse.Namespace, out: Out) -> int:
-    return start(ns, out, resume=True, command="resume")
+    return start(request(ns), out, command="resume")

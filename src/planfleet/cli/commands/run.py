@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from planfleet import git
-from planfleet.cli import detach, runflags
+from planfleet.cli import detach, dryrun, runflags, running, runopts, savedflags
 from planfleet.cli.output import Out
+from planfleet.cli.runopts import RunFlags
 from planfleet.engine import runcheck
 from planfleet.errors import RefusedError
 from planfleet.state.store import StateStore, no_run
@@ -45,22 +47,37 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 def _handler(ns: argparse.Namespace, out: Out) -> int:
-    return start(ns, out, resume=ns.resume, command="run")
+    return start(request(ns), out, command="run")
 
 
-def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> int:
-    """Shared by run and resume: check, confirm, then run here or detached."""
-    repo = git.require_repo(ns.repo)
-    plan = runflags.load_plan(repo, ns.plan, getattr(ns, "format", None))
-    store = StateStore.for_plan(repo, plan.name)
-    # A resumed run keeps the limits it started with unless they are given again.
-    runflags.fill_run_flags(
-        ns, runflags.saved_run_flags(repo, plan.name) if resume and store.exists() else None
+def request(ns: argparse.Namespace) -> runopts.RunRequest:
+    """Return what `run` or `resume` was asked (the one reader of their namespace)."""
+    return runopts.RunRequest(
+        repo=ns.repo,
+        plan=ns.plan,
+        format=ns.format,
+        phases=runopts.split(ns.phase),
+        tasks=runopts.split(ns.tasks),
+        dry_run=bool(ns.dry_run),
+        resume=bool(ns.resume),
+        args=runflags.run_args(ns),
     )
-    opts = runflags.options_from(ns, plan)
-    if getattr(ns, "dry_run", False):
-        return runflags.dry_run(out, repo, plan, opts)
-    if store.exists() and not resume:
+
+
+def start(req: runopts.RunRequest, out: Out, *, command: str) -> int:
+    """Shared by run and resume: check, confirm, then run here or detached."""
+    repo = git.require_repo(req.repo)
+    plan = running.load_plan(repo, req.plan, req.format)
+    store = StateStore.for_plan(repo, plan.name)
+    # A resumed run keeps the flags it started with unless they are given again.
+    saved = _saved(out, repo, plan.name) if req.resume and store.exists() else None
+    flags = runopts.effective(req.args, saved)
+    opts = runopts.run_options(
+        flags, plan, phases=req.phases, tasks=req.tasks, accept_cost=req.args.accept_cost
+    )
+    if req.dry_run:
+        return dryrun.dry_run(out, repo, plan, opts)
+    if store.exists() and not req.resume:
         state = store.load()
         done = sum(1 for r in state["tasks"].values() if r["status"] in ("verified", "skipped"))
         raise RefusedError(
@@ -70,23 +87,31 @@ def start(ns: argparse.Namespace, out: Out, *, resume: bool, command: str) -> in
             next_step=f"continue it with `planfleet resume {plan.name}`, or start over with "
             f"`planfleet state init {plan.name} --from {plan.path} --force`",
         )
-    if not store.exists() and resume and command == "resume":
-        raise no_run(plan.name, f"start it with `planfleet run {ns.plan}`")
+    if not store.exists() and req.resume and command == "resume":
+        raise no_run(plan.name, f"start it with `planfleet run {req.plan}`")
     tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
     testcmd.require(plan, tests)  # before anything starts, detached or not
     runcheck.refuse_without_commands(repo, plan, opts)
-    confirm(out, ns, opts.runner, opts.max_parallel, opts.task_budget_usd)
-    runflags.save_run_flags(ns, repo, plan.name)
-    if ns.detach:
+    confirm(out, req.args.yes, opts.runner, opts.max_parallel, opts.task_budget_usd)
+    savedflags.save(repo, plan.name, flags)
+    if req.args.detach:
         return detach.launch(out, repo, plan.name, sys.argv[1:])
-    return runflags.execute(out, repo, plan, opts, command)
+    return running.execute(out, repo, plan, opts, command)
 
 
-def confirm(
-    out: Out, ns: argparse.Namespace, runner: str, parallel: int, cap: float | None
-) -> None:
+def _saved(out: Out, repo: Path, plan: str) -> RunFlags | None:
+    """Return the flags the plan's run started with, telling about fields ignored."""
+    saved = savedflags.load(repo, plan)
+    if saved is None:
+        return None
+    for note in saved.ignored:
+        out.warn(note)
+    return saved.flags
+
+
+def confirm(out: Out, yes: bool, runner: str, parallel: int, cap: float | None) -> None:
     """Ask before paid agents start; refuse when nobody can answer and --yes is missing."""
-    if runner == "shell" or ns.yes:
+    if runner == "shell" or yes:
         return
     cost = f"${cap * parallel:.2f}" if cap else "no per-task cap (set --task-budget-usd)"
     question = (

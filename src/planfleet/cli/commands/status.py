@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths
+from planfleet.cli import savedflags
 from planfleet.cli import view as report
 from planfleet.cli.output import Out, table
 from planfleet.engine import runinfo, scheduler
@@ -85,8 +86,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     every = {p.pid for t in orphans for p in recover.leftover_processes(state["tasks"][t])}
     others = sorted(every - {pid for pids in mine.values() for pid in pids})
     data["leftover_processes"] = sorted(every)
-    saved = runinfo.saved_flags(repo, plan).get("max_attempts")
-    limit = saved if isinstance(saved, int) and saved > 0 else scheduler.DEFAULT_MAX_ATTEMPTS
+    limit = _saved_max_attempts(out, repo, plan)
     never = {
         tid: scheduler.attempt_limit(state["tasks"][tid], limit)
         for tid in scheduler.exhausted(state, limit)
@@ -177,3 +177,13 @@ def _all(repo: Path, out: Out) -> int:
 
     out.result("status", {"runs": runs}, human=human)
     return ExitCode.OK
+
+
+def _saved_max_attempts(out: Out, repo: Path, plan: str) -> int:
+    """Return the --max-attempts the run started with (a damaged options.json: the default)."""
+    try:
+        saved = savedflags.load(repo, plan)
+    except InputError as exc:
+        out.warn(f"{exc.render()}\n  (status counts with the default --max-attempts)")
+        saved = None
+    return saved.flags.max_attempts if saved is not None else scheduler.DEFAULT_MAX_ATTEMPTS

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git
-from planfleet.cli import runflags
+from planfleet.cli import running, savedflags
 from planfleet.cli.output import Out
+from planfleet.cli.runopts import RunFlags
 from planfleet.engine.setup import load_or_take_baseline
 from planfleet.errors import ExitCode, InputError, RefusedError
 from planfleet.ids import check_id
@@ -58,12 +59,11 @@ def _checkout(repo: Path, plan: str, task: str, head: str) -> Iterator[Path]:
 
 def _handler(ns: argparse.Namespace, out: Out) -> int:
     repo = git.require_repo(ns.repo)
-    plan = runflags.load_plan(repo, ns.plan, ns.format)
+    plan = running.load_plan(repo, ns.plan, ns.format)
     # the test command (and limit) the plan's run uses: --test-cmd of the run, config, ...
-    saved = runflags.saved_run_flags(repo, plan.name)
-    choice = testcmd.choose(
-        repo, plan, flag=saved.get("test_cmd"), flag_timeout=saved.get("test_timeout")
-    )
+    saved = savedflags.load(repo, plan.name)
+    flags = saved.flags if saved is not None else RunFlags()
+    choice = testcmd.choose(repo, plan, flag=flags.test_command, flag_timeout=flags.test_timeout_s)
     plan = testcmd.apply(plan, choice)
     task_id = check_id(ns.task, what="task id")
     try:
