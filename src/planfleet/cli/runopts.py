@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planfleet.engine import preflight, scheduler
+from planfleet.engine import scheduler
 from planfleet.engine.options import RunOptions
 from planfleet.errors import RefusedError, UsageError
 from planfleet.plan import model
+from planfleet.runners.claude import claude_binary
 
 MAX_PARALLEL_WITHOUT_CONSENT = 10
 CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
@@ -90,7 +91,7 @@ def effective(args: RunArgs, saved: RunFlags | None = None) -> RunFlags:
 
 def claude_logged_in() -> bool:
     """Return True if ``claude`` is installed and has credentials we can see."""
-    if preflight.claude_binary() is None:
+    if claude_binary() is None:
         return False
     if any(os.environ.get(k) for k in CREDENTIAL_ENV):
         return True

@@ -11,7 +11,7 @@ from typing import Any
 
 from planfleet import git, proc
 from planfleet.errors import CommandError, InputError, PlanfleetError, RefusedError
-from planfleet.runners.claude import claude_binary as claude_binary  # the cli asks it here too
+from planfleet.runners.claude import claude_binary
 
 MIN_CLAUDE_FOREGROUND = "2.0.0"
 MIN_CLAUDE_BACKGROUND = "2.1.139"  # `claude --bg` and `claude agents` first shipped here

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(frozen=True)
 class PhaseOptions:
     """How to run a phase (the phase-runner and orchestrate flags)."""
 

@@ -58,7 +58,7 @@ class Declined(Exception):
     """The user gate was not confirmed."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineOptions:
     """The orchestrate flags."""
 

@@ -12,9 +12,8 @@ from typing import Any
 from planfleet import git
 from planfleet.background import agents, dispatch, launch
 from planfleet.cli.output import Out
-from planfleet.engine import preflight
 from planfleet.errors import ExitCode
-from planfleet.runners.claude import PERMISSION_MODES
+from planfleet.runners.claude import PERMISSION_MODES, claude_binary
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -113,7 +112,7 @@ def run(out: Out, opts: DispatchOptions, *, ask: Callable[[str], str] | None) ->
     if bad is not None:
         reason = bad.reason or "preflight"
         return _abort(out, verdict.to_json(), reason, bad.detail, bad.next_step or "")
-    exe = preflight.claude_binary() or "claude"
+    exe = claude_binary() or "claude"
     previous = agents.manifest_sessions(repo, phase)
     states = agents.session_states(agents.claude_entries(repo, exe)) if previous else {}
     plan = dispatch.resolve(

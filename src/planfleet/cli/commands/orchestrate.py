@@ -14,7 +14,7 @@ from planfleet.cli.commands.phase_runner import add_phase_flags, locate, phase_f
 from planfleet.cli.output import Out
 from planfleet.errors import ExitCode, RefusedError
 from planfleet.orchestrate import execplan
-from planfleet.orchestrate.phaserunner import PhaseOptions
+from planfleet.orchestrate.options import PhaseOptions
 from planfleet.orchestrate.pipeline import Pipeline, PipelineOptions, PipelineResult
 from planfleet.orchestrate.record import STAGES, Doc, PipelineStore
 
