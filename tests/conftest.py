@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,8 +29,16 @@ GIT_IDENTITY = {
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing a test runs may read or write the real HOME or git config."""
+    """Nothing a test runs may read or write the real HOME, git config or system temp folder.
+
+    Each test's temporary files (the tests gate's ``planfleet-tests-*`` folders, crash logs)
+    go to a folder of its own: a check that watches ``/tmp`` for planfleet's files (the
+    torture suite's) then sees only what its own subject wrote, never another worker's test.
+    """
     home = tmp_path_factory.mktemp("home")
+    tmp = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
