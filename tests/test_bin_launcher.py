@@ -382,6 +382,32 @@ def test_bootstrap_installs_once_even_when_started_twice_at_once(
     ).stdout
     assert re.search(rf"^planfleet=={re.escape(__version__)}$", installed, re.MULTILINE)
 
+    # A built environment is run at once: the Pythons on PATH are not even probed.
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    probes = tmp_path / "probes.log"
+    (shims / "python3").write_text(
+        f'#!/bin/sh\necho probed >> "{probes}"\nexec "{bare_python}" "$@"\n'
+    )
+    (shims / "python3").chmod(0o755)
+    direct = dict(env, PATH=f"{shims}{os.pathsep}{env['PATH']}")
+    del direct["PLANFLEET_PYTHON"]
+    fast = run_shim(["--version"], direct, cwd=tmp_path, program=command[0])
+    assert (fast.returncode, fast.stdout, fast.stderr) == (0, f"planfleet {__version__}\n", "")
+    assert not probes.exists()
+    # Built from another pyproject.toml: stale, so PATH is probed again and it is rebuilt.
+    with open(plugin / "pyproject.toml", "a", encoding="utf-8") as handle:
+        handle.write("# changed\n")
+    stale = run_shim(["context", "--json"], direct, cwd=tmp_path, program=command[0])
+    assert stale.returncode == 0, stale.stderr
+    assert stale.stderr.count(INSTALLING) == 1
+    assert probes.read_text(encoding="utf-8").count("probed") >= 1
+    assert "PLANFLEET_REPROBE" not in json.dumps(json.loads(stale.stdout))
+    probes.unlink()
+    rebuilt = run_shim(["--version"], direct, cwd=tmp_path, program=command[0])
+    assert (rebuilt.returncode, rebuilt.stderr) == (0, "")
+    assert not probes.exists()
+
 
 def test_bootstrap_without_a_package_index_says_how_to_install(
     tmp_path: Path, bare_python: Path

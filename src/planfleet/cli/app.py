@@ -128,6 +128,9 @@ def build_parser(only: str | None = None) -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run planfleet with ``argv`` and return the exit code; never raises for user errors."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:  # asked by every skill: answered before any parser is built
+        print(f"planfleet {__version__}")
+        return ExitCode.OK
     json_mode = "--json" in args
     out = Out(json_mode=json_mode)
     command = "planfleet"

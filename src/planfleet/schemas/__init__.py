@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:  # imported where used: most commands never need jsonschema
+    import jsonschema
 
 
 @cache
@@ -25,6 +26,8 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     Inlining (our schemas are not recursive) spares a reference lookup per value, which
     is most of jsonschema's time on a plan or state with thousands of entries.
     """
+    import jsonschema
+
     schema = load(name)
     cls = jsonschema.validators.validator_for(schema)
     return cls(_inline(schema, schema.get("$defs", {}), ()))
@@ -60,5 +63,7 @@ def first_error(name: str, instance: Any) -> jsonschema.ValidationError | None:
     """
     if compiled(name).ok(instance):
         return None
+    import jsonschema
+
     errors = list(validator(name).iter_errors(instance))
     return jsonschema.exceptions.best_match(errors) if errors else None

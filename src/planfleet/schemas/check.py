@@ -13,8 +13,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jsonschema
-
 Check = Callable[[Any], bool]
 
 # Keywords that only describe; they never change what is valid.
@@ -106,11 +104,11 @@ class CompiledSchema:
     """A schema compiled to closures: ``ok(doc)``, ``ok_def(name, value)``, ``error(doc)``."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
+        # jsonschema is imported only to explain an invalid document: most commands read valid
+        # state and never pay for it. That the schemas themselves are valid is a test's job.
         self.schema = schema
         self._defs: dict[str, Check] = {}
         self._raw_defs: Mapping[str, Any] = schema.get("$defs", {})
-        self._reference = jsonschema.validators.validator_for(schema)(schema)
         for name in self._raw_defs:
             self._def(name)
         self._root = self._compile(schema)
@@ -125,7 +123,10 @@ class CompiledSchema:
 
     def error(self, doc: Any) -> str | None:
         """Return the reference validator's best error message for ``doc``, or None."""
-        best = jsonschema.exceptions.best_match(self._reference.iter_errors(doc))
+        import jsonschema
+
+        reference = jsonschema.validators.validator_for(self.schema)(self.schema)
+        best = jsonschema.exceptions.best_match(reference.iter_errors(doc))
         if best is None:
             return None
         where = "/".join(str(p) for p in best.absolute_path)
@@ -133,6 +134,8 @@ class CompiledSchema:
 
     def def_error(self, name: str, value: Any) -> str | None:
         """Return the best error message for ``value`` against ``#/$defs/<name>``, or None."""
+        import jsonschema
+
         wrapper = {k: v for k, v in self.schema.items() if k in ("$schema", "$defs")}
         wrapper["$ref"] = f"#/$defs/{name}"
         validator = jsonschema.validators.validator_for(self.schema)(wrapper)
