@@ -268,3 +268,104 @@ def test_the_state_file_is_the_contract(repo: Path, run_cli: Run) -> None:
     text = (repo / ".planfleet/state/demo.json").read_text()
     assert text.endswith("}\n")
     assert json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n" == text
+
+
+def _changes(path: Path, changes: Any) -> Path:
+    path.write_text(json.dumps(changes), encoding="utf-8")
+    return path
+
+
+def test_apply_makes_several_changes_in_one_transaction(repo: Path, run_cli: Run) -> None:
+    state_file = repo / ".planfleet/state/demo.json"
+    before = read_valid(state_file)["revision"]
+    batch = [
+        {"op": "claim", "task": "tokenizer", "owner": "skill", "lease": 60},
+        {"op": "claim", "task": "counter", "owner": "skill", "pid": 4242},
+        {"op": "complete", "task": "tokenizer", "commit": "a" * 40, "owner": "skill", "cost": 0.5},
+        {"op": "fail", "task": "counter", "type": "test_failure", "step": "tests",
+         "message": "2 tests fail", "feedback": "fix count()"},
+        {"op": "reset", "task": "counter"},
+    ]  # fmt: skip
+    data = _ok(
+        run_cli("state", "apply", "demo", _changes(repo / "c.json", batch), "--json", cwd=repo)
+    )
+    assert data["applied"] == 5
+    assert [c["record"]["status"] for c in data["changes"]] == [
+        "in_progress", "in_progress", "verified", "failed", "pending"
+    ]  # fmt: skip
+    after = read_valid(state_file)
+    assert after["revision"] == before + 1 == data["revision"]  # one write for five changes
+    assert after["tasks"]["tokenizer"]["commit"] == "a" * 40
+    assert after["tasks"]["counter"]["feedback"] == "fix count()"
+    assert after["totals"]["cost_usd"] == 0.5
+
+
+def test_apply_reads_standard_input(
+    repo: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO('[{"op": "claim", "task": "counter"}]'))
+    data = _ok(run_cli("state", "apply", "demo", "-", "--json", cwd=repo))
+    assert data["changes"][0]["record"]["owner"]  # the default owner, as `state claim` gives
+
+
+def test_apply_refused_change_makes_none_of_them(repo: Path, run_cli: Run) -> None:
+    state_file = repo / ".planfleet/state/demo.json"
+    text = state_file.read_bytes()
+    batch = [
+        {"op": "claim", "task": "tokenizer"},
+        {"op": "claim", "task": "cli"},  # its dependencies are not verified
+    ]
+    result = run_cli("state", "apply", "demo", _changes(repo / "c.json", batch), cwd=repo)
+    assert result.code == ExitCode.REFUSED
+    assert "change 2 (claim cli), none made" in result.err
+    assert state_file.read_bytes() == text
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"op": "claim"}, None, "non-empty JSON array"),
+        ([], None, "non-empty JSON array"),
+        ([{"op": "merge", "task": "a"}], "change 1.op", "unknown op 'merge'"),
+        ([{"op": "claim"}], "change 1.task", "task id is required"),
+        (
+            [{"op": "claim", "task": "tokenizer", "commit": "ab12345"}],
+            "change 1.commit",
+            "no field",
+        ),
+        ([{"op": "claim", "task": "tokenizer", "pid": "12"}], "change 1.pid", "must be an integer"),
+        (
+            [{"op": "reset", "task": "tokenizer", "hard": 1}],
+            "change 1.hard",
+            "must be true or false",
+        ),
+        ([{"op": "claim", "task": "t", "lease": 0}], "change 1.lease", "positive"),
+        ([{"op": "claim", "task": "t"}, {"op": "fail", "task": "t"}], "change 2.type", "needs"),
+        ([{"op": "complete", "task": "t", "commit": "xyz"}], "change 1.commit", "not a commit"),
+    ],
+)
+def test_apply_bad_input_names_the_change_and_field(
+    repo: Path, run_cli: Run, changes: Any, field: str | None, words: str
+) -> None:
+    text = (repo / ".planfleet/state/demo.json").read_bytes()
+    path = _changes(repo / "c.json", changes)
+    result = run_cli("state", "apply", "demo", path, "--json", cwd=repo)
+    assert result.code == ExitCode.USAGE, result.err
+    (error,) = result.json()["errors"]
+    assert words in error["message"]
+    assert error.get("field") == field
+    assert error["file"] == str(path)
+    assert (repo / ".planfleet/state/demo.json").read_bytes() == text
+
+
+def test_apply_not_json_gives_the_line(repo: Path, run_cli: Run) -> None:
+    (repo / "c.json").write_text('[\n{"op": "claim",\n', encoding="utf-8")
+    result = run_cli("state", "apply", "demo", repo / "c.json", cwd=repo)
+    assert result.code == ExitCode.USAGE
+    assert "c.json:3: not JSON" in result.err
+    missing = run_cli("state", "apply", "demo", repo / "absent.json", cwd=repo)
+    assert missing.code == ExitCode.USAGE
+    assert "cannot read the changes" in missing.err

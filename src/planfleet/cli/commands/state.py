@@ -7,7 +7,6 @@ and every change still goes through the same state machine and the same locked s
 from __future__ import annotations
 
 import argparse
-import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 from planfleet import git
 from planfleet.cli.output import Out, table
 from planfleet.errors import ExitCode, InputError
-from planfleet.state import ops, records, recover
+from planfleet.state import batch, ops, records, recover
 from planfleet.state.create import init_from_plan
 from planfleet.state.store import StateStore
-
-_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
@@ -111,6 +108,21 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     reset = add("reset", "put a task back to pending (attempts and worktree kept)", _reset)
     reset.add_argument("--hard", action="store_true", help="also forget attempts and results")
     reset.add_argument("--reason", metavar="TEXT", help="why (kept as the task's note)")
+
+    apply = add(
+        "apply",
+        "make several changes in one locked transaction: all of them or none",
+        _apply,
+        task=False,
+    )
+    apply.add_argument(
+        "changes",
+        metavar="FILE",
+        help="a JSON array of changes, or - for standard input; each is an object with "
+        '"op" (claim, heartbeat, complete, fail, reset), "task" and the fields the '
+        "command of that name takes as flags: owner, pid, lease, commit, verification, "
+        "cost, type, step, message, feedback, hard, reason",
+    )
 
 
 def _lease(p: argparse.ArgumentParser) -> None:
@@ -245,7 +257,7 @@ def _heartbeat(ns: argparse.Namespace, out: Out) -> int:
 
 
 def _complete(ns: argparse.Namespace, out: Out) -> int:
-    if not _SHA.match(ns.commit):
+    if not batch.SHA.match(ns.commit):
         raise InputError(
             f"not a commit id: {ns.commit!r}",
             field="--commit",
@@ -284,3 +296,32 @@ def _positive(value: float, flag: str) -> float:
     if not value > 0:
         raise InputError(f"{flag} must be a positive number of seconds, got {value:g}", field=flag)
     return value
+
+
+def _apply(ns: argparse.Namespace, out: Out) -> int:
+    import json
+    import sys
+
+    where = "<stdin>" if ns.changes == "-" else ns.changes
+    try:
+        text = sys.stdin.read() if ns.changes == "-" else Path(ns.changes).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the changes: {exc}", file=where) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise InputError(f"not JSON: {exc}", file=where, line=line) from None
+    changes = batch.parse_changes(doc, where)
+    store = _store(ns)
+    with store.transaction() as state:
+        results = batch.apply(state, changes)
+    data = {"applied": len(results), "changes": results, "revision": state["revision"]}
+
+    def human() -> None:
+        for r in results:
+            out.line(f"{r['task']}: {r['op']} -> {r['record']['status']}")
+        out.line(f"{len(results)} changes in one transaction, revision {state['revision']}")
+
+    out.result("state apply", data, human=human)
+    return ExitCode.OK
