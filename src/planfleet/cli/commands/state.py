@@ -16,7 +16,6 @@ from planfleet import git
 from planfleet.cli.output import Out, table
 from planfleet.errors import ExitCode, InputError
 from planfleet.state import batch, ops, records, recover
-from planfleet.state.create import init_from_plan
 from planfleet.state.store import StateStore
 
 
@@ -199,6 +198,7 @@ def _init(ns: argparse.Namespace, out: Out) -> int:
 
 def init(out: Out, *, repo: Path, name: str, source: str, fmt: str | None, force: bool) -> int:
     from planfleet.plan import formats  # only init reads a plan: `state show` stays quick
+    from planfleet.state.create import init_from_plan
 
     store = StateStore.for_plan(repo, name, command=f"planfleet state init {name}")
     path = formats.resolve(source, repo=repo, format=fmt)
