@@ -98,6 +98,7 @@ def test_flags_round_trip_through_options_json(tmp_path: Path) -> None:
         stall_s=20.0,
         post_merge_check=False,
         strict_files=True,
+        strict_model=True,
         projections=False,
         permission_mode="plan",
         allowed_tools=("Bash(make:*)",),

@@ -267,6 +267,52 @@ def test_limit_kinds_from_result_events(tmp_path: Path) -> None:
     assert killed.limit == "rate_limit"
 
 
+def test_models_that_ran_from_model_usage(tmp_path: Path) -> None:
+    from planfleet.runners import claude_stream
+
+    def models(usage: Any) -> dict[str, float] | None:
+        log = tmp_path / "log.jsonl"
+        final = {"type": "result", "is_error": False, "total_cost_usd": 0.3}
+        if usage is not None:
+            final["modelUsage"] = usage
+        log.write_text(json.dumps(final) + "\n")
+        result = AgentResult(ending="exited", exit_code=0, duration_s=1.0)
+        claude_stream.fill(result, claude_stream.read(log), prior_cost_usd=0.0, secrets=[])
+        return result.models
+
+    two = {
+        "claude-sonnet-4-5-20250929": {"inputTokens": 10, "outputTokens": 5, "costUSD": 0.25},
+        "claude-haiku-4-5-20251001": {"inputTokens": 3, "costUSD": 0.05},
+    }
+    assert models(two) == {"claude-sonnet-4-5-20250929": 0.25, "claude-haiku-4-5-20251001": 0.05}
+    # Malformed entries are left out; a bad or missing cost counts 0.
+    bad = {
+        "": {"costUSD": 1.0},
+        "not-an-object": [1, 2],
+        "no-cost": {"inputTokens": 1},
+        "text-cost": {"costUSD": "0.5"},
+        "negative": {"costUSD": -1},
+        "flag": {"costUSD": True},
+        "claude-opus-4-1": {"costUSD": 0.5},
+    }
+    assert models(bad) == {
+        "no-cost": 0.0,
+        "text-cost": 0.0,
+        "negative": 0.0,
+        "flag": 0.0,
+        "claude-opus-4-1": 0.5,
+    }
+    for unknown in (None, [], "claude-sonnet-4-5", {}, {"": {}}, {"x": None}):
+        assert models(unknown) is None  # models unknown: nothing recorded
+
+
+def test_claude_reports_the_models_that_ran(repo: Path, fake: Path, tmp_path: Path) -> None:
+    scenario(tmp_path, t1={"cost": 0.2})
+    result = run_claude(repo, make_plan(make_task("t1")), "t1", model="claude-opus-4-1")
+    assert result.models == {"claude-opus-4-1": pytest.approx(0.2)}
+    assert result.to_json()["models"] == result.models
+
+
 def test_claude_budget(repo: Path, fake: Path, tmp_path: Path) -> None:
     scenario(tmp_path, t1={"behaviour": "budget"})
     result = run_claude(repo, make_plan(make_task("t1")), "t1", budget_usd=0.25)

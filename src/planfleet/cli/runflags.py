@@ -88,6 +88,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "default: report them); the plan's defaults.shared_files are always allowed",
     )
     p.add_argument(
+        "--strict-model",
+        action="store_true",
+        default=None,
+        help="fail an attempt when the model that ran is not the one asked for (--model, the "
+        "task's model or --escalate-model; model_mismatch; default: a warning in its evidence)",
+    )
+    p.add_argument(
         "--no-projections",
         dest="projections",
         action="store_false",

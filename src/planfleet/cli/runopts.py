@@ -41,6 +41,7 @@ class RunFlags:
     stall_s: float = 300.0
     post_merge_check: bool = True
     strict_files: bool = False
+    strict_model: bool = False
     projections: bool = True
     permission_mode: str = "acceptEdits"
     allowed_tools: tuple[str, ...] = ()  # extra --allowedTools rules of the claude runner
@@ -154,6 +155,7 @@ def run_options(
         stall_s=flags.stall_s,
         post_merge_check=flags.post_merge_check,
         strict_files=flags.strict_files,
+        strict_model=flags.strict_model,
         projections=flags.projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
         test_command=flags.test_command,

@@ -245,6 +245,8 @@ def final_rows(state: State, owners: dict[str, str | None] | None = None) -> lis
                 "files_created": rec.get("files_created", []),
                 "files_modified": rec.get("files_modified", []),
                 "undeclared": rec.get("undeclared", []),
+                "models": rec.get("models"),
+                "model_mismatch": rec.get("model_mismatch"),
                 "tests_before": tests.get("before"),
                 "tests_after": tests.get("after"),
                 "regressions": tests.get("new_failures", []),
@@ -262,6 +264,12 @@ def _verification(path: str | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def model_line(mismatch: dict[str, Any]) -> str:
+    """Return the line that says another model ran than the one asked for."""
+    ran = ", ".join(map(str, mismatch.get("ran") or [])) or "?"
+    return f"model {mismatch.get('requested')!r} was requested but {ran} ran"
 
 
 def undeclared_line(paths: Sequence[str], shown: int = 10) -> str:
@@ -308,6 +316,8 @@ def final_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
             )
         if r["undeclared"]:
             extra.append(f"  {r['task']}: {undeclared_line(r['undeclared'])}")
+        if r["model_mismatch"]:
+            extra.append(f"  {r['task']}: {model_line(r['model_mismatch'])}")
         if r["regressions"]:
             extra.append(f"  {r['task']}: REGRESSIONS {', '.join(map(str, r['regressions']))}")
         if r["error"] and r["status"] != "verified":

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from planfleet import git, paths
-from planfleet.engine import attemptsave, prompts
+from planfleet.engine import attemptsave, modelcheck, prompts
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.plan import model
 from planfleet.repo import guards, pool, provision, worktrees
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 from planfleet.verify import gates
-from planfleet.verify.verdict import Verification
+from planfleet.verify.verdict import Gate, Verification
 
 Verdict = Literal["verified", "failed", "limit", "stopped"]
 MAX_FEEDBACK_CHARS = 6000
@@ -46,6 +46,7 @@ class AttemptSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     retry_of: int | None = None  # the failed attempt this one retries (its branch is reset)
     strict_files: bool = False  # changes outside the task's declared files fail the attempt
+    strict_model: bool = False  # another model than ``model`` ran: the attempt fails
     on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
 
 
@@ -268,6 +269,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         timeout_s=spec.timeout_s,
         strict_files=spec.strict_files,
     )
+    _check_model(spec, agent, v)
     out.verification = v
     out.record = str(gates.save_record(spec.repo, spec.plan.name, spec.task.id, spec.attempt, v))
     if v.ok:
@@ -283,6 +285,37 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         }
     out.error = error
     out.feedback = _feedback(spec.attempt, error, v.feedback or agent.output_tail, "")
+
+
+def _check_model(spec: AttemptSpec, agent: AgentResult, v: Verification) -> None:
+    """Record in ``v`` the models that ran, and whether the requested one was among them.
+
+    A mismatch is a warning, or with ``strict_model`` a failed ``model`` gate. Nothing is
+    recorded when the runner could not tell which models ran.
+    """
+    if agent.models is None:
+        return
+    v.models = dict(agent.models)
+    found = modelcheck.mismatch(spec.model, agent.models)
+    if found is None:
+        return
+    v.model_mismatch = found
+    what = modelcheck.message(found)
+    if not spec.strict_model:
+        v.warnings.append(what)
+        v.gates.append(Gate("model", True, f"warning: {what}", found))
+        return
+    v.gates.append(Gate("model", False, what, found, "model_mismatch"))
+    if v.ok:
+        v.ok = False
+        v.error = {"type": "model_mismatch", "step": "model", "message": what}
+        v.feedback = _feedback(
+            spec.attempt,
+            v.error,
+            None,
+            f"The run requires the model {found['requested']!r} (--strict-model); the "
+            "work itself passed the other gates.",
+        )
 
 
 def _feedback(attempt: int, error: dict[str, str], detail: str | None, advice: str) -> str:

@@ -269,6 +269,7 @@ class Engine:
             options=self.opts.runner_options,
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
+            strict_model=self.opts.strict_model,
             on_start=functools.partial(self._started, tid, int(record["attempts"])),
         )
 

@@ -34,6 +34,7 @@ class RunOptions:
     stall_s: float = 300.0
     post_merge_check: bool = True
     strict_files: bool = False  # undeclared changes fail an attempt (else: reported)
+    strict_model: bool = False  # another model than the requested one fails an attempt
     projections: bool = True  # update the plan's own progress files in the checkout
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False

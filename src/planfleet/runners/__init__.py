@@ -70,6 +70,7 @@ class AgentResult:
     claims: dict[str, Any] | None = None  # the structured result the agent returned
     output_tail: str = ""  # the end of the agent's output, for feedback and reports
     argv: tuple[str, ...] = ()
+    models: dict[str, float] | None = None  # model id -> cost USD of the models that ran
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (None, "", ())}

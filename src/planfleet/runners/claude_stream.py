@@ -115,6 +115,7 @@ def fill(result: AgentResult, stream: Stream, *, prior_cost_usd: float, secrets:
         result.cost_usd = round(max(0.0, float(cost) - prior_cost_usd), 6)
     turns = final.get("num_turns")
     result.turns = turns if isinstance(turns, int) else None
+    result.models = models_ran(final.get("modelUsage"))
     claims = final.get("structured_output")
     result.claims = claims if isinstance(claims, dict) else None
     tail = _tail(stream)
@@ -127,6 +128,23 @@ def fill(result: AgentResult, stream: Stream, *, prior_cost_usd: float, secrets:
     if notes:
         result.message = "; ".join(n for n in (result.message, *notes) if n)
     result.message = base.redact(result.message, secrets)
+
+
+def models_ran(usage: Any) -> dict[str, float] | None:
+    """Return model id -> cost USD from a result's ``modelUsage`` (None when it has none).
+
+    Malformed entries (no id, not an object) are left out; a missing or bad cost counts 0.
+    """
+    if not isinstance(usage, dict):
+        return None
+    models: dict[str, float] = {}
+    for model_id, entry in usage.items():
+        if not isinstance(model_id, str) or not model_id.strip() or not isinstance(entry, dict):
+            continue
+        cost = entry.get("costUSD")
+        ok = isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0
+        models[model_id] = round(float(cost), 6) if ok and cost is not None else 0.0
+    return models or None
 
 
 def _classify(result: AgentResult, stream: Stream) -> list[str]:

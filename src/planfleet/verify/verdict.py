@@ -45,9 +45,14 @@ class Verification:
     uncommitted: list[str] = field(default_factory=list)
     undeclared: list[str] = field(default_factory=list)  # changed, but not declared
     warnings: list[str] = field(default_factory=list)
+    models: dict[str, float] | None = None  # model id -> cost USD, when the runner knew
+    model_mismatch: dict[str, Any] | None = None  # {requested, ran}: another model ran
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "gates"}
+        for key in ("models", "model_mismatch"):
+            if data[key] is None:
+                del data[key]
         data["gates"] = [g.to_json() for g in self.gates]
         return data
 

@@ -121,6 +121,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         for row in rows:
             if row["undeclared"]:
                 out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
+            if row["model_mismatch"]:
+                out.line(f"{row['task']}: {report.model_line(row['model_mismatch'])}")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
