@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine_support import FAKE_CLAUDE, cli, plan_repo, state_of
 
 PLAN = """\
@@ -27,8 +29,8 @@ OPUS = "claude-opus-4-1-20250805"
 SONNET = "claude-sonnet-4-5-20250929"
 
 
-def run(tmp_path: Path, model_usage: Any, *flags: str) -> tuple[Path, Any]:
-    repo = plan_repo(tmp_path, PLAN)
+def run(tmp_path: Path, model_usage: Any, *flags: str, plan: str = PLAN) -> tuple[Path, Any]:
+    repo = plan_repo(tmp_path, plan if "--strict-model" not in flags else PLAN)
     scenario = tmp_path / "scenario.json"
     spec = {"files": {"out/calc.txt": "calc\n"}, "model_usage": model_usage}
     scenario.write_text(json.dumps({"tasks": {"calc": spec}}))
@@ -63,8 +65,11 @@ def test_another_model_is_a_warning_in_the_evidence(tmp_path: Path) -> None:
     assert line in cli(repo, "status", "p").stdout
 
 
-def test_strict_model_fails_the_attempt(tmp_path: Path) -> None:
-    repo, res = run(tmp_path, usage(OPUS), "--model", "sonnet", "--strict-model")
+@pytest.mark.parametrize("how", ["--strict-model", "defaults.strict_model"])
+def test_strict_model_fails_the_attempt(tmp_path: Path, how: str) -> None:
+    plan = PLAN.replace("{max_attempts: 1}", "{max_attempts: 1, strict_model: true}")
+    flags = ("--strict-model",) if how == "--strict-model" else ()
+    repo, res = run(tmp_path, usage(OPUS), "--model", "sonnet", *flags, plan=plan)
     assert res.returncode == 1, res.stdout + res.stderr
     record = state_of(repo)["tasks"]["calc"]
     assert record["status"] == "abandoned"

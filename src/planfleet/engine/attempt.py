@@ -301,7 +301,7 @@ def _check_model(spec: AttemptSpec, agent: AgentResult, v: Verification) -> None
         return
     v.model_mismatch = found
     what = modelcheck.message(found)
-    if not spec.strict_model:
+    if not (spec.strict_model or spec.plan.strict_model):
         v.warnings.append(what)
         v.gates.append(Gate("model", True, f"warning: {what}", found))
         return

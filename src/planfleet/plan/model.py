@@ -189,5 +189,10 @@ class Plan:
         return self.meta.get("strict_files") is True
 
     @property
+    def strict_model(self) -> bool:
+        """Return True if another model than the one asked for fails an attempt (plan default)."""
+        return self.meta.get("strict_model") is True
+
+    @property
     def warnings(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.level == "warning")
