@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from planfleet import jsonread
 from planfleet.cli.output import table
+from planfleet.engine import modelcheck
 from planfleet.state.records import SATISFIED, State, ordered_ids, parse_iso
 
 if TYPE_CHECKING:  # rich is imported only when a terminal view is shown
@@ -266,12 +267,6 @@ def _verification(path: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def model_line(mismatch: dict[str, Any]) -> str:
-    """Return the line that says another model ran than the one asked for."""
-    ran = ", ".join(map(str, mismatch.get("ran") or [])) or "?"
-    return f"model {mismatch.get('requested')!r} was requested but {ran} ran"
-
-
 def undeclared_line(paths: Sequence[str], shown: int = 10) -> str:
     """Return the report's words for changed files a task did not declare."""
     more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
@@ -317,7 +312,7 @@ def final_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
         if r["undeclared"]:
             extra.append(f"  {r['task']}: {undeclared_line(r['undeclared'])}")
         if r["model_mismatch"]:
-            extra.append(f"  {r['task']}: {model_line(r['model_mismatch'])}")
+            extra.append(f"  {r['task']}: {modelcheck.message(r['model_mismatch'])}")
         if r["regressions"]:
             extra.append(f"  {r['task']}: REGRESSIONS {', '.join(map(str, r['regressions']))}")
         if r["error"] and r["status"] != "verified":

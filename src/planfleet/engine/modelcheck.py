@@ -36,5 +36,9 @@ def mismatch(requested: str | None, models: Mapping[str, float] | None) -> dict[
 
 
 def message(found: Mapping[str, Any]) -> str:
-    """Return the one line that says which model was asked for and which ran."""
-    return f"model {found['requested']!r} was requested but {', '.join(found['ran'])} ran"
+    """Return the one line that says which model was asked for and which ran.
+
+    ``found`` is what ``mismatch`` returned, or that record read back from a state file.
+    """
+    ran = ", ".join(map(str, found.get("ran") or [])) or "?"
+    return f"model {found.get('requested')!r} was requested but {ran} ran"

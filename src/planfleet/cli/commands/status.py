@@ -11,7 +11,7 @@ from planfleet import git, paths
 from planfleet.cli import savedflags
 from planfleet.cli import view as report
 from planfleet.cli.output import Out, table
-from planfleet.engine import runinfo, scheduler
+from planfleet.engine import modelcheck, runinfo, scheduler
 from planfleet.errors import ExitCode, InputError
 from planfleet.ids import check_id
 from planfleet.state import recover
@@ -122,7 +122,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             if row["undeclared"]:
                 out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
             if row["model_mismatch"]:
-                out.line(f"{row['task']}: {report.model_line(row['model_mismatch'])}")
+                out.line(f"{row['task']}: {modelcheck.message(row['model_mismatch'])}")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
