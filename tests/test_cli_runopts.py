@@ -99,6 +99,7 @@ def test_flags_round_trip_through_options_json(tmp_path: Path) -> None:
         post_merge_check=False,
         strict_files=True,
         strict_model=True,
+        strict_tests=True,
         projections=False,
         permission_mode="plan",
         allowed_tools=("Bash(make:*)",),

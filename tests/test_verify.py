@@ -97,11 +97,15 @@ def check(
     baseline: Baseline | None = None,
     claims: dict[str, Any] | None = None,
     timeout_s: float = 60,
+    strict_tests: bool = False,
+    plan_meta: dict[str, Any] | None = None,
 ) -> verdict.Verification:
     assert wt.base is not None
+    plan = plan_of(test_command, task)
+    plan.meta.update(plan_meta or {})
     return gates.verify_attempt(
         repo,
-        plan_of(test_command, task),
+        plan,
         task,
         worktree=wt.path,
         branch=wt.branch,
@@ -109,6 +113,7 @@ def check(
         baseline=baseline,
         claims=claims,
         timeout_s=timeout_s,
+        strict_tests=strict_tests,
     )
 
 
@@ -188,7 +193,8 @@ def test_good_task_passes_every_gate_and_is_recorded(env: Env) -> None:
     assert v.feedback is None
     assert [g.name for g in v.gates] == [
         "uncommitted", "commit", "declared_files", "artifacts", "dependencies", "verify",
-        "tests", "deleted_tests", "skip_markers", "removed_tests", "old_tests", "claims",
+        "tests", "deleted_tests", "skip_markers", "removed_tests", "old_tests",
+        "vacuous_test", "claims",
     ]  # fmt: skip
     assert v.commit == pgit.rev_parse(pgit.branch_ref(wt.branch), cwd=env.repo)
     assert v.files_created == ["mul.py", "tests/test_mul.py"]

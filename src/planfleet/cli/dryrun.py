@@ -30,7 +30,9 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     for t in plan.tasks:
         if (opts.tasks or opts.phases) and t.id not in opts.tasks and t.phase not in opts.phases:
             continue
-        checks = attempt.engine_checks(plan, t, strict=opts.strict_files)
+        checks = attempt.engine_checks(
+            plan, t, strict=opts.strict_files, strict_tests=opts.strict_tests
+        )
         prompt = prompts.build_prompt(plan, t, repo=repo, attempt=1, feedback=None, checks=checks)
         rows.append(
             {

@@ -95,6 +95,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "task's model or --escalate-model; model_mismatch; default: a warning in its evidence)",
     )
     p.add_argument(
+        "--strict-tests",
+        action="store_true",
+        default=None,
+        help="fail an attempt whose new or changed tests already pass without its code (run on "
+        "the base with only the task's test files applied; vacuous_test; default: a warning)",
+    )
+    p.add_argument(
         "--no-projections",
         dest="projections",
         action="store_false",

@@ -42,6 +42,7 @@ class RunFlags:
     post_merge_check: bool = True
     strict_files: bool = False
     strict_model: bool = False
+    strict_tests: bool = False
     projections: bool = True
     permission_mode: str = "acceptEdits"
     allowed_tools: tuple[str, ...] = ()  # extra --allowedTools rules of the claude runner
@@ -156,6 +157,7 @@ def run_options(
         post_merge_check=flags.post_merge_check,
         strict_files=flags.strict_files,
         strict_model=flags.strict_model,
+        strict_tests=flags.strict_tests,
         projections=flags.projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
         test_command=flags.test_command,

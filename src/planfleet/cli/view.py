@@ -248,6 +248,7 @@ def final_rows(state: State, owners: dict[str, str | None] | None = None) -> lis
                 "undeclared": rec.get("undeclared", []),
                 "models": rec.get("models"),
                 "model_mismatch": rec.get("model_mismatch"),
+                "vacuous": rec.get("vacuous"),
                 "tests_before": tests.get("before"),
                 "tests_after": tests.get("after"),
                 "regressions": tests.get("new_failures", []),
@@ -271,6 +272,15 @@ def undeclared_line(paths: Sequence[str], shown: int = 10) -> str:
     """Return the report's words for changed files a task did not declare."""
     more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
     return "changed files it does not declare: " + ", ".join(paths[:shown]) + more
+
+
+def vacuous_line(found: dict[str, Any], shown: int = 5) -> str:
+    """Return the words for new tests that pass without the task's code (``vacuous``)."""
+    tests, files = list(found.get("tests") or []), list(found.get("files") or [])
+    if not tests:
+        return f"its test files pass without its code (test names unknown): {', '.join(files)}"
+    more = f" and {len(tests) - shown} more" if len(tests) > shown else ""
+    return f"{len(tests)} test(s) pass without its code: {', '.join(tests[:shown])}{more}"
 
 
 FINAL_HEADERS = ("task", "phase", "owner", "status", "duration", "attempts", "cost", "tests")
@@ -313,6 +323,8 @@ def final_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
             extra.append(f"  {r['task']}: {undeclared_line(r['undeclared'])}")
         if r["model_mismatch"]:
             extra.append(f"  {r['task']}: {modelcheck.message(r['model_mismatch'])}")
+        if r["vacuous"]:
+            extra.append(f"  {r['task']}: {vacuous_line(r['vacuous'])}")
         if r["regressions"]:
             extra.append(f"  {r['task']}: REGRESSIONS {', '.join(map(str, r['regressions']))}")
         if r["error"] and r["status"] != "verified":

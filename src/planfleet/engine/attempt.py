@@ -47,6 +47,7 @@ class AttemptSpec:
     retry_of: int | None = None  # the failed attempt this one retries (its branch is reset)
     strict_files: bool = False  # changes outside the task's declared files fail the attempt
     strict_model: bool = False  # another model than ``model`` ran: the attempt fails
+    strict_tests: bool = False  # a new test that passes without the task's code: it fails
     on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
 
 
@@ -73,7 +74,9 @@ class Outcome:
         return self.agent.cost_usd if self.agent else 0.0
 
 
-def engine_checks(plan: model.Plan, task: model.Task, *, strict: bool = False) -> list[str]:
+def engine_checks(
+    plan: model.Plan, task: model.Task, *, strict: bool = False, strict_tests: bool = False
+) -> list[str]:
     """Return, in words, what the engine will check after the attempt (shown to the agent)."""
     checks = []
     if task.kind == "design":
@@ -94,6 +97,11 @@ def engine_checks(plan: model.Plan, task: model.Task, *, strict: bool = False) -
         checks.append(
             "the existing tests as they were before your change (the base's version of every "
             "test file you edit or delete) still pass on your code"
+        )
+        what = "fails the attempt" if strict_tests or plan.strict_tests else "is reported"
+        checks.append(
+            "each test you add or change must fail without your code: one that passes when "
+            f"run on the base with only your test files applied {what} (vacuous_test)"
         )
     if task.removes_tests:
         checks.append(f"tests the plan lets you remove or change: {', '.join(task.removes_tests)}")
@@ -126,7 +134,9 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
                 repo=spec.repo,
                 attempt=spec.attempt,
                 feedback=spec.feedback,
-                checks=engine_checks(spec.plan, task, strict=spec.strict_files),
+                checks=engine_checks(
+                    spec.plan, task, strict=spec.strict_files, strict_tests=spec.strict_tests
+                ),
                 retry=retry,
             ),
             log_path=paths.attempt_log(spec.repo, spec.plan.name, task.id, spec.attempt),
@@ -268,6 +278,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         claims=agent.claims,
         timeout_s=spec.timeout_s,
         strict_files=spec.strict_files,
+        strict_tests=spec.strict_tests,
     )
     _check_model(spec, agent, v)
     out.verification = v

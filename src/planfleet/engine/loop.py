@@ -270,6 +270,7 @@ class Engine:
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
             strict_model=self.opts.strict_model,
+            strict_tests=self.opts.strict_tests,
             on_start=functools.partial(self._started, tid, int(record["attempts"])),
         )
 

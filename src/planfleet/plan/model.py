@@ -194,5 +194,10 @@ class Plan:
         return self.meta.get("strict_model") is True
 
     @property
+    def strict_tests(self) -> bool:
+        """Return True if a test that passes without the task's code fails an attempt."""
+        return self.meta.get("strict_tests") is True
+
+    @property
     def warnings(self) -> tuple[Diagnostic, ...]:
         return tuple(d for d in self.diagnostics if d.level == "warning")

@@ -25,6 +25,8 @@ ADVICE = {
     "the tests.",
     "weakened_test": "Make the code pass the tests as they were before your change (the base's "
     "version named above), then commit; editing a test to match new behaviour does not count.",
+    "vacuous_test": "Make each test named above fail without your change and pass with it: "
+    "assert the behaviour the task adds, not what the code did already (--strict-tests).",
     "tests_skipped": "Remove the skip markers you added and make those tests pass instead.",
     "false_claim": "You reported the task done, but nothing was committed on {branch}. "
     "Do the work and commit it.",

@@ -21,7 +21,7 @@ from planfleet.errors import PlanfleetError
 from planfleet.ids import check_id
 from planfleet.plan import model
 from planfleet.plan.declared import undeclared
-from planfleet.verify import deps, diff, history, testrun
+from planfleet.verify import deps, diff, history, testrun, vacuous
 from planfleet.verify.baseline import Baseline, take_baseline
 from planfleet.verify.feedback import claimed_done, error_of, feedback_for, some
 from planfleet.verify.verdict import Attempt, Gate, Verification
@@ -47,11 +47,14 @@ def verify_attempt(
     claims: dict[str, Any] | None,
     timeout_s: float,
     strict_files: bool = False,
+    strict_tests: bool = False,
 ) -> Verification:
     """Run every gate on the task branch and worktree; return the verdict and its evidence.
 
     ``strict_files`` (or the plan's ``defaults.strict_files``): a change to a file the task
-    does not declare fails the attempt; otherwise it is reported.
+    does not declare fails the attempt; otherwise it is reported. ``strict_tests`` (or
+    ``defaults.strict_tests``): a new or changed test that passes without the task's code
+    fails the attempt (``vacuous_test``); otherwise it is reported.
     """
     dirty = uncommitted_files(worktree)  # before any command of ours can add files
     head = git.rev_parse(git.branch_ref(branch), cwd=repo)
@@ -78,7 +81,7 @@ def verify_attempt(
         v.gates += [
             _deleted_gate(a),
             _skip_gate(repo, a),
-            *_history_gates(repo, plan, a, timeout_s),
+            *_history_gates(repo, plan, a, timeout_s, v, strict_tests or plan.strict_tests),
         ]
     v.gates.append(_claims_gate(claims, v.gates))
     v.ok = all(g.ok for g in v.gates)
@@ -254,7 +257,9 @@ def _skip_gate(repo: Path, a: Attempt) -> Gate:
     return Gate("skip_markers", False, msg, None, "tests_skipped")
 
 
-def _history_gates(repo: Path, plan: model.Plan, a: Attempt, timeout_s: float) -> list[Gate]:
+def _history_gates(
+    repo: Path, plan: model.Plan, a: Attempt, timeout_s: float, v: Verification, strict: bool
+) -> list[Gate]:
     if a.head is None:
         return []
     try:
@@ -268,11 +273,21 @@ def _history_gates(repo: Path, plan: model.Plan, a: Attempt, timeout_s: float) -
             allowed=a.task.removes_tests,
             timeout_s=timeout_s,
             changes=a.changes,
+            red_green=tuple(sorted(a.task.writes)),
         )
     except (PlanfleetError, OSError) as exc:  # no checkout, no disk: unchecked is not passed
         msg = f"the history checks could not run: {getattr(exc, 'message', exc)}"
         return [Gate("history", False, msg, error_type="verify_failed")]
-    return [Gate(f.name, f.ok, f.message, f.evidence, f.error_type) for f in found]
+    out = []
+    for f in found:
+        if f.name == vacuous.NAME and not f.ok:
+            v.vacuous = vacuous.record(f)
+        if f.name == vacuous.NAME and not f.ok and not strict:
+            v.warnings.append(f.message)
+            out.append(Gate(f.name, True, f"warning: {f.message}", f.evidence))
+        else:
+            out.append(Gate(f.name, f.ok, f.message, f.evidence, f.error_type))
+    return out
 
 
 def _claims_gate(claims: dict[str, Any] | None, gates: list[Gate]) -> Gate:

@@ -16,7 +16,7 @@ from pathlib import Path
 from planfleet import git
 from planfleet.plan import model
 from planfleet.repo.scratch import Checkouts
-from planfleet.verify import collect, diff, weakened
+from planfleet.verify import collect, diff, vacuous, weakened
 from planfleet.verify.collect import Finding, Span, TestRef
 
 
@@ -40,10 +40,12 @@ def check(
     allowed: tuple[str, ...],
     timeout_s: float,
     changes: list[git.Change] | None = None,
+    red_green: tuple[str, ...] | None = None,
 ) -> list[Finding]:
     """Return the ``removed_tests`` and ``old_tests`` findings for ``base`` → ``head``.
 
-    ``key`` names the scratch checkouts (``t-<task>``, ``p-<phase>``).
+    ``key`` names the scratch checkouts (``t-<task>``, ``p-<phase>``). ``red_green`` (a task's
+    declared files) adds the ``vacuous_test`` finding: its failure is the caller's to weigh.
     """
     if changes is None:
         changes = git.diff_changes(base, head, cwd=repo)
@@ -53,7 +55,17 @@ def check(
         found = [collect.removed_tests(span)]
         if command is not None:
             found.append(weakened.old_tests_on_new_code(span))
+        if command is not None and red_green is not None:
+            found.append(_red_green(span, red_green))
     return found
+
+
+def _red_green(span: Span, writes: tuple[str, ...]) -> Finding:
+    touched = vacuous.touched_tests(span)
+    if touched.files and vacuous.excused(writes, touched):
+        msg = "the task declares only test files: its tests may pass on the base's code"
+        return Finding(vacuous.NAME, True, msg)
+    return vacuous.red_run(span, touched)
 
 
 def for_phase(

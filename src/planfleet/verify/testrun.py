@@ -143,6 +143,9 @@ def blast_paths(blast_radius: str | None, cwd: Path) -> list[str]:
     return sorted(found)
 
 
+_KEEP_GOING = "--continue-on-collection-errors"
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """The command to run, whether it was narrowed, a note, and where pytest reports."""
@@ -166,7 +169,13 @@ def prepare_command(
     return prep.command, prep.narrowed, prep.note
 
 
-def _prepare(command: str, cwd: Path, blast_radius: str | None, report: Path | None) -> _Prepared:
+def _prepare(
+    command: str,
+    cwd: Path,
+    blast_radius: str | None,
+    report: Path | None,
+    keep_going: bool = False,
+) -> _Prepared:
     kind = runner_kind(command)
     words = _tokens(command) or []
     patterns = scope_words(blast_radius)
@@ -178,6 +187,8 @@ def _prepare(command: str, cwd: Path, blast_radius: str | None, report: Path | N
         note = "not a pytest command: ran as written" if patterns else ""
         return _Prepared(command, False, note)
     extra, report = _pytest_options(words, cwd, report)
+    if keep_going and _KEEP_GOING not in words:
+        extra.append(_KEEP_GOING)
     scope = blast_paths(blast_radius, cwd)
     if not patterns:
         return _Prepared(shlex.join([*words, *extra]), False, "", report)
@@ -224,11 +235,20 @@ def _option_value(words: list[str], names: tuple[str, ...]) -> str | None:
 
 
 def run_tests(
-    command: str, *, cwd: Path, timeout_s: float, blast_radius: str | None = None
+    command: str,
+    *,
+    cwd: Path,
+    timeout_s: float,
+    blast_radius: str | None = None,
+    keep_going: bool = False,
 ) -> tuple[TestRun, bool, str]:
-    """Run the test command narrowed to ``blast_radius``; return the run, narrowed?, a note."""
+    """Run the test command narrowed to ``blast_radius``; return the run, narrowed?, a note.
+
+    ``keep_going``: a test file that fails to import does not stop pytest running the others
+    (unittest never stops).
+    """
     with tempfile.TemporaryDirectory(prefix="planfleet-tests-") as tmp:
-        prep = _prepare(command, cwd, blast_radius, Path(tmp) / "junit.xml")
+        prep = _prepare(command, cwd, blast_radius, Path(tmp) / "junit.xml", keep_going)
         started = time.time()
         outcome = run_user_command(prep.command, cwd=cwd, timeout_s=timeout_s)
         run = _read(prep, outcome, cwd, started)

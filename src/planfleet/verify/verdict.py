@@ -47,10 +47,11 @@ class Verification:
     warnings: list[str] = field(default_factory=list)
     models: dict[str, float] | None = None  # model id -> cost USD, when the runner knew
     model_mismatch: dict[str, Any] | None = None  # {requested, ran}: another model ran
+    vacuous: dict[str, Any] | None = None  # {tests, files}: new tests green without the code
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "gates"}
-        for key in ("models", "model_mismatch"):
+        for key in ("models", "model_mismatch", "vacuous"):
             if data[key] is None:
                 del data[key]
         data["gates"] = [g.to_json() for g in self.gates]

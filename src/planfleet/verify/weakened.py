@@ -45,7 +45,7 @@ def _loaded(path: str) -> bool:
     """Return True for a test file a runner picks up without being asked to."""
     name = PurePosixPath(path).name
     return name in diff.SUPPORT_NAMES or (
-        diff.is_test_path(path) and (_is_test_file(path) or name == "__init__.py")
+        diff.is_test_path(path) and (is_test_file(path) or name == "__init__.py")
     )
 
 
@@ -67,12 +67,12 @@ def old_tests_on_new_code(s: Span) -> Finding:
         (where / rel).unlink(missing_ok=True)
     # Only test files narrow the run: a changed conftest.py or helper reaches any test.
     narrow = old and not config
-    narrow = narrow and all(_is_test_file(f) and not re.search(r"[\s,]", f) for f in old)
+    narrow = narrow and all(is_test_file(f) and not re.search(r"[\s,]", f) for f in old)
     scope = " ".join(old) if narrow else None
     after, narrowed, _ = testrun.run_tests(
         command, cwd=where, timeout_s=timeout_s, blast_radius=scope
     )
-    what = _files(old) if old else f"the tests (without the added {_files(config)})"
+    what = name_files(old) if old else f"the tests (without the added {name_files(config)})"
     if testrun.compare(None, after, narrowed=narrowed).ok:
         return Finding(NAME, True, f"the base's version of {what} passes on the new code")
     before, _, _ = testrun.run_tests(
@@ -112,12 +112,12 @@ def old_tests_on_new_code(s: Span) -> Finding:
     return Finding(NAME, False, msg, evidence, "weakened_test")
 
 
-def _is_test_file(path: str) -> bool:
+def is_test_file(path: str) -> bool:
     """Return True for a file that holds tests itself (not a helper, fixture or conftest)."""
     return diff.is_test_name(PurePosixPath(path).name)
 
 
-def _files(paths: list[str]) -> str:
+def name_files(paths: list[str]) -> str:
     shown = ", ".join(paths[:5])
     return shown + (f" and {len(paths) - 5} more file(s)" if len(paths) > 5 else "")
 

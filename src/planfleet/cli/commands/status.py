@@ -123,6 +123,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
             if row["model_mismatch"]:
                 out.line(f"{row['task']}: {modelcheck.message(row['model_mismatch'])}")
+            if row["vacuous"]:
+                out.line(f"{row['task']}: {report.vacuous_line(row['vacuous'])}")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""

@@ -44,6 +44,12 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail on changes to files the task does not declare (default: report them)",
     )
+    p.add_argument(
+        "--strict-tests",
+        action="store_true",
+        help="fail when a new or changed test passes without the task's code (vacuous_test; "
+        "default: a warning)",
+    )
     p.set_defaults(handler=_handler, command_name="verify")
 
 
@@ -94,6 +100,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             baseline=baseline,
             claims=None,
             strict_files=ns.strict_files,
+            strict_tests=ns.strict_tests,
             timeout_s=ns.timeout,
         )
     data = v.to_json()

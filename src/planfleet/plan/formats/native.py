@@ -119,7 +119,13 @@ def _build(data: dict[str, Any], lines: dict[Any, int], path: Path, repo: Path, 
         meta={k: data[k] for k in ("branch", "status", "description") if k in data}
         | {
             k: defaults[k]
-            for k in ("test_command", "test_timeout", "strict_files", "strict_model")
+            for k in (
+                "test_command",
+                "test_timeout",
+                "strict_files",
+                "strict_model",
+                "strict_tests",
+            )
             if k in defaults
         }
         | ({"shared_files": tuple(defaults["shared_files"])} if "shared_files" in defaults else {}),
