@@ -114,15 +114,14 @@ def require_repo(start: Path | None) -> Path:
     return root
 
 
-def status_porcelain(cwd: Path, *, untracked: bool = True) -> list[str]:
-    """Return the paths with uncommitted changes (``git status --porcelain -z``)."""
+def status_porcelain(cwd: Path, *, untracked: bool = True, each_file: bool = False) -> list[str]:
+    """Return the paths with uncommitted changes (``git status --porcelain -z``).
+
+    An untracked folder is one entry (``dir/``) unless ``each_file``.
+    """
     # The untracked mode always given: ``status.showUntrackedFiles=no`` must not hide files.
-    args = [
-        "status",
-        "--porcelain=v1",
-        "-z",
-        "--untracked-files=" + ("normal" if untracked else "no"),
-    ]
+    mode = ("all" if each_file else "normal") if untracked else "no"
+    args = ["status", "--porcelain=v1", "-z", f"--untracked-files={mode}"]
     raw = git(*args, cwd=cwd).stdout
     paths: list[str] = []
     entries = raw.split("\0")

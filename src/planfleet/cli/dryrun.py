@@ -49,6 +49,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     widest = max((len(level) for level in graph.levels(g)), default=0)
     no_commands = runcheck.without_commands(repo, plan, opts)
     updates = runcheck.in_place_files(repo, plan, opts)
+    unseen = runcheck.unseen_changes(repo, plan)
     cap = None
     if opts.task_budget_usd:
         cap = opts.task_budget_usd * min(opts.max_parallel, widest)
@@ -64,6 +65,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         "tasks": rows,
         "tasks_without_commands": no_commands,
         "updates_in_place": updates,
+        "unseen_changes": unseen,
     }
 
     def human() -> None:
@@ -108,6 +110,9 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             out.line(
                 "the shell runner would refuse to start: no commands in " + ", ".join(no_commands)
             )
+        warning = runcheck.unseen_warning(unseen)
+        if warning:
+            out.line(f"warning: {warning}")
 
     out.result("run", {"dry_run": True, **data}, human=human)
     return ExitCode.OK

@@ -61,7 +61,7 @@ def verify_attempt(
     commits = git.count_commits(base_commit, head, cwd=repo) if head else 0
     changes = git.diff_changes(base_commit, head, cwd=repo) if head and commits else []
     a = Attempt(task, worktree, branch, base_commit, head, commits, changes, dirty)
-    v = Verification(ok=False, commit=head, gates=[], uncommitted=dirty)
+    v = Verification(ok=False, commit=head, gates=[], base=base_commit, uncommitted=dirty)
     v.files_created = sorted(c.path for c in changes if c.status in "ACR")
     v.files_modified = sorted(c.path for c in changes if c.status in "MT")
     v.files_deleted = sorted(

@@ -36,6 +36,7 @@ class Verification:
     ok: bool
     commit: str | None
     gates: list[Gate]
+    base: str | None = None  # the commit the attempt started from
     error: dict[str, str] | None = None  # {type, step, message} of the first failing gate
     feedback: str | None = None  # what the next attempt is told
     tests: dict[str, Any] | None = None

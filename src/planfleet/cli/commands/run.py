@@ -92,6 +92,9 @@ def start(req: runopts.RunRequest, out: Out, *, command: str) -> int:
     tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
     testcmd.require(plan, tests)  # before anything starts, detached or not
     runcheck.refuse_without_commands(repo, plan, opts)
+    unseen = runcheck.unseen_warning(runcheck.unseen_changes(repo, plan))
+    if unseen:
+        out.warn(unseen)
     confirm(out, req.args.yes, opts.runner, opts.max_parallel, opts.task_budget_usd)
     savedflags.save(repo, plan.name, flags)
     if req.args.detach:
