@@ -100,6 +100,7 @@ def test_flags_round_trip_through_options_json(tmp_path: Path) -> None:
         strict_files=True,
         strict_model=True,
         strict_tests=True,
+        serialize_undeclared=True,
         projections=False,
         permission_mode="plan",
         allowed_tools=("Bash(make:*)",),

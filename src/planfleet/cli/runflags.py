@@ -102,6 +102,13 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "the base with only the task's test files applied; vacuous_test; default: a warning)",
     )
     p.add_argument(
+        "--serialize-undeclared",
+        action="store_true",
+        default=None,
+        help="once two running tasks were seen changing the same file that one of them does "
+        "not declare (undeclared_overlap), never run them at the same time again",
+    )
+    p.add_argument(
         "--no-projections",
         dest="projections",
         action="store_false",

@@ -43,6 +43,7 @@ class RunFlags:
     strict_files: bool = False
     strict_model: bool = False
     strict_tests: bool = False
+    serialize_undeclared: bool = False
     projections: bool = True
     permission_mode: str = "acceptEdits"
     allowed_tools: tuple[str, ...] = ()  # extra --allowedTools rules of the claude runner
@@ -158,6 +159,7 @@ def run_options(
         strict_files=flags.strict_files,
         strict_model=flags.strict_model,
         strict_tests=flags.strict_tests,
+        serialize_undeclared=flags.serialize_undeclared,
         projections=flags.projections,
         detached=bool(os.environ.get("PLANFLEET_DETACHED")),
         test_command=flags.test_command,

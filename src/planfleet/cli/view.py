@@ -42,6 +42,7 @@ CHANGES = frozenset(
         "unheld",
     }
 )
+NOTICES = {"conflict_predicted": "conflict predicted", "undeclared_overlap": "undeclared overlap"}
 
 
 def duration_s(record: dict[str, Any]) -> float | None:
@@ -88,6 +89,9 @@ class LineReporter:
         number = {p: i + 1 for i, p in enumerate(dict.fromkeys(phases))}
         for ev in events:
             tid = ev.get("task")
+            if ev["event"] in NOTICES and tid in tasks:
+                self.stream.write(f"[{NOTICES[ev['event']]}] {tid} {ev.get('detail') or ''}\n")
+                continue
             if ev["event"] not in CHANGES or tid not in tasks:
                 continue
             phase = tasks[tid]["phase"]
@@ -165,6 +169,9 @@ class LiveReporter:
         counts = [f"{statuses['in_progress']} running", f"{failed} failed"]
         if statuses["blocked"]:
             counts.append(f"{statuses['blocked']} blocked")
+        predicted = len((state.get("conflicts") or {}).get("predicted", []))
+        if predicted:
+            counts.append(f"{predicted} conflict(s) predicted")
         counts.append(f"${state['totals']['cost_usd']:.2f}")
         self.progress.update(
             self.bar,
@@ -281,6 +288,19 @@ def vacuous_line(found: dict[str, Any], shown: int = 5) -> str:
         return f"its test files pass without its code (test names unknown): {', '.join(files)}"
     more = f" and {len(tests) - shown} more" if len(tests) > shown else ""
     return f"{len(tests)} test(s) pass without its code: {', '.join(tests[:shown])}{more}"
+
+
+def conflict_lines(box: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Return the lines for conflicts predicted now and undeclared overlaps seen (status)."""
+    lines = []
+    for p in box.get("predicted", []):
+        a, b = p["tasks"]
+        other = "the integration branch" if b == "integration" else b
+        lines.append(f"conflict predicted: {a} with {other}: {', '.join(p['files'])}")
+    for o in box.get("overlaps", []):
+        a, b = o["tasks"]
+        lines.append(f"undeclared overlap: {a} and {b} both change {', '.join(o['files'])}")
+    return lines
 
 
 FINAL_HEADERS = ("task", "phase", "owner", "status", "duration", "attempts", "cost", "tests")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from planfleet import git, paths
-from planfleet.engine import attemptsave, modelcheck, prompts
+from planfleet.engine import attemptsave, conflicts, modelcheck, prompts
 from planfleet.errors import PlanfleetError, RefusedError
 from planfleet.plan import model
 from planfleet.repo import guards, pool, provision, worktrees
@@ -266,6 +266,12 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
     if agent.ending == "not_started":
         out.error = {"type": "crash", "step": "agent", "message": agent.message or "not started"}
         out.feedback = _feedback(spec.attempt, out.error, agent.output_tail, "")
+        return
+    head = git.rev_parse(git.branch_ref(branch), cwd=spec.repo)
+    clash = conflicts.with_integration(spec.repo, spec.plan.name, head, base) if head else None
+    if clash is not None:  # it could not be merged: no need to run the gates first
+        out.error = {"type": "merge_conflict", "step": "conflict", "message": clash[0]}
+        out.feedback = clash[1]
         return
     v = gates.verify_attempt(
         spec.repo,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths
-from planfleet.engine import runend, runinfo, scheduler
+from planfleet.engine import conflicts, runend, runinfo, scheduler
 from planfleet.engine.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.engine.control import RunControl
 from planfleet.engine.options import Listener, RunOptions, RunResult, run_scope
@@ -87,6 +87,7 @@ class Engine:
         )
         self._publish = Publisher(self.repo, plan, listener, projections=opts.projections)
         self._last_heartbeat = time.monotonic()
+        self.watch = conflicts.Watch(self.repo, plan)
         self._changed = True  # something happened since the last dispatch pass
 
     # -- the life of a run ------------------------------------------------------------------
@@ -148,6 +149,7 @@ class Engine:
                 self._changed, last_pass = False, time.monotonic()
                 with self.store.transaction() as state:
                     self._block_doomed(state)
+                    self.watch.scan(state, self.running.keys())
                     self._dispatch(state, pool)
                     self._dispatch_gates(state, pool)
                 self._publish(state)
@@ -220,7 +222,8 @@ class Engine:
         if self.opts.fail_fast and state["abandoned"]:
             self._stop_dispatching(state, f"--fail-fast: {state['abandoned'][0]} was abandoned")
             return
-        for tid in self.sched.pick(state, self.running.keys()):
+        apart = conflicts.apart(state) if self.opts.serialize_undeclared else None
+        for tid in self.sched.pick(state, self.running.keys(), apart=apart):
             if self.scope is not None and tid not in self.scope:
                 continue
             cap = float(self.opts.task_budget_usd or 0.0)  # what this attempt may spend

@@ -36,6 +36,7 @@ class RunOptions:
     strict_files: bool = False  # undeclared changes fail an attempt (else: reported)
     strict_model: bool = False  # another model than the requested one fails an attempt
     strict_tests: bool = False  # a new test that passes without the task's code fails it
+    serialize_undeclared: bool = False  # tasks seen changing the same undeclared files
     projections: bool = True  # update the plan's own progress files in the checkout
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False

@@ -99,6 +99,8 @@ class Recorder:
                     ops.hold(state, tid, runinfo.HELD_NOTE)
         if out.verdict == "verified":
             self.merge_queue()
+        elif out.error and out.error["type"] == "merge_conflict":
+            self._fresh_start(tid)
 
     def _maybe_abandon(self, state: State, tid: str) -> None:
         record = state["tasks"][tid]
@@ -163,15 +165,20 @@ class Recorder:
             # (Done here, not in the background: the next task should find the spare.)
             self._park(tid)
         else:
-            # The next attempt starts fresh from the new integration commit; the old work
-            # is kept on a rescue branch (named in the feedback by guards.remove).
-            with contextlib.suppress(PlanfleetError):
-                removal = guards.remove(self.repo, self.plan.name, tid)
-                if removal.rescue.branch:
-                    with self.store.transaction() as state:
-                        state["tasks"][tid]["feedback"] += (
-                            f"\nYour earlier work is saved on branch {removal.rescue.branch}."
-                        )
+            self._fresh_start(tid)
+
+    def _fresh_start(self, tid: str) -> None:
+        """Remove the task's worktree: the next attempt starts from the integration tip.
+
+        The old work is kept on a rescue branch, named in the task's feedback.
+        """
+        with contextlib.suppress(PlanfleetError):
+            removal = guards.remove(self.repo, self.plan.name, tid)
+            if removal.rescue.branch:
+                with self.store.transaction() as state:
+                    state["tasks"][tid]["feedback"] += (
+                        f"\nYour earlier work is saved on branch {removal.rescue.branch}."
+                    )
 
     def _park(self, tid: str) -> None:
         with contextlib.suppress(PlanfleetError):

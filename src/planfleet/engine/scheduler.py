@@ -119,8 +119,17 @@ class Scheduler:
         position = {n: i for i, n in enumerate(found)}
         return sorted(found, key=lambda n: (-self.priority.get(n, 0.0), position[n]))
 
-    def pick(self, state: State, running: Collection[str]) -> list[str]:
-        """Return the tasks to start now: ready, best first, within slots, no write clash."""
+    def pick(
+        self,
+        state: State,
+        running: Collection[str],
+        *,
+        apart: dict[str, set[str]] | None = None,
+    ) -> list[str]:
+        """Return the tasks to start now: ready, best first, within slots, no write clash.
+
+        ``apart``: tasks each one must not run beside (undeclared overlaps seen earlier).
+        """
         free = self.max_parallel - len(running)
         if free <= 0:
             return []
@@ -132,6 +141,8 @@ class Scheduler:
             mine = self.writes.get(n, frozenset())
             if mine and any(overlaps(mine, w) for w in busy):
                 continue  # it would edit a file a running task edits; it waits its turn
+            if apart and apart.get(n, set()).intersection([*running, *chosen]):
+                continue  # they changed the same undeclared files before
             chosen.append(n)
             if mine:
                 busy.append(mine)

@@ -75,6 +75,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     data = summary(repo, plan, state)
     rows = report.final_rows(state)
     data["task_rows"] = rows
+    box = state.get("conflicts") or {}
+    data["conflicts"] = {k: list(box.get(k, [])) for k in ("predicted", "overlaps")}
     orphans = recover.find_orphans(state) if not data["engine"]["running"] else {}
     data["orphans"] = orphans
     # An orphan's agent may outlive its engine: it still works in the worktree until resume.
@@ -125,6 +127,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 out.line(f"{row['task']}: {modelcheck.message(row['model_mismatch'])}")
             if row["vacuous"]:
                 out.line(f"{row['task']}: {report.vacuous_line(row['vacuous'])}")
+        for line in report.conflict_lines(data["conflicts"]):
+            out.line(line)
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
