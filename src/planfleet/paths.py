@@ -53,6 +53,9 @@ def planfleet_dir(repo: Path) -> Path:
     return repo / DIR_NAME
 
 
+_EXCLUDED: set[Path] = set()  # repositories whose info/exclude this process has checked
+
+
 def ensure_planfleet_dir(repo: Path) -> Path:
     """Create ``.planfleet/`` with its README and git exclude entry; return its path.
 
@@ -70,7 +73,10 @@ def ensure_planfleet_dir(repo: Path) -> Path:
     guard = root / ".git"
     if not guard.exists():
         fsutil.atomic_write(guard, GIT_GUARD)
-    ensure_excluded(repo)
+    key = repo.resolve()
+    if key not in _EXCLUDED:  # once per process: it costs a git call
+        ensure_excluded(repo)
+        _EXCLUDED.add(key)
     return root
 
 

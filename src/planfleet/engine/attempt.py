@@ -285,6 +285,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         timeout_s=spec.timeout_s,
         strict_files=spec.strict_files,
         strict_tests=spec.strict_tests,
+        head=head,
     )
     _check_model(spec, agent, v)
     out.verification = v

@@ -183,9 +183,9 @@ class Engine:
         """Demote merged tasks whose commit left the integration branch; return them."""
         ref = git.branch_ref(worktrees.integration_branch(self.plan.name))
         with self.store.transaction() as state:
-            return recheck_verified(
-                state, self.repo, self.plan.name, worktrees.resolve_commit(self.repo, ref)
-            )
+            tip = worktrees.resolve_commit(self.repo, ref)
+            since = self.baseline.commit if self.baseline else None
+            return recheck_verified(state, self.repo, self.plan.name, tip, since)
 
     def _drain(self) -> None:
         """Wait for every worker (after a stop) and record what they return."""

@@ -136,14 +136,23 @@ def _recover(state: State, repo: Path, plan: str, integration: str) -> None:
     recheck_verified(state, repo, plan, integration)
 
 
-def recheck_verified(state: State, repo: Path, plan: str, integration: str) -> list[str]:
-    """Check verified tasks against git (see above); return the ones demoted to redo."""
+def recheck_verified(
+    state: State, repo: Path, plan: str, integration: str, since: str | None = None
+) -> list[str]:
+    """Check verified tasks against git (see above); return the ones demoted to redo.
+
+    ``since``: a commit the integration branch grew from (the run's baseline); the commits
+    added since are listed once, and a merged task found among them needs no other check.
+    """
     integ_ref = git.branch_ref(worktrees.integration_branch(plan))
     found: dict[str, str] = {}
+    added = _added_since(repo, integration, since) if since else frozenset()
     for tid, record in state["tasks"].items():
         if record["status"] != "verified" or not record["commit"] or record["kind"] != "task":
             continue
         merged = record["merged_at"] is not None
+        if merged and record["commit"] in added:
+            continue  # on the integration branch: it exists and is reachable
         problem = commit_problem(record, repo, ref=integ_ref if merged else None)
         if problem is not None:
             found[tid] = problem
@@ -156,6 +165,12 @@ def recheck_verified(state: State, repo: Path, plan: str, integration: str) -> l
             enqueue(state, tid)
     demote_untrusted(state, found)
     return sorted(found)
+
+
+def _added_since(repo: Path, tip: str, since: str) -> frozenset[str]:
+    """Return the commits reachable from ``tip`` and not from ``since`` (one git process)."""
+    result = git.git("rev-list", tip, "--not", since, cwd=repo, check=False)
+    return frozenset(result.stdout.split()) if result.ok else frozenset()
 
 
 def _check_scope(state: State, scope: frozenset[str]) -> None:

@@ -155,15 +155,15 @@ def merge_queue(
     results: list[MergeResult] = []
     with worktrees.repo_lock(repo, f"merge-{plan}.lock"):
         with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
-            worktrees.ensure_integration(repo, plan, base)
+            tip = worktrees.ensure_integration(repo, plan, base)
         for item in items:
             if fail_fast and results and not results[-1].ok:
                 results.append(MergeResult(item.task, _branch(plan, item), "skipped"))
                 continue
-            old = worktrees.resolve_commit(repo, git.branch_ref(integ))
-            results.append(
-                _merge_one(repo, plan, item, strategy, checks, check_timeout, old, False)
-            )
+            # (under the merge lock only a merge of ours moves it; update-ref checks anyway)
+            res = _merge_one(repo, plan, item, strategy, checks, check_timeout, tip, False)
+            tip = res.after or tip
+            results.append(res)
     return results
 
 

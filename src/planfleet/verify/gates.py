@@ -48,16 +48,18 @@ def verify_attempt(
     timeout_s: float,
     strict_files: bool = False,
     strict_tests: bool = False,
+    head: str | None = None,
 ) -> Verification:
     """Run every gate on the task branch and worktree; return the verdict and its evidence.
 
     ``strict_files`` (or the plan's ``defaults.strict_files``): a change to a file the task
     does not declare fails the attempt; otherwise it is reported. ``strict_tests`` (or
     ``defaults.strict_tests``): a new or changed test that passes without the task's code
-    fails the attempt (``vacuous_test``); otherwise it is reported.
+    fails the attempt (``vacuous_test``); otherwise it is reported. ``head``: the branch's
+    commit when the caller has just read it.
     """
     dirty = uncommitted_files(worktree)  # before any command of ours can add files
-    head = git.rev_parse(git.branch_ref(branch), cwd=repo)
+    head = head or git.rev_parse(git.branch_ref(branch), cwd=repo)
     commits = git.count_commits(base_commit, head, cwd=repo) if head else 0
     changes = git.diff_changes(base_commit, head, cwd=repo) if head and commits else []
     a = Attempt(task, worktree, branch, base_commit, head, commits, changes, dirty)
