@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("ready>dispatched", "dispatched>verified", "verified>merged", "merged>next")
 WRAPPER = """#!/bin/sh
-printf '@%s %s %s %s %s\\n' "$(date +%s.%N)" "$1" "$2" "$3" "$4" | tr -d '\\r' >> "$PLANFLEET_BENCH_GITLOG"
+printf '@%s %s %s %s %s\\n' "$(date +%s.%N)" "$1" "$2" "$3" "$4" \\
+  >> "$PLANFLEET_BENCH_GITLOG"
 exec {git} "$@"
 """
 
