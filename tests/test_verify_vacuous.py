@@ -185,3 +185,14 @@ def test_no_test_command_and_no_test_change_are_said_plainly(shop: Path) -> None
     no_tests = {"shop/tax.py": WORK["shop/tax.py"]}
     v = attempt(shop, {}, PYTEST, strict=True, work=no_tests)
     assert gate(v, "vacuous_test").message == "no test added or changed"
+
+
+@pytest.mark.parametrize("command", [f"{PYTEST} -x", f"{UNITTEST} --failfast"], ids=["-x", "-f"])
+def test_stop_at_first_failure_does_not_hide_a_vacuous_test_behind_a_red_one(
+    shop: Path, command: str
+) -> None:
+    # test_tax.py fails on the base (it imports the new module) and is collected first
+    v = attempt(shop, {"tests/test_text.py": OLD_BEHAVIOUR}, command, strict=True)
+    assert not v.ok
+    assert v.error is not None
+    assert "test_slugify_digits" in v.error["message"]

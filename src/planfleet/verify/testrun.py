@@ -180,6 +180,8 @@ def _prepare(
     words = _tokens(command) or []
     patterns = scope_words(blast_radius)
     if kind == "unittest":
+        if keep_going:  # no stop at the first failure
+            words = [w for w in words if w not in ("-f", "--failfast")]
         note = "the blast radius applies to pytest commands only" if patterns else ""
         verbose = [] if _VERBOSE.intersection(words) else ["-v"]
         return _Prepared(shlex.join([*words, *verbose]), False, note)
@@ -187,8 +189,9 @@ def _prepare(
         note = "not a pytest command: ran as written" if patterns else ""
         return _Prepared(command, False, note)
     extra, report = _pytest_options(words, cwd, report)
-    if keep_going and _KEEP_GOING not in words:
-        extra.append(_KEEP_GOING)
+    if keep_going:  # a test file that fails to import, or -x, stops nothing
+        extra += [] if _KEEP_GOING in words else [_KEEP_GOING]
+        extra.append("--maxfail=1000000000")
     scope = blast_paths(blast_radius, cwd)
     if not patterns:
         return _Prepared(shlex.join([*words, *extra]), False, "", report)
@@ -244,8 +247,8 @@ def run_tests(
 ) -> tuple[TestRun, bool, str]:
     """Run the test command narrowed to ``blast_radius``; return the run, narrowed?, a note.
 
-    ``keep_going``: a test file that fails to import does not stop pytest running the others
-    (unittest never stops).
+    ``keep_going``: neither a test file that fails to import nor the first failure stops
+    the run (``-x`` / ``--failfast`` in the command are overridden).
     """
     with tempfile.TemporaryDirectory(prefix="planfleet-tests-") as tmp:
         prep = _prepare(command, cwd, blast_radius, Path(tmp) / "junit.xml", keep_going)
