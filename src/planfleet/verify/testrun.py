@@ -190,8 +190,7 @@ def _prepare(
         return _Prepared(command, False, note)
     extra, report = _pytest_options(words, cwd, report)
     if keep_going:  # a test file that fails to import, or -x, stops nothing
-        extra += [] if _KEEP_GOING in words else [_KEEP_GOING]
-        extra.append("--maxfail=1000000000")
+        extra += [*([] if _KEEP_GOING in words else [_KEEP_GOING]), "--maxfail=1000000000"]
     scope = blast_paths(blast_radius, cwd)
     if not patterns:
         return _Prepared(shlex.join([*words, *extra]), False, "", report)
