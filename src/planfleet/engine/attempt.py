@@ -48,6 +48,7 @@ class AttemptSpec:
     strict_files: bool = False  # changes outside the task's declared files fail the attempt
     strict_model: bool = False  # another model than ``model`` ran: the attempt fails
     on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
+    on_session: Callable[[str, str | None], None] | None = None  # see AgentRequest.on_session
 
 
 @dataclass
@@ -139,6 +140,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
             options=spec.options,
             prior_cost_usd=_session_spend(spec),
             on_start=spec.on_start,
+            on_session=spec.on_session,
         )
         paths.writable(spec.repo, request.log_path)
         out.agent = runner.run(request, stop)

@@ -9,7 +9,6 @@ tasks of a dead engine are orphans and go back to the queue with their worktrees
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths
-from planfleet.engine import runend, runinfo, scheduler
+from planfleet.engine import live, runend, runinfo, scheduler
 from planfleet.engine.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.engine.control import RunControl
 from planfleet.engine.options import Listener, RunOptions, RunResult, run_scope
@@ -32,7 +31,6 @@ from planfleet.engine.setup import (
     recheck_verified,
     refuse_foreign_commands,
 )
-from planfleet.errors import PlanfleetError
 from planfleet.plan import graph, model
 from planfleet.repo import worktrees
 from planfleet.runners import Runner, get_runner
@@ -249,6 +247,7 @@ class Engine:
         self, tid: str, record: dict[str, Any], resume: str | None, retry_of: int | None
     ) -> AttemptSpec:
         task = self.plan.task(tid)
+        where = (self.repo, self.plan.name, tid, int(record["attempts"]))
         limit = int(record["max_attempts"] or task.max_attempts or self.opts.max_attempts)
         model_name = self.opts.model
         if self.opts.escalate_model and record["attempts"] > 1 and record["attempts"] >= limit - 1:
@@ -270,20 +269,9 @@ class Engine:
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
             strict_model=self.opts.strict_model,
-            on_start=functools.partial(self._started, tid, int(record["attempts"])),
+            on_start=functools.partial(live.started, *where),
+            on_session=functools.partial(live.session, *where),
         )
-
-    def _started(self, tid: str, attempt: int, pgid: int) -> None:
-        """Record the process group an attempt's agent runs in (called by its worker thread).
-
-        Recorded at once, not by the main thread later: a resume after ``kill -9`` of the
-        engine stops that group. (A store of its own: its lock works across threads.)
-        """
-        store = StateStore.for_plan(self.repo, self.plan.name)
-        with contextlib.suppress(PlanfleetError), store.transaction() as state:
-            record = state["tasks"].get(tid)
-            if record and record["status"] == "in_progress" and record["attempts"] == attempt:
-                ops.attach_group(state, tid, pgid)
 
     def _affordable(self, state: State, cap: float) -> bool:
         budget = self.opts.budget_usd
