@@ -16,7 +16,7 @@ from planfleet.engine.options import RunOptions
 from planfleet.errors import ExitCode
 from planfleet.plan import graph, model
 from planfleet.repo import worktrees
-from planfleet.runners import AgentRequest, get_runner
+from planfleet.runners import AgentRequest, cloudgit, get_runner
 from planfleet.verify import testcmd
 
 
@@ -44,6 +44,9 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
                 "timeout_s": t.timeout_s or opts.timeout_s,
             }
         )
+        if opts.runner == "cloud":
+            names = cloudgit.names(plan.name, t.id)
+            rows[-1]["remote_branches"] = {"base": names.base, "task": names.task}
     widest = max((len(level) for level in graph.levels(g)), default=0)
     no_commands = runcheck.without_commands(repo, plan, opts)
     updates = runcheck.in_place_files(repo, plan, opts)
@@ -84,6 +87,9 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         )
         for r in rows:
             out.line(f"\n{r['task']}:")
+            if "remote_branches" in r:
+                b = r["remote_branches"]
+                out.line(f"  remote: engine pushes {b['base']}, the session pushes {b['task']}")
             for c in r["agent_commands"]:
                 out.line(f"  agent $ {c}")
             for c in r["engine_checks"]:

@@ -22,6 +22,7 @@ from planfleet.plan import model
 from planfleet.runners.claude import claude_binary
 
 MAX_PARALLEL_WITHOUT_CONSENT = 10
+CLOUD_BACKOFF = 6  # polls of a cloud task branch back off from S to 6 x S (10 s -> 60 s)
 CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 
 
@@ -48,6 +49,9 @@ class RunFlags:
     agent_command: tuple[str, ...] = ()  # the command runner's template
     test_command: str | None = None  # "": no tests gate
     test_timeout_s: float | None = None
+    remote: str = "origin"  # the cloud runner's git remote
+    environment: str | None = None  # the cloud runner's self-hosted environment (ccpool_...)
+    cloud_poll_s: float = 10.0  # the cloud runner's first poll; it backs off to 6 times this
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -129,6 +133,13 @@ def run_options(
         runner_options["extra_allowed_tools"] = list(flags.allowed_tools)
     if flags.agent_command:
         runner_options["command"] = list(flags.agent_command)
+    if flags.runner == "cloud":
+        runner_options.update(
+            remote=flags.remote,
+            environment=flags.environment,
+            poll_s=flags.cloud_poll_s,
+            poll_max_s=flags.cloud_poll_s * CLOUD_BACKOFF,
+        )
     if flags.runner == "command" and not flags.agent_command:
         raise UsageError(
             "--runner command needs --agent-command",
