@@ -80,6 +80,13 @@ def test_a_plan_with_a_dependency_runs_in_cloud_sessions(
     assert recorded == {"a", "b", "c"}
     for t in "abc":
         assert st["tasks"][t]["session_id"].startswith("session_")
+    # status and logs show where each session can be watched
+    url = f"https://claude.ai/code/{st['tasks']['a']['session_id']}"
+    status = run_cli("status", "p", cwd=c.repo)
+    assert f"a: cloud attempt 1: session {st['tasks']['a']['session_id']} {url}" in status.out
+    assert run_cli("status", "p", "--json", cwd=c.repo).json()["data"]["cloud_sessions"]["a"]
+    logs = run_cli("logs", "p", "a", cwd=c.repo).out
+    assert url in logs
     # c started from a base holding a's merged work: its base on the remote has out/a.txt
     assert git(c.remote, "show", "planfleet/p/base/c:out/a.txt") == "a\n"
     assert "out/a.txt" not in git(c.remote, "ls-tree", "-r", "--name-only", "planfleet/p/base/b")
@@ -114,6 +121,29 @@ def test_a_session_that_pushes_nothing_times_out_and_is_retried(
     assert "timeout" in second[1]  # the retry's prompt carries the feedback
     assert c.remote_tip("planfleet/p/tasks/slow") is None
     assert integration_files(c.repo)["out/slow.txt"] == "slow\n"
+
+
+def test_a_retry_after_a_failed_gate_starts_a_new_session(
+    make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
+) -> None:
+    c = make(
+        _plan(
+            """\
+            - id: t
+              title: lies first
+              files: {create: [out/t.txt]}
+            """
+        )
+    )
+    c.script({"t": {"attempts": {"1": "lie"}}})
+    res = run_cli(*RUN, "--json", cwd=c.repo)
+    assert res.code == 0, res.out + res.err
+    assert state_of(c.repo)["tasks"]["t"]["attempts"] == 2
+    _, second = c.sessions()
+    assert "planfleet/p/tasks/t@2`" in second[1]
+    assert "empty_diff" in second[1]
+    assert "You are continuing your session" not in second[1]
+    assert integration_files(c.repo)["out/t.txt"] == "t\n"
 
 
 def test_no_marker_and_a_lying_marker_fail_their_attempts(

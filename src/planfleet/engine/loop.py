@@ -225,7 +225,8 @@ class Engine:
             if not self._affordable(state, cap):
                 break
             before = state["tasks"][tid]  # read before the claim clears the error
-            resume = _resumable(before)
+            # A cloud session cannot be resumed with a new prompt: a retry starts a new one.
+            resume = _resumable(before) if self.opts.runner != "cloud" else None
             # the last counted attempt failed: its branch goes back to the base first
             retry_of = int(before["attempts"]) if before["error"] and before["attempts"] else None
             record = ops.claim(state, tid, owner=f"engine:{self.plan.name}")

@@ -92,6 +92,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         for tid in scheduler.exhausted(state, limit)
     }
     data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
+    data["cloud_sessions"] = cloud_sessions(state)
 
     def human() -> None:
         eng = data["engine"]
@@ -123,6 +124,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 out.line(f"{row['task']}: {report.undeclared_line(row['undeclared'])}")
             if row["model_mismatch"]:
                 out.line(f"{row['task']}: {modelcheck.message(row['model_mismatch'])}")
+        for tid, detail in data["cloud_sessions"].items():
+            out.line(f"{tid}: cloud {detail}")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
@@ -143,6 +146,15 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
 
     out.result("status", data, human=human)
     return ExitCode.OK
+
+
+def cloud_sessions(state: State) -> dict[str, str]:
+    """Return per task the last cloud session its attempts started (from the events)."""
+    found: dict[str, str] = {}
+    for event in state["events"]:
+        if event["event"] == "cloud_session" and event["task"]:
+            found[event["task"]] = event["detail"] or ""
+    return {tid: found[tid] for tid in ordered_ids(state) if tid in found}
 
 
 def _all(repo: Path, out: Out) -> int:
