@@ -230,3 +230,21 @@ def test_the_dry_run_shows_branches_command_and_prompt_size(
     assert row["prompt_chars"] > 0
     assert c.sessions() == []
     assert c.remote_tip("planfleet/p/base/a") is None
+
+
+def test_clean_remote_deletes_the_runs_cloud_branches_after_asking(
+    make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
+) -> None:
+    c = make(THREE)
+    assert run_cli(*RUN, "--json", cwd=c.repo).code == 0
+    git(c.repo, "push", "-q", "origin", "HEAD:refs/heads/main")  # not planfleet's
+    dry = run_cli("clean", "p", "--remote", "origin", "--dry-run", "--json", cwd=c.repo).json()
+    assert len(dry["data"]["deleted"]) == 6
+    assert c.remote_tip("planfleet/p/tasks/a")
+    asked = run_cli("clean", "p", "--remote", "origin", "--json", cwd=c.repo)
+    assert asked.code == 3
+    assert asked.json()["errors"][0]["reason"] == "needs_confirmation"
+    done = run_cli("clean", "p", "--remote", "origin", "--yes", "--json", cwd=c.repo)
+    assert done.code == 0, done.out
+    heads = git(c.remote, "for-each-ref", "--format=%(refname)").split()
+    assert heads == ["refs/heads/main"]
