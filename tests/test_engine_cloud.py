@@ -3,6 +3,8 @@ refusals and the dry run, through the command line in-process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloud_support import Cloud, make_cloud
-from conftest import CliResult, git
+from conftest import CliResult, git, wait_for
 from engine_support import integration_files, state_of
 
 RUN = ("run", "plans/p.plan.yaml", "--runner", "cloud", "--cloud-poll", "0.05", "--yes")
@@ -21,6 +23,15 @@ def _plan(tasks: str, max_attempts: int = 2) -> dict[str, str]:
     head = f"planfleet: 1\nname: p\ndefaults:\n  max_attempts: {max_attempts}\n"
     body = "phases:\n  - id: one\n    tasks:\n" + textwrap.indent(textwrap.dedent(tasks), " " * 6)
     return {"plans/p.plan.yaml": head + body}
+
+
+def _simple(*ids: str, max_attempts: int = 2, **extra: str) -> dict[str, str]:
+    """Return a one-phase plan whose tasks each create ``out/<id>.txt`` (``extra``: a line)."""
+    tasks = ""
+    for t in ids:
+        tasks += f"- id: {t}\n  title: task {t}\n  files: {{create: [out/{t}.txt]}}\n"
+        tasks += f"  {extra[t]}\n" if t in extra else ""
+    return _plan(tasks, max_attempts)
 
 
 THREE = _plan(
@@ -99,16 +110,7 @@ def test_a_plan_with_a_dependency_runs_in_cloud_sessions(
 def test_a_session_that_pushes_nothing_times_out_and_is_retried(
     make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
 ) -> None:
-    c = make(
-        _plan(
-            """\
-            - id: slow
-              title: slow task
-              timeout: 10
-              files: {create: [out/slow.txt]}
-            """
-        )
-    )
+    c = make(_simple("slow", slow="timeout: 10"))
     c.script({"slow": {"attempts": {"1": "nothing"}}})
     res = run_cli(*RUN, "--json", cwd=c.repo)
     assert res.code == 0, res.out + res.err
@@ -126,15 +128,7 @@ def test_a_session_that_pushes_nothing_times_out_and_is_retried(
 def test_a_retry_after_a_failed_gate_starts_a_new_session(
     make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
 ) -> None:
-    c = make(
-        _plan(
-            """\
-            - id: t
-              title: lies first
-              files: {create: [out/t.txt]}
-            """
-        )
-    )
+    c = make(_simple("t"))
     c.script({"t": {"attempts": {"1": "lie"}}})
     res = run_cli(*RUN, "--json", cwd=c.repo)
     assert res.code == 0, res.out + res.err
@@ -149,19 +143,7 @@ def test_a_retry_after_a_failed_gate_starts_a_new_session(
 def test_no_marker_and_a_lying_marker_fail_their_attempts(
     make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
 ) -> None:
-    c = make(
-        _plan(
-            """\
-            - id: unmarked
-              title: pushes without the marker
-              files: {create: [out/unmarked.txt]}
-            - id: liar
-              title: claims done, changes nothing
-              files: {create: [out/liar.txt]}
-            """,
-            max_attempts=1,
-        )
-    )
+    c = make(_simple("unmarked", "liar", max_attempts=1))
     c.script({"unmarked": {"behaviour": "no_marker"}, "liar": {"behaviour": "lie"}})
     res = run_cli(*RUN, "--stall", "1", "--json", cwd=c.repo)
     assert res.code == 1, res.out + res.err
@@ -248,3 +230,37 @@ def test_clean_remote_deletes_the_runs_cloud_branches_after_asking(
     assert done.code == 0, done.out
     heads = git(c.remote, "for-each-ref", "--format=%(refname)").split()
     assert heads == ["refs/heads/main"]
+
+
+def test_resume_adopts_the_sessions_of_a_killed_engine(
+    make: Callable[..., Cloud], run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    c = make(_simple("a", "b"))
+    go = tmp_path / "go"
+    c.script({"a": {"wait_file": str(go)}, "b": {"wait_file": str(go)}})
+    argv = [sys.executable, "-m", "planfleet", "-C", str(c.repo), *RUN, "--json"]
+    engine = subprocess.Popen(
+        argv, cwd=c.repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(
+            "both sessions recorded",
+            lambda: (
+                c.repo.joinpath(".planfleet/state/p.json").exists()
+                and len(_events(state_of(c.repo), "cloud_session")) == 2
+            ),
+        )
+    finally:
+        engine.kill()
+        engine.wait(timeout=30)
+    assert len(c.sessions()) == 2
+    go.write_text("")  # the sessions go on without the engine, and push
+    res = run_cli("resume", "p", "--yes", "--json", cwd=c.repo)
+    assert res.code == 0, res.out + res.err
+    st = state_of(c.repo)
+    assert len(c.sessions()) == 2  # no new session was started
+    assert {e["task"] for e in _events(st, "cloud_adopted")} == {"a", "b"}
+    assert {t: st["tasks"][t]["status"] for t in "ab"} == {"a": "verified", "b": "verified"}
+    assert {t: st["tasks"][t]["attempts"] for t in "ab"} == {"a": 1, "b": 1}
+    files = integration_files(c.repo)
+    assert (files["out/a.txt"], files["out/b.txt"]) == ("a\n", "b\n")

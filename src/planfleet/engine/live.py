@@ -9,12 +9,44 @@ the task is still in progress with the same attempt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 from pathlib import Path
 
+from planfleet.engine.attempt import AttemptSpec
 from planfleet.errors import PlanfleetError
 from planfleet.state import ops
 from planfleet.state.records import State, TaskRecord, add_event
 from planfleet.state.store import StateStore
+
+_SESSION_EVENT = re.compile(r"^attempt (\d+): session (\S+)(?: (\S+))?$")
+
+
+def adoptable(state: State, tid: str, attempt: int) -> dict[str, str] | None:
+    """Return the cloud session attempt ``attempt`` of ``tid`` started, if the state has one.
+
+    An attempt that ended was counted (the next one has another number): a session of the
+    same number belongs to an attempt an engine was stopped or killed in.
+    """
+    for event in reversed(state["events"]):
+        if event["event"] != "cloud_session" or event["task"] != tid:
+            continue
+        m = _SESSION_EVENT.match(event["detail"] or "")
+        if m and int(m.group(1)) == attempt and m.group(2) != "?":
+            return {"session_id": m.group(2), "url": m.group(3) or ""}
+        return None
+    return None
+
+
+def adopt(state: State, spec: AttemptSpec) -> AttemptSpec:
+    """Return ``spec`` set to go on with its attempt's cloud session, when it has one."""
+    found = adoptable(state, spec.task.id, spec.attempt)
+    if found is None:
+        return spec
+    add_event(
+        state, "cloud_adopted", spec.task.id, f"attempt {spec.attempt}: {found['session_id']}"
+    )
+    return dataclasses.replace(spec, options={**spec.options, "adopt": found})
 
 
 def _current(state: State, tid: str, attempt: int) -> TaskRecord | None:

@@ -232,6 +232,8 @@ class Engine:
             record = ops.claim(state, tid, owner=f"engine:{self.plan.name}")
             ops.attach_process(state, tid, os.getpid())
             spec = self._spec(tid, record, resume, retry_of)
+            if self.opts.runner == "cloud":
+                spec = live.adopt(state, spec)
             stop = self.control.task_event(tid)
             self.caps[tid] = cap
             self.running[tid] = pool.submit(self._attempt, spec, stop)

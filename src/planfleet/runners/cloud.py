@@ -21,21 +21,21 @@ import shlex
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from planfleet.errors import CommandError, InputError, PlanfleetError, UsageError
+from planfleet.errors import InputError, PlanfleetError, UsageError
 from planfleet.ids import check_id
-from planfleet.runners import AgentRequest, AgentResult, base, cloudgit, cloudpty
+from planfleet.runners import AgentRequest, AgentResult, base, cloudgit, cloudpty, cloudwatch
 from planfleet.runners.claude import claude_binary
+from planfleet.runners.cloudwatch import Settings
 
 DEFAULTS: dict[str, Any] = {"remote": "origin", "poll_s": 10.0, "poll_max_s": 60.0}
 # Options of the claude runner that every run passes; a cloud session has its own settings.
 _IGNORED = ("permission_mode", "extra_allowed_tools", "allowed_tools", "command")
-_OPTIONS = ("remote", "environment", "poll_s", "poll_max_s", "binary", *_IGNORED)
+# ``adopt`` ({"session_id", "url"}): the engine resumes an attempt whose session an earlier
+# engine started; no base push, no new session, only the polling.
+_OPTIONS = ("remote", "environment", "poll_s", "poll_max_s", "binary", "adopt", *_IGNORED)
 MAX_PROMPT_BYTES = 120_000  # one argv entry: Linux refuses more than 128 KiB
-_SLICE_S = 0.2  # how often a wait between polls looks at the stop event and the CLI
 
 HEADER = """\
 # planfleet cloud task
@@ -57,15 +57,6 @@ cloned from is how your work comes back; nothing else is read.
    These rules replace the rule below about not pushing: push `{task}` and nothing else.
 
 """
-
-
-@dataclass(frozen=True)
-class Settings:
-    remote: str
-    environment: str | None
-    poll_s: float
-    poll_max_s: float
-    binary: str | None
 
 
 def settings(options: Mapping[str, Any]) -> Settings:
@@ -132,8 +123,11 @@ class CloudRunner:
         s = self._settings(request)
         names = cloudgit.names(request.plan.name, request.task.id, request.attempt)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        adopt = request.options.get("adopt")
+        if isinstance(adopt, Mapping) and adopt.get("session_id"):
+            return self._adopt(request, s, names, adopt, stop)
         request.log_path.write_text("", encoding="utf-8")
-        note = _Notes(request.log_path)
+        note = cloudwatch.Notes(request.log_path)
         binary = s.binary or claude_binary()
         if binary is None:
             return _not_started(
@@ -173,166 +167,44 @@ class CloudRunner:
         except (InputError, OSError) as exc:
             return _not_started(start, f"could not start claude --cloud: {exc}", shown)
         try:
-            result = _Watch(request, s, names, launch, note, start).run(stop)
+            result = cloudwatch.Watch(request, s, names, launch, note, start).run(stop)
         finally:
             launch.close()
-            cloudgit.drop_ref(
-                request.worktree, cloudgit.private_ref(request.plan.name, request.task.id)
-            )
-        result.argv = shown
-        result.duration_s = round(time.monotonic() - start, 3)
-        secrets = base.secret_values(base.agent_env(request))
-        result.output_tail = base.redact(base.tail_file(request.log_path), secrets)
-        return result
+        return _finish(request, result, start, shown)
+
+    def _adopt(
+        self,
+        request: AgentRequest,
+        s: Settings,
+        names: cloudgit.Names,
+        adopt: Mapping[str, Any],
+        stop: threading.Event,
+    ) -> AgentResult:
+        """Go on watching the session an earlier engine started for this attempt."""
+        start = time.monotonic()
+        found = cloudpty.Session(str(adopt["session_id"]), adopt.get("url") or None)
+        note = cloudwatch.Notes(request.log_path)  # appended: the attempt's log goes on
+        note(f"resumed: adopting session {found.session_id} {found.url or ''}".rstrip())
+        source = cloudwatch.Adopted(found)
+        watch = cloudwatch.Watch(request, s, names, source, note, start)
+        watch.session_told = True  # it is in the state already
+        result = watch.run(stop)
+        return _finish(request, result, start, ("<adopted>", found.session_id or ""))
 
     def _settings(self, request: AgentRequest) -> Settings:
         return settings({**self.options, **request.options})
 
 
-class _Notes:
-    """Appends the runner's own lines to the attempt's log."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, line: str) -> None:
-        with self.path.open("a", encoding="utf-8") as log:
-            log.write(f"[planfleet] {line}\n")
-
-
-class _Watch:
-    """The polling of one attempt's task branch, from the session's start to its end."""
-
-    def __init__(
-        self,
-        request: AgentRequest,
-        s: Settings,
-        names: cloudgit.Names,
-        launch: cloudpty.Launch,
-        note: _Notes,
-        start: float,
-    ) -> None:
-        self.request, self.s, self.names, self.launch, self.note = request, s, names, launch, note
-        self.start = start
-        self.ref = cloudgit.private_ref(request.plan.name, request.task.id)
-        self.session_told = False
-        self.news_taken = False
-
-    def run(self, stop: threading.Event) -> AgentResult:
-        request, s = self.request, self.s
-        interval = s.poll_s
-        tip: str | None = None
-        last_change = time.monotonic()
-        while True:
-            self._session()
-            failed = self._launch_failed(tip)
-            if failed is not None:
-                return failed
-            try:
-                now_tip = cloudgit.remote_tip(request.repo, s.remote, self.names.task)
-            except CommandError as exc:  # the network, for a moment: the next poll asks again
-                self.note(f"could not ask {s.remote}: {exc.message.splitlines()[0]}")
-                now_tip = tip
-            if now_tip is not None and now_tip != tip:
-                tip, last_change, interval = now_tip, time.monotonic(), s.poll_s
-                done = self._pushed(tip)
-                if done is not None:
-                    return done
-            else:
-                interval = min(interval * 2, s.poll_max_s)
-            now = time.monotonic()
-            if now - self.start > request.timeout_s:
-                return self._no_result(tip, f"by the timeout of {request.timeout_s:g} s")
-            if tip is not None and now - last_change > request.stall_s:
-                return self._no_result(tip, f"and nothing new for {request.stall_s:g} s (stall)")
-            if self._wait(min(interval, max(0.0, request.timeout_s - (now - self.start))), stop):
-                return self._result(
-                    "stopped",
-                    "the cloud attempt was stopped; the session may still run (see its URL)",
-                )
-
-    def _wait(self, seconds: float, stop: threading.Event) -> bool:
-        """Wait ``seconds`` (or until the CLI has news); return True when stopped."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if stop.wait(_SLICE_S):
-                return True
-            if self.launch.news.is_set() and not self.news_taken:
-                self.news_taken = True  # the session was named, or the CLI ended: look now
-                return False
-        return stop.is_set()
-
-    def _session(self) -> None:
-        found = self.launch.session
-        if found is None or self.session_told:
-            return
-        self.session_told = True
-        self.note(f"session {found.session_id or '?'} {found.url or ''}".rstrip())
-        if self.request.on_session is not None:
-            self.request.on_session(found.session_id or "", found.url)
-
-    def _launch_failed(self, tip: str | None) -> AgentResult | None:
-        """Return the failed start when the CLI exited non-zero before naming a session."""
-        code = self.launch.exit_code()
-        if tip is not None or self.launch.session is not None or code in (None, 0):
-            return None
-        if not self.launch.ended():
-            return None
-        lines = [ln for ln in self.launch.output().splitlines() if ln.strip()]
-        said = lines[-1].strip() if lines else "no output"
-        result = self._result(
-            "not_started", f"claude --cloud exited {code} without a session: {said}"
-        )
-        result.error_kind, result.exit_code = "start_failed", code
-        return result
-
-    def _pushed(self, tip: str) -> AgentResult | None:
-        """Fetch a new push; return the attempt's result when it carries the marker."""
-        worktree = self.request.worktree
-        try:
-            cloudgit.fetch(worktree, self.s.remote, self.names.task, self.ref)
-            value = cloudgit.marker(tip, cwd=worktree)
-        except CommandError as exc:
-            self.note(f"could not fetch {self.names.task}: {exc.message.splitlines()[0]}")
-            return None
-        if value is None:
-            self.note(f"{self.names.task} is at {tip[:12]} (no {cloudgit.MARKER} trailer yet)")
-            return None
-        self.note(f"{self.names.task} is at {tip[:12]} with its {cloudgit.MARKER} trailer")
-        result = self._result("exited", f"the cloud session pushed {tip[:12]} to {self.names.task}")
-        result.exit_code = 0
-        result.claims = cloudgit.claims_of(value)
-        if result.claims is None:
-            result.message += f"; its {cloudgit.MARKER} trailer is not a JSON object"
-        problem = cloudgit.take(worktree, tip, self.request.base_commit)
-        if problem is not None:
-            result.error_kind, result.message = "bad_push", problem
-        return result
-
-    def _no_result(self, tip: str | None, when: str) -> AgentResult:
-        if tip is None:
-            return self._result(
-                "timeout",
-                f"the cloud session pushed nothing to {self.names.task} {when}",
-            )
-        result = self._result(
-            "exited",
-            f"the cloud session pushed {tip[:12]} to {self.names.task} without a "
-            f"{cloudgit.MARKER} trailer {when}; not taken (the work stays on that branch)",
-        )
-        result.error_kind = "no_result"
-        return result
-
-    def _result(self, ending: Any, message: str) -> AgentResult:
-        found = self.launch.session
-        return AgentResult(
-            ending=ending,
-            exit_code=None,
-            duration_s=0.0,
-            session_id=found.session_id if found else None,
-            session_url=found.url if found else None,
-            message=message,
-        )
+def _finish(
+    request: AgentRequest, result: AgentResult, start: float, argv: tuple[str, ...]
+) -> AgentResult:
+    """Fill in what every ending of an attempt has: its command, duration and output."""
+    cloudgit.drop_ref(request.worktree, cloudgit.private_ref(request.plan.name, request.task.id))
+    result.argv = argv
+    result.duration_s = round(time.monotonic() - start, 3)
+    secrets = base.secret_values(base.agent_env(request))
+    result.output_tail = base.redact(base.tail_file(request.log_path), secrets)
+    return result
 
 
 def _not_started(start: float, message: str, argv: tuple[str, ...] = ()) -> AgentResult:
