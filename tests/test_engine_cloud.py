@@ -264,3 +264,68 @@ def test_resume_adopts_the_sessions_of_a_killed_engine(
     assert {t: st["tasks"][t]["attempts"] for t in "ab"} == {"a": 1, "b": 1}
     files = integration_files(c.repo)
     assert (files["out/a.txt"], files["out/b.txt"]) == ("a\n", "b\n")
+
+
+MIXED = _plan(
+    """\
+    - id: a
+      title: local first
+      runner: local
+      files: {create: [out/a.txt]}
+      commands: ["mkdir -p out && echo local-a > out/a.txt"]
+    - id: b
+      title: in the cloud, after a
+      runner: cloud
+      depends_on: [a]
+      files: {create: [out/b.txt]}
+      verify: ["test -f out/a.txt"]
+    - id: c
+      title: wherever a slot is free
+      files: {create: [out/c.txt]}
+      commands: ["mkdir -p out && echo local-c > out/c.txt"]
+    - id: d
+      title: local, after b
+      runner: local
+      depends_on: [b]
+      files: {create: [out/d.txt]}
+      commands: ["mkdir -p out && echo local-d > out/d.txt"]
+      verify: ["test -f out/b.txt"]
+    """
+)
+
+
+def test_local_and_cloud_tasks_share_one_graph(
+    make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
+) -> None:
+    c = make(MIXED)
+    mixed = ("run", "plans/p.plan.yaml", "--runner", "shell", "--cloud-parallel", "1")
+    flags = ("--max-parallel", "1", "--cloud-poll", "0.05", "--yes")
+    dry = run_cli(*mixed, *flags, "--dry-run", "--json", cwd=c.repo).json()["data"]
+    where = {r["task"]: r["runs_on"] for r in dry["tasks"]}
+    assert where == {"a": "local", "b": "cloud", "c": "local or cloud", "d": "local"}
+    res = run_cli(*mixed, *flags, "--json", cwd=c.repo)
+    assert res.code == 0, res.out + res.err
+    st = state_of(c.repo)
+    assert all(st["tasks"][t]["status"] == "verified" for t in "abcd")
+    files = integration_files(c.repo)
+    assert files["out/a.txt"] == "local-a\n"
+    assert files["out/b.txt"] == "b\n"  # written by the stand-in cloud
+    assert files["out/d.txt"] == "local-d\n"
+    cloud_tasks = {e["task"] for e in _events(st, "dispatched") if "cloud" in e["detail"]}
+    assert "b" in cloud_tasks
+    assert not cloud_tasks & {"a", "d"}
+    # c took whichever slot was free: its file says which
+    assert files["out/c.txt"] == ("c\n" if "c" in cloud_tasks else "local-c\n")
+    assert len(c.sessions()) == len(cloud_tasks)
+
+
+def test_a_task_pinned_to_cloud_needs_cloud_slots(
+    make: Callable[..., Cloud], run_cli: Callable[..., CliResult]
+) -> None:
+    c = make(MIXED)
+    res = run_cli("run", "plans/p.plan.yaml", "--runner", "shell", "--yes", "--json", cwd=c.repo)
+    assert res.code == 2
+    assert "--cloud-parallel" in res.json()["errors"][0]["hint"]
+    res = run_cli(*RUN, "--json", cwd=c.repo)
+    assert res.code == 2
+    assert "runner: local" in res.json()["errors"][0]["message"]

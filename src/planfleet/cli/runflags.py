@@ -39,6 +39,14 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "ID, ids like ccpool_...)",
     )
     p.add_argument(
+        "--cloud-parallel",
+        type=positive_int,
+        metavar="M",
+        help="also run up to M tasks at once in Claude Code cloud sessions, next to the "
+        "--max-parallel local ones (one ready queue; a plan's `runner: local|cloud` pins a "
+        "task to one kind)",
+    )
+    p.add_argument(
         "--cloud-poll",
         dest="cloud_poll_s",
         type=positive_float,

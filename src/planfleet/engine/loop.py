@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -60,11 +59,24 @@ class Engine:
         self.plan = plan = testcmd.apply(plan, self.tests)
         self.opts = opts
         self.graph = graph.build(plan)
+        # --runner cloud: every slot is a cloud session; else --cloud-parallel adds some.
+        all_cloud = opts.runner == "cloud"
         self.sched = scheduler.Scheduler.for_plan(
-            plan, self.graph, max_parallel=opts.max_parallel, max_attempts=opts.max_attempts
+            plan,
+            self.graph,
+            max_parallel=0 if all_cloud else opts.max_parallel,
+            cloud_parallel=opts.max_parallel if all_cloud else opts.cloud_parallel,
+            max_attempts=opts.max_attempts,
         )
         self.store = StateStore.for_plan(self.repo, plan.name)
         self.runner: Runner = get_runner(opts.runner, opts.runner_options)
+        self.runners: dict[scheduler.Where, tuple[Runner, dict[str, Any]]] = {
+            "local": (self.runner, opts.runner_options),
+            "cloud": (self.runner, opts.runner_options),
+        }
+        if not all_cloud and opts.cloud_parallel:
+            self.runners["cloud"] = (get_runner("cloud", opts.cloud_options), opts.cloud_options)
+        self.where: dict[str, scheduler.Where] = {}  # the kind of slot each running task holds
         self.control = RunControl()
         self.running: dict[str, Future[Outcome]] = {}
         self.gates: dict[str, Future[GateOutcome]] = {}
@@ -108,7 +120,8 @@ class Engine:
             with (
                 self.control.signals(detached=self.opts.detached),
                 ThreadPoolExecutor(
-                    max_workers=self.opts.max_parallel + 2, thread_name_prefix="planfleet"
+                    max_workers=self.opts.max_parallel + self.opts.cloud_parallel + 2,
+                    thread_name_prefix="planfleet",
                 ) as pool,
             ):
                 try:
@@ -165,6 +178,7 @@ class Engine:
             for tid, fut in list(self.running.items()):
                 if fut.done():
                     del self.running[tid]
+                    self.where.pop(tid, None)
                     self.caps.pop(tid, None)
                     self._record(fut.result())
                     self._changed = True
@@ -188,6 +202,7 @@ class Engine:
         for tid, fut in list(self.running.items()):
             self._record(fut.result())
             del self.running[tid]
+            self.where.pop(tid, None)
         for gid, gfut in list(self.gates.items()):
             self._record_gate(gid, gfut.result())
             del self.gates[gid]
@@ -218,7 +233,7 @@ class Engine:
         if self.opts.fail_fast and state["abandoned"]:
             self._stop_dispatching(state, f"--fail-fast: {state['abandoned'][0]} was abandoned")
             return
-        for tid in self.sched.pick(state, self.running.keys()):
+        for tid, where in self.sched.pick_where(state, self.where):
             if self.scope is not None and tid not in self.scope:
                 continue
             cap = float(self.opts.task_budget_usd or 0.0)  # what this attempt may spend
@@ -226,28 +241,33 @@ class Engine:
                 break
             before = state["tasks"][tid]  # read before the claim clears the error
             # A cloud session cannot be resumed with a new prompt: a retry starts a new one.
-            resume = _resumable(before) if self.opts.runner != "cloud" else None
+            resume = _resumable(before) if where == "local" else None
             # the last counted attempt failed: its branch goes back to the base first
             retry_of = int(before["attempts"]) if before["error"] and before["attempts"] else None
             record = ops.claim(state, tid, owner=f"engine:{self.plan.name}")
             ops.attach_process(state, tid, os.getpid())
-            spec = self._spec(tid, record, resume, retry_of)
-            if self.opts.runner == "cloud":
+            runner, options = self.runners[where]
+            spec = self._spec(tid, record, resume, retry_of, options)
+            if where == "cloud":
                 spec = live.adopt(state, spec)
             stop = self.control.task_event(tid)
             self.caps[tid] = cap
-            self.running[tid] = pool.submit(self._attempt, spec, stop)
+            self.where[tid] = where
+            self.running[tid] = pool.submit(run_attempt, spec, runner, stop)
             record.update(
                 worktree=str(worktrees.task_worktree(self.repo, self.plan.name, tid)),
                 branch=worktrees.task_branch(self.plan.name, tid),
             )
-            add_event(state, "dispatched", tid, f"attempt {record['attempts']}")
-
-    def _attempt(self, spec: AttemptSpec, stop: threading.Event) -> Outcome:
-        return run_attempt(spec, self.runner, stop)
+            cloud = " in a cloud session" if where == "cloud" else ""
+            add_event(state, "dispatched", tid, f"attempt {record['attempts']}{cloud}")
 
     def _spec(
-        self, tid: str, record: dict[str, Any], resume: str | None, retry_of: int | None
+        self,
+        tid: str,
+        record: dict[str, Any],
+        resume: str | None,
+        retry_of: int | None,
+        options: dict[str, Any],
     ) -> AttemptSpec:
         task = self.plan.task(tid)
         where = (self.repo, self.plan.name, tid, int(record["attempts"]))
@@ -268,7 +288,7 @@ class Engine:
             model=model_name,
             budget_usd=self.opts.task_budget_usd,
             baseline=self.baseline,
-            options=self.opts.runner_options,
+            options=options,
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
             strict_model=self.opts.strict_model,

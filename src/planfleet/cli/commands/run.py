@@ -93,18 +93,20 @@ def start(req: runopts.RunRequest, out: Out, *, command: str) -> int:
     tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
     testcmd.require(plan, tests)  # before anything starts, detached or not
     runcheck.refuse_without_commands(repo, plan, opts)
-    if opts.runner == "cloud":
+    if opts.runner == "cloud" or opts.cloud_parallel:
         scope = run_scope(plan, opts)
         found = cloudcheck.checks(
             repo,
             plan.name,
-            [t.id for t in plan.tasks if scope is None or t.id in scope],
+            [t.id for t in plan.tasks if (scope is None or t.id in scope) and t.runner != "local"],
             remote=flags.remote,
             environment=flags.environment,
             fresh=not store.exists(),
         )
         cloudcheck.refuse(found)
     confirm(out, req.args.yes, opts.runner, opts.max_parallel, opts.task_budget_usd)
+    if opts.cloud_parallel:
+        confirm(out, req.args.yes, "cloud", opts.cloud_parallel, None)
     savedflags.save(repo, plan.name, flags)
     if req.args.detach:
         return detach.launch(out, repo, plan.name, sys.argv[1:])
