@@ -317,6 +317,8 @@ def test_local_and_cloud_tasks_share_one_graph(
     # c took whichever slot was free: its file says which
     assert files["out/c.txt"] == ("c\n" if "c" in cloud_tasks else "local-c\n")
     assert len(c.sessions()) == len(cloud_tasks)
+    runs_on = run_cli("status", "p", "--json", cwd=c.repo).json()["data"]["runs_on"]
+    assert runs_on == {t: "cloud" if t in cloud_tasks else "local" for t in "abcd"}
 
 
 def test_a_task_pinned_to_cloud_needs_cloud_slots(

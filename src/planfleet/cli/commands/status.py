@@ -93,6 +93,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     }
     data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
     data["cloud_sessions"] = cloud_sessions(state)
+    data["runs_on"] = runs_on(state)
 
     def human() -> None:
         eng = data["engine"]
@@ -111,12 +112,13 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                         str(r["attempts"]),
                         report.fmt_s(report.duration_s(r)),
                         f"${r['cost_usd']:.2f}",
+                        data["runs_on"].get(tid, ""),
                         ((r.get("error") or {}).get("type") or r.get("note") or "")[:60],
                     ]
                     for tid in ordered_ids(state)
                     for r in [state["tasks"][tid]]
                 ],
-                ["task", "phase", "state", "attempts", "time", "cost", "note"],
+                ["task", "phase", "state", "attempts", "time", "cost", "on", "note"],
             )
         )
         for row in rows:
@@ -155,6 +157,15 @@ def cloud_sessions(state: State) -> dict[str, str]:
         if event["event"] == "cloud_session" and event["task"]:
             found[event["task"]] = event["detail"] or ""
     return {tid: found[tid] for tid in ordered_ids(state) if tid in found}
+
+
+def runs_on(state: State) -> dict[str, str]:
+    """Return per task where its last attempt ran: local, or cloud (from the events)."""
+    found: dict[str, str] = {}
+    for event in state["events"]:
+        if event["event"] == "dispatched" and event["task"]:
+            found[event["task"]] = "cloud" if "cloud" in (event["detail"] or "") else "local"
+    return found
 
 
 def _all(repo: Path, out: Out) -> int:
