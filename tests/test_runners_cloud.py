@@ -152,3 +152,22 @@ def test_session_urls_are_read_from_terminal_output() -> None:
     found = cloudpty.find_session(text)
     assert found == cloudpty.Session("session_01ABCdef", "https://claude.ai/code/session_01ABCdef")
     assert cloudpty.find_session("nothing here") is None
+
+
+def test_a_stopped_attempt_leaves_its_session_for_a_resume(cloud: Cloud, tmp_path: Path) -> None:
+    cloud.script({"t1": {"wait_file": str(tmp_path / "never")}})
+    stop = threading.Event()
+    request = _request(cloud, on_session=lambda sid, url: stop.set())
+    result = get_runner("cloud", FAST).run(request, stop)
+    assert result.ending == "stopped"
+    assert result.session_id is not None
+    assert "may still run" in result.message
+    (tmp_path / "never").write_text("")  # let the stand-in's worker finish
+    # a later engine adopts it: no new session, the push is taken
+    adopted = {"adopt": {"session_id": result.session_id, "url": result.session_url}}
+    again = get_runner("cloud", {**FAST, **adopted}).run(request, threading.Event())
+    assert again.ending == "exited", again.message
+    assert again.claims is not None
+    assert again.session_id == result.session_id
+    assert len(cloud.sessions()) == 1
+    assert "adopting session" in request.log_path.read_text()

@@ -123,7 +123,7 @@ class CloudRunner:
         s = self._settings(request)
         names = cloudgit.names(request.plan.name, request.task.id, request.attempt)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        adopt = request.options.get("adopt")
+        adopt = {**self.options, **request.options}.get("adopt")
         if isinstance(adopt, Mapping) and adopt.get("session_id"):
             return self._adopt(request, s, names, adopt, stop)
         request.log_path.write_text("", encoding="utf-8")

@@ -104,6 +104,11 @@ def start(req: runopts.RunRequest, out: Out, *, command: str) -> int:
             fresh=not store.exists(),
         )
         cloudcheck.refuse(found)
+        if opts.budget_usd:
+            out.warn(
+                "cloud sessions report no cost to planfleet: --budget-usd counts only what "
+                "local agents report"
+            )
     confirm(out, req.args.yes, opts.runner, opts.max_parallel, opts.task_budget_usd)
     if opts.cloud_parallel:
         confirm(out, req.args.yes, "cloud", opts.cloud_parallel, None)
