@@ -93,7 +93,7 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     }
     data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
     data["cloud_sessions"] = cloud_sessions(state)
-    data["runs_on"] = runs_on(state)
+    data["runs_on"] = report.runs_on(state)
 
     def human() -> None:
         eng = data["engine"]
@@ -157,15 +157,6 @@ def cloud_sessions(state: State) -> dict[str, str]:
         if event["event"] == "cloud_session" and event["task"]:
             found[event["task"]] = event["detail"] or ""
     return {tid: found[tid] for tid in ordered_ids(state) if tid in found}
-
-
-def runs_on(state: State) -> dict[str, str]:
-    """Return per task where its last attempt ran: local, or cloud (from the events)."""
-    found: dict[str, str] = {}
-    for event in state["events"]:
-        if event["event"] == "dispatched" and event["task"]:
-            found[event["task"]] = "cloud" if "cloud" in (event["detail"] or "") else "local"
-    return found
 
 
 def _all(repo: Path, out: Out) -> int:
