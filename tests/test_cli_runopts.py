@@ -107,6 +107,10 @@ def test_flags_round_trip_through_options_json(tmp_path: Path) -> None:
         agent_command=("my-agent", "--prompt-file", "{prompt_file}"),
         test_command="",
         test_timeout_s=9.0,
+        remote="upstream",
+        environment="ccpool_abc",
+        cloud_poll_s=2.5,
+        cloud_parallel=2,
     )
     assert flags != RunFlags()  # every field differs from its default
     assert all(getattr(flags, n) != getattr(RunFlags(), n) for n in RunFlags.names())

@@ -12,7 +12,7 @@ from planfleet.engine.options import RunResult
 from planfleet.plan import model
 from planfleet.state import ops
 from planfleet.state.create import init_from_plan
-from planfleet.state.records import State
+from planfleet.state.records import State, add_event
 
 SRC = model.Source("plan.yaml", 1)
 
@@ -86,6 +86,25 @@ def test_more_running_tasks_than_rows_says_how_many_are_left_out() -> None:
     assert "20 running" in text
     assert "… 14 more running" in text
     assert len(text.splitlines()) < 10
+
+
+def test_the_live_view_says_where_tasks_run_once_one_is_in_the_cloud() -> None:
+    state = _state(3)
+    for tid in ("t00", "t01"):
+        ops.claim(state, tid)
+    add_event(state, "dispatched", "t00", "attempt 1")
+    console = _terminal()
+    live = view.LiveReporter(io.StringIO(), "planfleet run s", console=console)
+    live(state, [])
+    console.print(live)
+    assert " on " not in console.export_text()  # all local: no column
+    add_event(state, "dispatched", "t01", "attempt 1 in a cloud session")
+    live(state, [])
+    console.print(live)
+    rows = {line.split()[0]: line.split()[-1] for line in console.export_text().splitlines()[-4:]}
+    assert rows["task"] == "on"
+    assert rows["t00"] == "local"
+    assert rows["t01"] == "cloud"
 
 
 class _Tty(io.StringIO):

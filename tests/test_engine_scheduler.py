@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from planfleet.cli import view
@@ -102,3 +103,24 @@ def test_the_views_render_progress_lines_and_a_live_table() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "in_progress" in text
     assert "a" in text
+
+
+def test_local_and_cloud_slots_fill_from_one_queue_and_pins_hold() -> None:
+    plan = _plan(
+        _task("big", est=9),
+        dataclasses.replace(_task("remote", est=5), runner="cloud"),
+        _task("mid", est=3),
+        dataclasses.replace(_task("here", est=1), runner="local"),
+    )
+    state = init_from_plan(plan)
+    sched = Scheduler.for_plan(plan, graph.build(plan), max_parallel=1, cloud_parallel=1)
+    # best first: big takes the local slot, remote its cloud slot; the rest wait
+    assert sched.pick_where(state, {}) == [("big", "local"), ("remote", "cloud")]
+    # the local slot busy: an unpinned task goes to the cloud, a local-pinned one waits
+    assert sched.pick_where(state, {"big": "local"}) == [("remote", "cloud")]
+    assert sched.pick_where(state, {"big": "local", "remote": "cloud"}) == []
+    assert sched.pick_where(state, {"remote": "cloud"}) == [("big", "local")]
+    assert sched.pick_where(state, {"big": "local", "x": "cloud"}) == []
+    # without cloud slots a cloud-pinned task never starts; pick() is the local view
+    local = Scheduler.for_plan(plan, graph.build(plan), max_parallel=4)
+    assert local.pick(state, ()) == ["big", "mid", "here"]

@@ -16,7 +16,7 @@ from planfleet.engine.options import RunOptions
 from planfleet.errors import ExitCode
 from planfleet.plan import graph, model
 from planfleet.repo import worktrees
-from planfleet.runners import AgentRequest, get_runner
+from planfleet.runners import AgentRequest, cloudgit, get_runner
 from planfleet.verify import testcmd
 
 
@@ -26,6 +26,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     plan = testcmd.apply(plan, tests)
     g = graph.build(plan)
     runner = get_runner(opts.runner, opts.runner_options)
+    cloud = get_runner("cloud", opts.cloud_options) if opts.cloud_parallel else runner
     rows: list[dict[str, Any]] = []
     for t in plan.tasks:
         if (opts.tasks or opts.phases) and t.id not in opts.tasks and t.phase not in opts.phases:
@@ -34,18 +35,24 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             plan, t, strict=opts.strict_files, strict_tests=opts.strict_tests
         )
         prompt = prompts.build_prompt(plan, t, repo=repo, attempt=1, feedback=None, checks=checks)
+        where = _where(t, opts)
+        request = _dry_request(repo, plan, t, prompt, opts)
         rows.append(
             {
                 "task": t.id,
                 "phase": t.phase,
                 "depends_on": list(g.deps.get(t.id, ())),
                 "prompt_chars": len(prompt),
-                "agent_commands": runner.describe(_dry_request(repo, plan, t, prompt, opts)),
+                "runs_on": where,
+                "agent_commands": (cloud if where == "cloud" else runner).describe(request),
                 "engine_checks": checks,
                 "verify": list(t.verify),
                 "timeout_s": t.timeout_s or opts.timeout_s,
             }
         )
+        if where != "local":
+            names = cloudgit.names(plan.name, t.id)
+            rows[-1]["remote_branches"] = {"base": names.base, "task": names.task}
     widest = max((len(level) for level in graph.levels(g)), default=0)
     no_commands = runcheck.without_commands(repo, plan, opts)
     updates = runcheck.in_place_files(repo, plan, opts)
@@ -87,7 +94,10 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             )
         )
         for r in rows:
-            out.line(f"\n{r['task']}:")
+            out.line(f"\n{r['task']} (runs {r['runs_on']}):")
+            if "remote_branches" in r:
+                b = r["remote_branches"]
+                out.line(f"  remote: engine pushes {b['base']}, the session pushes {b['task']}")
             for c in r["agent_commands"]:
                 out.line(f"  agent $ {c}")
             for c in r["engine_checks"]:
@@ -116,6 +126,15 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
 
     out.result("run", {"dry_run": True, **data}, human=human)
     return ExitCode.OK
+
+
+def _where(t: model.Task, opts: RunOptions) -> str:
+    """Return where ``t`` would run: local, cloud, or "local or cloud" (a free slot decides)."""
+    if opts.runner == "cloud" or t.runner == "cloud":
+        return "cloud"
+    if t.runner == "local" or not opts.cloud_parallel:
+        return "local"
+    return "local or cloud"
 
 
 def _dry_request(

@@ -22,8 +22,37 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "--runner",
         choices=("auto", *RUNNERS),
         help="who does each task: claude (claude -p), shell (the task's own `commands`), "
-        "command (your agent CLI template). auto: claude when it is installed and logged "
-        "in, else shell",
+        "command (your agent CLI template), cloud (a Claude Code cloud session per attempt; "
+        "the work comes back through --remote). auto: claude when it is installed and "
+        "logged in, else shell",
+    )
+    p.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="the git remote the cloud runner pushes each task's base to and fetches its "
+        "result from (default origin); only planfleet/<plan>/... branches, never forced",
+    )
+    p.add_argument(
+        "--environment",
+        metavar="ID",
+        help="run the cloud sessions on this self-hosted environment (claude --environment "
+        "ID, ids like ccpool_...)",
+    )
+    p.add_argument(
+        "--cloud-parallel",
+        type=positive_int,
+        metavar="M",
+        help="also run up to M tasks at once in Claude Code cloud sessions, next to the "
+        "--max-parallel local ones (one ready queue; a plan's `runner: local|cloud` pins a "
+        "task to one kind)",
+    )
+    p.add_argument(
+        "--cloud-poll",
+        dest="cloud_poll_s",
+        type=positive_float,
+        metavar="S",
+        help="seconds before the cloud runner first looks for a task's pushed branch; it "
+        "backs off to 6 x S (default 10, so 10 s to 60 s)",
     )
     p.add_argument(
         "--max-parallel",

@@ -22,6 +22,7 @@ from planfleet.plan import model
 from planfleet.runners.claude import claude_binary
 
 MAX_PARALLEL_WITHOUT_CONSENT = 10
+CLOUD_BACKOFF = 6  # polls of a cloud task branch back off from S to 6 x S (10 s -> 60 s)
 CREDENTIAL_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN")
 
 
@@ -50,6 +51,10 @@ class RunFlags:
     agent_command: tuple[str, ...] = ()  # the command runner's template
     test_command: str | None = None  # "": no tests gate
     test_timeout_s: float | None = None
+    remote: str = "origin"  # the cloud runner's git remote
+    environment: str | None = None  # the cloud runner's self-hosted environment (ccpool_...)
+    cloud_poll_s: float = 10.0  # the cloud runner's first poll; it backs off to 6 times this
+    cloud_parallel: int = 0  # cloud sessions at once next to the local runner's slots
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -118,19 +123,31 @@ def run_options(
     accept_cost: bool = False,
 ) -> RunOptions:
     """Return the engine options of ``flags`` on ``plan``; UsageError/RefusedError when unsafe."""
-    if flags.max_parallel > MAX_PARALLEL_WITHOUT_CONSENT and not accept_cost:
-        n = flags.max_parallel
-        raise RefusedError(
-            f"--max-parallel {n} runs up to {n} paid agents at once "
-            f"(about {n}x the cost per minute of one)",
-            reason="cost_consent",
-            next_step="add --accept-cost, or use --max-parallel 10 or less",
-        )
+    for flag, n in (
+        ("--max-parallel", flags.max_parallel),
+        ("--cloud-parallel", flags.cloud_parallel),
+    ):
+        if n > MAX_PARALLEL_WITHOUT_CONSENT and not accept_cost:
+            raise RefusedError(
+                f"{flag} {n} runs up to {n} paid agents at once "
+                f"(about {n}x the cost per minute of one)",
+                reason="cost_consent",
+                next_step=f"add --accept-cost, or use {flag} 10 or less",
+            )
     runner_options: dict[str, Any] = {"permission_mode": flags.permission_mode}
     if flags.allowed_tools:
         runner_options["extra_allowed_tools"] = list(flags.allowed_tools)
     if flags.agent_command:
         runner_options["command"] = list(flags.agent_command)
+    cloud_options: dict[str, Any] = {
+        "remote": flags.remote,
+        "environment": flags.environment,
+        "poll_s": flags.cloud_poll_s,
+        "poll_max_s": flags.cloud_poll_s * CLOUD_BACKOFF,
+    }
+    if flags.runner == "cloud":
+        runner_options.update(cloud_options)
+    _check_pins(plan, flags)
     if flags.runner == "command" and not flags.agent_command:
         raise UsageError(
             "--runner command needs --agent-command",
@@ -145,6 +162,8 @@ def run_options(
         runner=flags.runner,
         runner_options=runner_options,
         max_parallel=flags.max_parallel,
+        cloud_parallel=0 if flags.runner == "cloud" else flags.cloud_parallel,
+        cloud_options=cloud_options if flags.cloud_parallel or flags.runner == "cloud" else {},
         max_attempts=flags.max_attempts,
         phases=phase_ids,
         tasks=tuple(tasks),
@@ -165,6 +184,25 @@ def run_options(
         test_command=flags.test_command,
         test_timeout_s=flags.test_timeout_s,
     )
+
+
+def _check_pins(plan: model.Plan, flags: RunFlags) -> None:
+    """Raise UsageError when a task the plan pins to local or cloud could never start."""
+    for t in plan.tasks:
+        if t.runner == "local" and flags.runner == "cloud":
+            raise UsageError(
+                f"task {t.id} must run locally (runner: local) but --runner cloud has only "
+                "cloud slots",
+                field="--runner",
+                hint="use a local runner with cloud slots: --runner claude --cloud-parallel M",
+            )
+        if t.runner == "cloud" and flags.runner != "cloud" and not flags.cloud_parallel:
+            raise UsageError(
+                f"task {t.id} must run in a cloud session (runner: cloud) but the run has no "
+                "cloud slots",
+                field="--cloud-parallel",
+                hint="add --cloud-parallel M (or --runner cloud)",
+            )
 
 
 def _phase_id(plan: model.Plan, given: str) -> str:

@@ -81,8 +81,14 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "agent_command": (_texts, "a list of texts"),
     "test_command": (_text, "a command line, '' or null"),
     "test_timeout_s": (_or_none(_positive), "a number of seconds above 0, or null"),
+    "remote": (lambda v: type(v) is str and bool(v), "a git remote name"),
+    "environment": (_text, "an environment id or null"),
+    "cloud_poll_s": (_positive, "a number of seconds above 0"),
+    "cloud_parallel": (lambda v: type(v) is int and v >= 0, "a whole number of at least 0"),
 }
-_FLOATS = frozenset({"budget_usd", "task_budget_usd", "timeout_s", "stall_s", "test_timeout_s"})
+_FLOATS = frozenset(
+    {"budget_usd", "task_budget_usd", "timeout_s", "stall_s", "test_timeout_s", "cloud_poll_s"}
+)
 
 
 @dataclass(frozen=True)

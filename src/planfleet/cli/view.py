@@ -116,6 +116,15 @@ class LineReporter:
         return {n for n, r in state["tasks"].items() if r["kind"] == "task"}
 
 
+def runs_on(state: State) -> dict[str, str]:
+    """Return per task where its last attempt ran: local, or cloud (from the events)."""
+    found: dict[str, str] = {}
+    for event in state["events"]:
+        if event["event"] == "dispatched" and event["task"]:
+            found[event["task"]] = "cloud" if "cloud" in (event["detail"] or "") else "local"
+    return found
+
+
 def _mark(tid: str, record: dict[str, Any]) -> str:
     mark = f"{tid} {MARKS.get(record['status'], '?')}"
     if record["status"] in ("failed", "timeout", "in_progress") and record["attempts"] > 1:
@@ -201,19 +210,23 @@ class LiveReporter:
             reverse=True,
         )
         shown = running[:room] + finished[: max(0, room - len(running))]
+        where = runs_on(self.state)
+        mixed = "cloud" in where.values()  # a column for where tasks run, once one is remote
         t = Table(box=None, pad_edge=False, header_style="bold")
-        for col in ("task", "phase", "state", "attempt", "elapsed", "cost"):
+        for col in ("task", "phase", "state", "attempt", "elapsed", "cost", *("on",) * mixed):
             t.add_column(col)
         for tid in shown:
             r = tasks[tid]
-            cells = (
+            cells = [
                 tid,
                 r["phase"],
                 f"{MARKS.get(r['status'], '')} {status_word(r)}",
                 str(r["attempts"]),
                 fmt_s(duration_s(r)),
                 f"${r['cost_usd']:.2f}",
-            )
+            ]
+            if mixed:
+                cells.append(where.get(tid, ""))
             t.add_row(*(Text(str(c)) for c in cells))
         yield t
         on_screen = min(len(running), room)

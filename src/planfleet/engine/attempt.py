@@ -49,6 +49,7 @@ class AttemptSpec:
     strict_model: bool = False  # another model than ``model`` ran: the attempt fails
     strict_tests: bool = False  # a new test that passes without the task's code: it fails
     on_start: Callable[[int], None] | None = None  # see AgentRequest.on_start
+    on_session: Callable[[str, str | None], None] | None = None  # see AgentRequest.on_session
 
 
 @dataclass
@@ -149,6 +150,7 @@ def run_attempt(spec: AttemptSpec, runner: Runner, stop: threading.Event) -> Out
             options=spec.options,
             prior_cost_usd=_session_spend(spec),
             on_start=spec.on_start,
+            on_session=spec.on_session,
         )
         paths.writable(spec.repo, request.log_path)
         out.agent = runner.run(request, stop)

@@ -9,17 +9,15 @@ tasks of a dead engine are orphans and go back to the queue with their worktrees
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from planfleet import git, paths
-from planfleet.engine import conflicts, runend, runinfo, scheduler
+from planfleet.engine import conflicts, live, runend, runinfo, scheduler
 from planfleet.engine.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.engine.control import RunControl
 from planfleet.engine.options import Listener, RunOptions, RunResult, run_scope
@@ -32,7 +30,6 @@ from planfleet.engine.setup import (
     recheck_verified,
     refuse_foreign_commands,
 )
-from planfleet.errors import PlanfleetError
 from planfleet.plan import graph, model
 from planfleet.repo import worktrees
 from planfleet.runners import Runner, get_runner
@@ -62,11 +59,24 @@ class Engine:
         self.plan = plan = testcmd.apply(plan, self.tests)
         self.opts = opts
         self.graph = graph.build(plan)
+        # --runner cloud: every slot is a cloud session; else --cloud-parallel adds some.
+        all_cloud = opts.runner == "cloud"
         self.sched = scheduler.Scheduler.for_plan(
-            plan, self.graph, max_parallel=opts.max_parallel, max_attempts=opts.max_attempts
+            plan,
+            self.graph,
+            max_parallel=0 if all_cloud else opts.max_parallel,
+            cloud_parallel=opts.max_parallel if all_cloud else opts.cloud_parallel,
+            max_attempts=opts.max_attempts,
         )
         self.store = StateStore.for_plan(self.repo, plan.name)
         self.runner: Runner = get_runner(opts.runner, opts.runner_options)
+        self.runners: dict[scheduler.Where, tuple[Runner, dict[str, Any]]] = {
+            "local": (self.runner, opts.runner_options),
+            "cloud": (self.runner, opts.runner_options),
+        }
+        if not all_cloud and opts.cloud_parallel:
+            self.runners["cloud"] = (get_runner("cloud", opts.cloud_options), opts.cloud_options)
+        self.where: dict[str, scheduler.Where] = {}  # the kind of slot each running task holds
         self.control = RunControl()
         self.running: dict[str, Future[Outcome]] = {}
         self.gates: dict[str, Future[GateOutcome]] = {}
@@ -111,7 +121,8 @@ class Engine:
             with (
                 self.control.signals(detached=self.opts.detached),
                 ThreadPoolExecutor(
-                    max_workers=self.opts.max_parallel + 2, thread_name_prefix="planfleet"
+                    max_workers=self.opts.max_parallel + self.opts.cloud_parallel + 2,
+                    thread_name_prefix="planfleet",
                 ) as pool,
             ):
                 try:
@@ -169,6 +180,7 @@ class Engine:
             for tid, fut in list(self.running.items()):
                 if fut.done():
                     del self.running[tid]
+                    self.where.pop(tid, None)
                     self.caps.pop(tid, None)
                     self._record(fut.result())
                     self._changed = True
@@ -192,6 +204,7 @@ class Engine:
         for tid, fut in list(self.running.items()):
             self._record(fut.result())
             del self.running[tid]
+            self.where.pop(tid, None)
         for gid, gfut in list(self.gates.items()):
             self._record_gate(gid, gfut.result())
             del self.gates[gid]
@@ -223,35 +236,44 @@ class Engine:
             self._stop_dispatching(state, f"--fail-fast: {state['abandoned'][0]} was abandoned")
             return
         apart = conflicts.apart(state) if self.opts.serialize_undeclared else None
-        for tid in self.sched.pick(state, self.running.keys(), apart=apart):
+        for tid, where in self.sched.pick_where(state, self.where, apart=apart):
             if self.scope is not None and tid not in self.scope:
                 continue
             cap = float(self.opts.task_budget_usd or 0.0)  # what this attempt may spend
             if not self._affordable(state, cap):
                 break
             before = state["tasks"][tid]  # read before the claim clears the error
-            resume = _resumable(before)
+            # A cloud session cannot be resumed with a new prompt: a retry starts a new one.
+            resume = live.resumable(before) if where == "local" else None
             # the last counted attempt failed: its branch goes back to the base first
             retry_of = int(before["attempts"]) if before["error"] and before["attempts"] else None
             record = ops.claim(state, tid, owner=f"engine:{self.plan.name}")
             ops.attach_process(state, tid, os.getpid())
-            spec = self._spec(tid, record, resume, retry_of)
+            runner, options = self.runners[where]
+            spec = self._spec(tid, record, resume, retry_of, options)
+            if where == "cloud":
+                spec = live.adopt(state, spec)
             stop = self.control.task_event(tid)
             self.caps[tid] = cap
-            self.running[tid] = pool.submit(self._attempt, spec, stop)
+            self.where[tid] = where
+            self.running[tid] = pool.submit(run_attempt, spec, runner, stop)
             record.update(
                 worktree=str(worktrees.task_worktree(self.repo, self.plan.name, tid)),
                 branch=worktrees.task_branch(self.plan.name, tid),
             )
-            add_event(state, "dispatched", tid, f"attempt {record['attempts']}")
-
-    def _attempt(self, spec: AttemptSpec, stop: threading.Event) -> Outcome:
-        return run_attempt(spec, self.runner, stop)
+            cloud = " in a cloud session" if where == "cloud" else ""
+            add_event(state, "dispatched", tid, f"attempt {record['attempts']}{cloud}")
 
     def _spec(
-        self, tid: str, record: dict[str, Any], resume: str | None, retry_of: int | None
+        self,
+        tid: str,
+        record: dict[str, Any],
+        resume: str | None,
+        retry_of: int | None,
+        options: dict[str, Any],
     ) -> AttemptSpec:
         task = self.plan.task(tid)
+        where = (self.repo, self.plan.name, tid, int(record["attempts"]))
         limit = int(record["max_attempts"] or task.max_attempts or self.opts.max_attempts)
         model_name = self.opts.model
         if self.opts.escalate_model and record["attempts"] > 1 and record["attempts"] >= limit - 1:
@@ -269,25 +291,14 @@ class Engine:
             model=model_name,
             budget_usd=self.opts.task_budget_usd,
             baseline=self.baseline,
-            options=self.opts.runner_options,
+            options=options,
             retry_of=retry_of,
             strict_files=self.opts.strict_files,
             strict_model=self.opts.strict_model,
             strict_tests=self.opts.strict_tests,
-            on_start=functools.partial(self._started, tid, int(record["attempts"])),
+            on_start=functools.partial(live.started, *where),
+            on_session=functools.partial(live.session, *where),
         )
-
-    def _started(self, tid: str, attempt: int, pgid: int) -> None:
-        """Record the process group an attempt's agent runs in (called by its worker thread).
-
-        Recorded at once, not by the main thread later: a resume after ``kill -9`` of the
-        engine stops that group. (A store of its own: its lock works across threads.)
-        """
-        store = StateStore.for_plan(self.repo, self.plan.name)
-        with contextlib.suppress(PlanfleetError), store.transaction() as state:
-            record = state["tasks"].get(tid)
-            if record and record["status"] == "in_progress" and record["attempts"] == attempt:
-                ops.attach_group(state, tid, pgid)
 
     def _affordable(self, state: State, cap: float) -> bool:
         budget = self.opts.budget_usd
@@ -375,17 +386,3 @@ class Engine:
             for tid in self.running:
                 if state["tasks"][tid]["status"] == "in_progress":
                     ops.heartbeat(state, tid)
-
-
-def _resumable(record: dict[str, Any]) -> str | None:
-    """Return the session a retry continues: only one whose agent ended its turn normally
-    (a killed or crashed session may not have been saved; a fresh start with the feedback
-    is the safer retry)."""
-    error = record.get("error") or {}
-    if (
-        record["attempts"] >= 1
-        and record.get("session_id")
-        and error.get("step") not in ("agent", "setup")
-    ):
-        return str(record["session_id"])
-    return None

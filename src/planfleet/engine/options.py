@@ -22,6 +22,8 @@ class RunOptions:
     runner: str = "claude"
     runner_options: dict[str, Any] = field(default_factory=dict)
     max_parallel: int = 3
+    cloud_parallel: int = 0  # cloud sessions at once next to the local slots
+    cloud_options: dict[str, Any] = field(default_factory=dict)  # the cloud runner's options
     max_attempts: int = 5
     phases: tuple[str, ...] = ()  # only these phases (empty: all)
     tasks: tuple[str, ...] = ()  # only these tasks (empty: all)

@@ -33,6 +33,7 @@ def without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str
         t.id
         for t in plan.tasks
         if not t.commands
+        and t.runner != "cloud"  # a cloud session does it, not the shell runner
         and t.status not in ("done", "skipped")
         and t.id not in settled
         and (scope is None or t.id in scope)

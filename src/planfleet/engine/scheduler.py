@@ -13,7 +13,7 @@ measure both in one run.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,9 +22,14 @@ from planfleet.plan.declared import overlaps
 from planfleet.state.records import CLAIMABLE, State, TaskRecord, ordered_ids
 
 Policy = Literal["dag", "waves"]
+Where = Literal["local", "cloud"]
 DONE = frozenset({"verified", "skipped"})
 DEAD = frozenset({"abandoned", "blocked"})  # a dependency in these never becomes merged
 DEFAULT_MAX_ATTEMPTS = 5  # attempts per task when neither the plan nor --max-attempts says
+
+
+def _pin(runner: str | None) -> Where | None:
+    return "local" if runner == "local" else "cloud" if runner == "cloud" else None
 
 
 def is_merged(record: TaskRecord) -> bool:
@@ -74,6 +79,8 @@ class Scheduler:
     max_attempts: int = 5
     policy: Policy = "dag"
     level: dict[str, int] = field(default_factory=dict)  # topological level of each task
+    cloud_parallel: int = 0  # remote slots (cloud sessions), filled from the same queue
+    pins: dict[str, Where] = field(default_factory=dict)  # tasks the plan pins to one kind
 
     @classmethod
     def for_plan(
@@ -84,6 +91,7 @@ class Scheduler:
         max_parallel: int = 3,
         max_attempts: int = 5,
         policy: Policy = "dag",
+        cloud_parallel: int = 0,
     ) -> Scheduler:
         levels = {t: i for i, group in enumerate(graph.levels(g)) for t in group}
         return cls(
@@ -94,6 +102,8 @@ class Scheduler:
             max_attempts=max_attempts,
             policy=policy,
             level=levels,
+            cloud_parallel=cloud_parallel,
+            pins={t.id: pin for t in plan.tasks if (pin := _pin(t.runner))},
         )
 
     def startable(self, state: State, node: str) -> bool:
@@ -126,24 +136,42 @@ class Scheduler:
         *,
         apart: dict[str, set[str]] | None = None,
     ) -> list[str]:
-        """Return the tasks to start now: ready, best first, within slots, no write clash.
+        """Return the tasks to start now in local slots (see :meth:`pick_where`)."""
+        local = self.pick_where(state, dict.fromkeys(running, "local"), apart=apart)
+        return [n for n, _ in local]
 
+    def pick_where(
+        self,
+        state: State,
+        running: Mapping[str, Where],
+        *,
+        apart: dict[str, set[str]] | None = None,
+    ) -> list[tuple[str, Where]]:
+        """Return (task, slot kind) to start now: ready, best first, no write clash.
+
+        ``max_parallel`` local and ``cloud_parallel`` cloud slots fill from one queue; a
+        task the plan pins goes only to its kind, any other to a free local slot first.
         ``apart``: tasks each one must not run beside (undeclared overlaps seen earlier).
         """
-        free = self.max_parallel - len(running)
-        if free <= 0:
-            return []
+        free = {
+            "local": self.max_parallel - sum(1 for w in running.values() if w == "local"),
+            "cloud": self.cloud_parallel - sum(1 for w in running.values() if w == "cloud"),
+        }
         busy = [w for r in running if (w := self.writes.get(r))]
-        chosen: list[str] = []
+        chosen: list[tuple[str, Where]] = []
         for n in self.ready(state, running):
-            if len(chosen) == free:
+            if free["local"] <= 0 and free["cloud"] <= 0:
                 break
+            where: Where = self.pins.get(n) or ("local" if free["local"] > 0 else "cloud")
+            if free[where] <= 0:
+                continue  # its kind of slot is full; another task may fit the other kind
             mine = self.writes.get(n, frozenset())
             if mine and any(overlaps(mine, w) for w in busy):
                 continue  # it would edit a file a running task edits; it waits its turn
-            if apart and apart.get(n, set()).intersection([*running, *chosen]):
+            if apart and apart.get(n, set()).intersection([*running, *(c for c, _ in chosen)]):
                 continue  # they changed the same undeclared files before
-            chosen.append(n)
+            chosen.append((n, where))
+            free[where] -= 1
             if mine:
                 busy.append(mine)
         return chosen

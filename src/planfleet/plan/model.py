@@ -93,6 +93,7 @@ class Task:
     timeout_s: float | None = None
     max_attempts: int | None = None
     estimate: float | None = None  # relative duration, used for the critical path
+    runner: str | None = None  # "local" or "cloud": where it must run (None: either slot)
     text: str = ""  # the slice of the plan this task's agent needs
     spec_files: tuple[str, ...] = ()  # implementation/spec files, relative to the repo
     status: RecordedStatus = "pending"

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from planfleet.errors import UsageError
 from planfleet.plan import model
 
-RUNNERS: tuple[str, ...] = ("claude", "shell", "command")
+RUNNERS: tuple[str, ...] = ("claude", "shell", "command", "cloud")
 
 # How an attempt's process ended, as seen by the supervisor.
 Ending = Literal["exited", "timeout", "stall", "stopped", "not_started"]
@@ -51,6 +51,8 @@ class AgentRequest:
     # Told the process group of each process the runner starts, as soon as it runs (the
     # engine records it, so that a later resume can stop it if the engine dies).
     on_start: Callable[[int], None] | None = None
+    # Told a remote session's id and URL as soon as the runner knows them (cloud runner).
+    on_session: Callable[[str, str | None], None] | None = None
 
 
 @dataclass
@@ -62,6 +64,7 @@ class AgentResult:
     duration_s: float
     cost_usd: float = 0.0
     session_id: str | None = None
+    session_url: str | None = None  # where a remote (cloud) session can be watched
     turns: int | None = None
     limit: str | None = None  # "usage_limit" or "rate_limit" when the agent hit one
     limit_detail: str | None = None  # e.g. when the limit resets, as the CLI said it

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from planfleet import git
+from planfleet.cli.commands import cleanremote
 from planfleet.cli.output import Out
 from planfleet.engine import attemptsave, runinfo
 from planfleet.errors import ExitCode, RefusedError
@@ -27,6 +28,13 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--task", metavar="TASK", help="only this task's branches")
     p.add_argument("--rescue", action="store_true", help="delete the rescue branches too")
     p.add_argument("--dry-run", action="store_true", help="print the git commands, run none")
+    p.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="instead: delete the run's cloud branches (planfleet/<plan>/base/... and "
+        "planfleet/<plan>/tasks/...) from the git remote NAME, after asking",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="with --remote: do not ask")
     p.set_defaults(handler=_handler, command_name="clean")
 
 
@@ -44,6 +52,10 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             f"plan {plan!r} is running: a retry may still need its attempt branches",
             reason="engine_running",
             next_step=f"wait for the run to end, or `planfleet stop {plan}` first",
+        )
+    if ns.remote:
+        return cleanremote.clean_remote(
+            out, repo, plan, remote=ns.remote, task=task, dry_run=ns.dry_run, yes=ns.yes
         )
     chosen = {k.branch: k.commit for k in attemptsave.kept(repo, plan, task)}
     rescued = {

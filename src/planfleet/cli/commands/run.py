@@ -11,7 +11,8 @@ from planfleet import git
 from planfleet.cli import detach, dryrun, runflags, running, runopts, savedflags
 from planfleet.cli.output import Out
 from planfleet.cli.runopts import RunFlags
-from planfleet.engine import runcheck
+from planfleet.engine import cloudcheck, runcheck
+from planfleet.engine.options import run_scope
 from planfleet.errors import RefusedError
 from planfleet.state.store import StateStore, no_run
 from planfleet.verify import testcmd
@@ -95,7 +96,25 @@ def start(req: runopts.RunRequest, out: Out, *, command: str) -> int:
     unseen = runcheck.unseen_warning(runcheck.unseen_changes(repo, plan))
     if unseen:
         out.warn(unseen)
+    if opts.runner == "cloud" or opts.cloud_parallel:
+        scope = run_scope(plan, opts)
+        found = cloudcheck.checks(
+            repo,
+            plan.name,
+            [t.id for t in plan.tasks if (scope is None or t.id in scope) and t.runner != "local"],
+            remote=flags.remote,
+            environment=flags.environment,
+            fresh=not store.exists(),
+        )
+        cloudcheck.refuse(found)
+        if opts.budget_usd:
+            out.warn(
+                "cloud sessions report no cost to planfleet: --budget-usd counts only what "
+                "local agents report"
+            )
     confirm(out, req.args.yes, opts.runner, opts.max_parallel, opts.task_budget_usd)
+    if opts.cloud_parallel:
+        confirm(out, req.args.yes, "cloud", opts.cloud_parallel, None)
     savedflags.save(repo, plan.name, flags)
     if req.args.detach:
         return detach.launch(out, repo, plan.name, sys.argv[1:])
@@ -117,10 +136,11 @@ def confirm(out: Out, yes: bool, runner: str, parallel: int, cap: float | None) 
     if runner == "shell" or yes:
         return
     cost = f"${cap * parallel:.2f}" if cap else "no per-task cap (set --task-budget-usd)"
-    question = (
-        f"Start up to {parallel} {runner} agents at once (cost cap of running agents: {cost})? "
-        "[y/N] "
-    )
+    what = f"{runner} agents"
+    if runner == "cloud":
+        cost = "cloud sessions share your account's rate limits and report no cost to planfleet"
+        what = "Claude Code cloud sessions (one per attempt)"
+    question = f"Start up to {parallel} {what} at once ({cost})? [y/N] "
     if not (sys.stdin.isatty() and out.is_tty) or out.json_mode:
         raise RefusedError(
             f"the {runner} runner starts paid agents; confirmation is needed",

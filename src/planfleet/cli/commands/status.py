@@ -94,6 +94,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         for tid in scheduler.exhausted(state, limit)
     }
     data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
+    data["cloud_sessions"] = cloud_sessions(state)
+    data["runs_on"] = report.runs_on(state)
 
     def human() -> None:
         eng = data["engine"]
@@ -112,12 +114,13 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                         str(r["attempts"]),
                         report.fmt_s(report.duration_s(r)),
                         f"${r['cost_usd']:.2f}",
+                        data["runs_on"].get(tid, ""),
                         ((r.get("error") or {}).get("type") or r.get("note") or "")[:60],
                     ]
                     for tid in ordered_ids(state)
                     for r in [state["tasks"][tid]]
                 ],
-                ["task", "phase", "state", "attempts", "time", "cost", "note"],
+                ["task", "phase", "state", "attempts", "time", "cost", "on", "note"],
             )
         )
         for row in rows:
@@ -129,6 +132,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 out.line(f"{row['task']}: {report.vacuous_line(row['vacuous'])}")
         for line in report.conflict_lines(data["conflicts"]):
             out.line(line)
+        for tid, detail in data["cloud_sessions"].items():
+            out.line(f"{tid}: cloud {detail}")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
@@ -149,6 +154,15 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
 
     out.result("status", data, human=human)
     return ExitCode.OK
+
+
+def cloud_sessions(state: State) -> dict[str, str]:
+    """Return per task the last cloud session its attempts started (from the events)."""
+    found: dict[str, str] = {}
+    for event in state["events"]:
+        if event["event"] == "cloud_session" and event["task"]:
+            found[event["task"]] = event["detail"] or ""
+    return {tid: found[tid] for tid in ordered_ids(state) if tid in found}
 
 
 def _all(repo: Path, out: Out) -> int:
