@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "resume",
     "status",
+    "report",
     "stop",
     "logs",
     "verify",

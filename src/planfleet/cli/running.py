@@ -107,6 +107,8 @@ def finish(
                 f"(`planfleet state reset {result.plan} TASK`), then `planfleet resume "
                 f"{result.plan}`"
             )
+        if result.status != "paused":
+            out.line(f"how it went: `planfleet report {result.plan}` (--svg FILE: a timeline)")
 
     out.result(command, data, status="ok" if result.exit_code == 0 else "failed", human=human)
     return result.exit_code

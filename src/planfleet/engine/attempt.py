@@ -275,6 +275,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         out.error = {"type": "merge_conflict", "step": "conflict", "message": clash[0]}
         out.feedback = clash[1]
         return
+    judged = time.monotonic()
     v = gates.verify_attempt(
         spec.repo,
         spec.plan,
@@ -289,6 +290,10 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         strict_tests=spec.strict_tests,
         head=head,
     )
+    v.timings = {
+        "agent_s": round(agent.duration_s, 3),
+        "gates_s": round(time.monotonic() - judged, 3),
+    }
     _check_model(spec, agent, v)
     out.verification = v
     out.record = str(gates.save_record(spec.repo, spec.plan.name, spec.task.id, spec.attempt, v))

@@ -49,10 +49,11 @@ class Verification:
     models: dict[str, float] | None = None  # model id -> cost USD, when the runner knew
     model_mismatch: dict[str, Any] | None = None  # {requested, ran}: another model ran
     vacuous: dict[str, Any] | None = None  # {tests, files}: new tests green without the code
+    timings: dict[str, float] | None = None  # {agent_s, gates_s} of the attempt
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "gates"}
-        for key in ("models", "model_mismatch", "vacuous"):
+        for key in ("models", "model_mismatch", "vacuous", "timings"):
             if data[key] is None:
                 del data[key]
         data["gates"] = [g.to_json() for g in self.gates]

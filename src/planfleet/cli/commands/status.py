@@ -134,6 +134,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
             out.line(line)
         for tid, detail in data["cloud_sessions"].items():
             out.line(f"{tid}: cloud {detail}")
+        if state["status"] in ("completed", "failed"):
+            out.line(f"how it went: `planfleet report {plan}`")
         for tid, why in orphans.items():
             pids = data["orphan_processes"].get(tid)
             alive = f"; its processes still run: pid {', '.join(map(str, pids))}" if pids else ""
