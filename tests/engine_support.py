@@ -54,11 +54,14 @@ def cli(
 
 
 @contextlib.contextmanager
-def engine_process(repo: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``planfleet run plans/p.plan.yaml --runner shell`` as a process; kill it at the end."""
-    argv = [sys.executable, "-m", "planfleet", "-C", str(repo), "run", "plans/p.plan.yaml"]
+def engine_process(
+    repo: Path,
+    env: dict[str, str],
+    args: tuple[str, ...] = ("run", "plans/p.plan.yaml", "--runner", "shell", "--json"),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``planfleet ARGS`` (a shell-runner run) as a process; kill it at the end."""
     engine = subprocess.Popen(
-        [*argv, "--runner", "shell", "--json"],
+        [sys.executable, "-m", "planfleet", "-C", str(repo), *args],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

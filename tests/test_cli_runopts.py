@@ -101,6 +101,7 @@ def test_flags_round_trip_through_options_json(tmp_path: Path) -> None:
         strict_model=True,
         strict_tests=True,
         serialize_undeclared=True,
+        wait_on_limit=False,
         projections=False,
         permission_mode="plan",
         allowed_tools=("Bash(make:*)",),
@@ -308,3 +309,19 @@ def test_the_namespace_goes_no_further_than_the_readers() -> None:
             if isinstance(node, ast.FunctionDef) and node.name == "_handler":
                 uses = [n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == "ns"]
                 assert len(uses) == 1, f"{rel}: _handler reads the namespace itself"
+
+
+def test_wait_on_limit_is_on_for_a_detached_engine_unless_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from planfleet.cli.runopts import run_options
+    from planfleet.plan.formats import load_plan
+
+    repo = make_repo(tmp_path / "repo", {"plans/p.plan.yaml": textwrap.dedent(TWO_TASKS)})
+    plan = load_plan(repo / "plans" / "p.plan.yaml", repo=repo)
+    monkeypatch.delenv("PLANFLEET_DETACHED", raising=False)
+    assert run_options(RunFlags(), plan).wait_on_limit is False
+    assert run_options(RunFlags(wait_on_limit=True), plan).wait_on_limit is True
+    monkeypatch.setenv("PLANFLEET_DETACHED", "1")
+    assert run_options(RunFlags(), plan).wait_on_limit is True
+    assert run_options(RunFlags(wait_on_limit=False), plan).wait_on_limit is False

@@ -251,7 +251,7 @@ def test_limit_kinds_from_result_events(tmp_path: Path) -> None:
     epoch = classify(
         {"type": "result", "is_error": True, "result": "Claude AI usage limit reached|1767225600"}
     )
-    assert (epoch.limit, epoch.limit_detail) == ("usage_limit", "2026-01-01T00:00+00:00")
+    assert (epoch.limit, epoch.limit_detail) == ("usage_limit", "2026-01-01T00:00:00+00:00")
     # Words about limits in a successful run are not a limit.
     fine = classify(
         {"type": "result", "is_error": False, "result": "added a rate limit to the API"}, code=0

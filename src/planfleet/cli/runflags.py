@@ -138,6 +138,15 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "not declare (undeclared_overlap), never run them at the same time again",
     )
     p.add_argument(
+        "--wait-on-limit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="when an agent hits a usage or rate limit, keep the engine alive and start "
+        "tasks again once the limit resets (plus a minute; without a reset time: backoff "
+        "from 1 min, doubling, up to 30 min), the attempt not counted; "
+        "--no-wait-on-limit pauses the run instead (default: wait with --detach, else pause)",
+    )
+    p.add_argument(
         "--no-projections",
         dest="projections",
         action="store_false",

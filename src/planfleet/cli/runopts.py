@@ -45,6 +45,7 @@ class RunFlags:
     strict_model: bool = False
     strict_tests: bool = False
     serialize_undeclared: bool = False
+    wait_on_limit: bool | None = None  # None: on for a detached run, off otherwise
     projections: bool = True
     permission_mode: str = "acceptEdits"
     allowed_tools: tuple[str, ...] = ()  # extra --allowedTools rules of the claude runner
@@ -154,6 +155,7 @@ def run_options(
             hint="e.g. --agent-command my-agent --prompt-file {prompt_file} --cwd {worktree}",
         )
     phase_ids = tuple(_phase_id(plan, p) for p in phases)
+    detached = bool(os.environ.get("PLANFLEET_DETACHED"))  # set for the `--detach` engine
     known_tasks = {t.id for t in plan.tasks}
     for t in tasks:
         if t not in known_tasks:
@@ -180,7 +182,8 @@ def run_options(
         strict_tests=flags.strict_tests,
         serialize_undeclared=flags.serialize_undeclared,
         projections=flags.projections,
-        detached=bool(os.environ.get("PLANFLEET_DETACHED")),
+        wait_on_limit=detached if flags.wait_on_limit is None else flags.wait_on_limit,
+        detached=detached,
         test_command=flags.test_command,
         test_timeout_s=flags.test_timeout_s,
     )

@@ -75,6 +75,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strict_model": (_flag, "true or false"),
     "strict_tests": (_flag, "true or false"),
     "serialize_undeclared": (_flag, "true or false"),
+    "wait_on_limit": (_or_none(_flag), "true, false or null"),
     "projections": (_flag, "true or false"),
     "permission_mode": (lambda v: v in PERMISSION_MODES, f"one of {', '.join(PERMISSION_MODES)}"),
     "allowed_tools": (_texts, "a list of texts"),

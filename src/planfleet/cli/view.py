@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from planfleet import jsonread
 from planfleet.cli.output import table
-from planfleet.engine import modelcheck
+from planfleet.engine import limitwait, modelcheck
 from planfleet.state.records import SATISFIED, State, ordered_ids, parse_iso
 
 if TYPE_CHECKING:  # rich is imported only when a terminal view is shown
@@ -89,6 +89,11 @@ class LineReporter:
         number = {p: i + 1 for i, p in enumerate(dict.fromkeys(phases))}
         for ev in events:
             tid = ev.get("task")
+            if ev["event"] in ("limit_wait", "limit_wait_end"):
+                wait = state.get("limit_wait")
+                words = limitwait.waiting_line(wait) if wait else ev.get("detail") or ""
+                self.stream.write(f"[limit] {words}\n")
+                continue
             if ev["event"] in NOTICES and tid in tasks:
                 self.stream.write(f"[{NOTICES[ev['event']]}] {tid} {ev.get('detail') or ''}\n")
                 continue
@@ -181,6 +186,8 @@ class LiveReporter:
         predicted = len((state.get("conflicts") or {}).get("predicted", []))
         if predicted:
             counts.append(f"{predicted} conflict(s) predicted")
+        if state.get("limit_wait"):
+            counts.append(limitwait.waiting_line(state["limit_wait"]))
         counts.append(f"${state['totals']['cost_usd']:.2f}")
         self.progress.update(
             self.bar,

@@ -20,6 +20,7 @@ from planfleet import git, paths
 from planfleet.engine import conflicts, live, runend, runinfo, scheduler
 from planfleet.engine.attempt import AttemptSpec, Outcome, run_attempt
 from planfleet.engine.control import RunControl
+from planfleet.engine.limitwait import LimitWaiter
 from planfleet.engine.options import Listener, RunOptions, RunResult, run_scope
 from planfleet.engine.phasegate import GateOutcome, run_gate
 from planfleet.engine.publish import Publisher
@@ -78,6 +79,7 @@ class Engine:
             self.runners["cloud"] = (get_runner("cloud", opts.cloud_options), opts.cloud_options)
         self.where: dict[str, scheduler.Where] = {}  # the kind of slot each running task holds
         self.control = RunControl()
+        self.waiter = LimitWaiter()
         self.running: dict[str, Future[Outcome]] = {}
         self.gates: dict[str, Future[GateOutcome]] = {}
         self.caps: dict[str, float] = {}  # budget reserved by each running attempt
@@ -94,6 +96,7 @@ class Engine:
             opts.post_merge_check,
             opts.timeout_s,
             self.control.pause,
+            self.waiter.begin if opts.wait_on_limit else None,
         )
         self._publish = Publisher(self.repo, plan, listener, projections=opts.projections)
         self._last_heartbeat = time.monotonic()
@@ -116,6 +119,8 @@ class Engine:
                 self.repo, self.plan, integ, timeout_s=self.opts.timeout_s
             )
             prepare_state(self.store, self.plan, self.repo, integ, self.scope)
+            with self.store.transaction() as state:  # a wait a killed engine left
+                self.waiter.adopt(state, wait_on_limit=self.opts.wait_on_limit)
             # Verified work a previous engine queued but did not merge goes first.
             self.recorder.merge_queue()
             with (
@@ -155,7 +160,7 @@ class Engine:
             # Something can become ready only when an outcome was recorded (or the state was
             # changed from outside, e.g. `planfleet state reset`): no need to re-read and
             # re-validate the state file on every poll.
-            due = self._changed or time.monotonic() - last_pass > REFRESH_S
+            due = self._changed or self.waiter.due() or time.monotonic() - last_pass > REFRESH_S
             if self.control.pause_reason is None and due:
                 self._changed, last_pass = False, time.monotonic()
                 with self.store.transaction() as state:
@@ -164,7 +169,8 @@ class Engine:
                     self._dispatch(state, pool)
                     self._dispatch_gates(state, pool)
                 self._publish(state)
-            if not self.running and not self.gates:
+            waiting = self.waiter.active and self.control.pause_reason is None
+            if not self.running and not self.gates and not waiting:
                 if self.control.pause_reason is not None or not self._work_left():
                     if self.control.pause_reason is None and self._lost_merges():
                         self._changed = True
@@ -175,8 +181,8 @@ class Engine:
             busy: list[Future[Any]] = [*self.running.values(), *self.gates.values()]
             if busy:
                 wait(busy, timeout=POLL_S, return_when=FIRST_COMPLETED)
-            else:
-                time.sleep(POLL_S)
+            else:  # a stop (signal or `planfleet stop`) ends a limit wait at once
+                self.control.stop_all.wait(POLL_S)
             for tid, fut in list(self.running.items()):
                 if fut.done():
                     del self.running[tid]
@@ -218,6 +224,7 @@ class Engine:
                 pause_reason=self.control.pause_reason,
                 stop_reason=self.no_more_reason if self.no_more else None,
             )
+            self.waiter.end(state, f"the run ended: {end.reason}")
             set_run_status(state, end.status)
             add_event(state, "run_end", None, end.reason)
         runend.tidy_worktrees(self.repo, self.plan.name, state)
@@ -230,8 +237,8 @@ class Engine:
         return run_scope(self.plan, self.opts)
 
     def _dispatch(self, state: State, pool: ThreadPoolExecutor) -> None:
-        if self.no_more:
-            return
+        if self.no_more or self.waiter.holding(state):
+            return  # (limits are account-wide: while one is waited out, nothing starts)
         if self.opts.fail_fast and state["abandoned"]:
             self._stop_dispatching(state, f"--fail-fast: {state['abandoned'][0]} was abandoned")
             return
@@ -371,6 +378,8 @@ class Engine:
     # -- recording outcomes -----------------------------------------------------------------
 
     def _record(self, out: Outcome) -> None:
+        if out.verdict not in ("limit", "stopped"):
+            self.waiter.attempt_ended()
         self.recorder.attempt(out, hold=self.control.finished(out.task))
 
     def _record_gate(self, gid: str, out: GateOutcome) -> None:

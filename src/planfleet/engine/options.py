@@ -40,6 +40,7 @@ class RunOptions:
     strict_tests: bool = False  # a new test that passes without the task's code fails it
     serialize_undeclared: bool = False  # tasks seen changing the same undeclared files
     projections: bool = True  # update the plan's own progress files in the checkout
+    wait_on_limit: bool = False  # a usage/rate limit: wait for its reset instead of pausing
     base: str | None = None  # where the integration branch starts (default HEAD)
     detached: bool = False
     log: Path | None = None

@@ -43,6 +43,9 @@ class Recorder:
     post_merge_check: bool
     timeout_s: float
     pause: Callable[[str], None]
+    # --wait-on-limit: called with (state, task, kind, reset text) instead of pausing the
+    # run; it returns False when the run should pause after all
+    on_limit: Callable[[State, str, str, str | None], bool] | None = None
 
     def attempt(self, out: Outcome, *, hold: bool = False) -> None:
         """Record how an attempt ended; queue and merge it when it was verified.
@@ -67,10 +70,14 @@ class Recorder:
                 elif out.verdict == "stopped":
                     ops.release(state, tid, "stopped: the run was paused")
                 else:
-                    ops.release(state, tid, f"paused by {limit or 'a limit'}")
+                    how = "waiting out" if self.on_limit is not None else "paused by"
+                    ops.release(state, tid, f"{how} {limit or 'a limit'}")
                 _add_cost(state, tid, out.cost_usd)
                 if out.verdict == "limit":
-                    self.pause(f"{limit or 'usage limit'}: resume later")
+                    kind = (out.agent.limit if out.agent else None) or "usage_limit"
+                    detail = out.agent.limit_detail if out.agent else None
+                    if self.on_limit is None or not self.on_limit(state, tid, kind, detail):
+                        self.pause(f"{limit or 'usage limit'}: resume later")
                 return
             if out.verdict == "verified" and out.verification is not None:
                 ops.complete(

@@ -208,7 +208,7 @@ def _reset(text: str) -> str | None:
     epoch = _RESET_EPOCH.search(text)
     if epoch:
         when = datetime.fromtimestamp(int(epoch.group(1)), tz=timezone.utc)
-        return when.isoformat(timespec="minutes")
+        return when.isoformat(timespec="seconds")
     found = _RESET_TEXT.search(text)
     return found.group(1).strip().rstrip(".,;") if found else None
 

@@ -11,7 +11,7 @@ from planfleet import git, paths
 from planfleet.cli import savedflags
 from planfleet.cli import view as report
 from planfleet.cli.output import Out, table
-from planfleet.engine import modelcheck, runinfo, scheduler
+from planfleet.engine import limitwait, modelcheck, runinfo, scheduler
 from planfleet.errors import ExitCode, InputError
 from planfleet.ids import check_id
 from planfleet.state import recover
@@ -96,6 +96,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
     data["never_start"] = {tid: f"all {n} of its attempts are used" for tid, n in never.items()}
     data["cloud_sessions"] = cloud_sessions(state)
     data["runs_on"] = report.runs_on(state)
+    wait = state.get("limit_wait")
+    data["limit_wait"] = {**wait, "line": limitwait.waiting_line(wait)} if wait else None
 
     def human() -> None:
         eng = data["engine"]
@@ -132,6 +134,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
                 out.line(f"{row['task']}: {report.vacuous_line(row['vacuous'])}")
         for line in report.conflict_lines(data["conflicts"]):
             out.line(line)
+        if data["limit_wait"] and eng["running"]:
+            out.line(data["limit_wait"]["line"])
         for tid, detail in data["cloud_sessions"].items():
             out.line(f"{tid}: cloud {detail}")
         if state["status"] in ("completed", "failed"):
