@@ -14,7 +14,7 @@ from planfleet.cli.output import Out, table
 from planfleet.engine import attempt, prompts, runcheck
 from planfleet.engine.options import RunOptions
 from planfleet.errors import ExitCode
-from planfleet.plan import graph, model
+from planfleet.plan import gcpause, graph, model
 from planfleet.repo import worktrees
 from planfleet.runners import AgentRequest, cloudgit, get_runner
 from planfleet.verify import testcmd
@@ -22,11 +22,18 @@ from planfleet.verify import testcmd
 
 def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
     """Print, per task, the prompt size and commands; plus parallelism and the cost cap."""
+    with gcpause.paused():  # a few objects per task, none of them garbage
+        return _dry_run(out, repo, plan, opts)
+
+
+def _dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
+    loaded = plan
     tests = testcmd.choose(repo, plan, flag=opts.test_command, flag_timeout=opts.test_timeout_s)
     plan = testcmd.apply(plan, tests)
     g = graph.build(plan)
     runner = get_runner(opts.runner, opts.runner_options)
     cloud = get_runner("cloud", opts.cloud_options) if opts.cloud_parallel else runner
+    worktree_of = worktrees.task_worktrees(repo, plan.name, [t.id for t in plan.tasks])
     rows: list[dict[str, Any]] = []
     for t in plan.tasks:
         if (opts.tasks or opts.phases) and t.id not in opts.tasks and t.phase not in opts.phases:
@@ -36,7 +43,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
         )
         prompt = prompts.build_prompt(plan, t, repo=repo, attempt=1, feedback=None, checks=checks)
         where = _where(t, opts)
-        request = _dry_request(repo, plan, t, prompt, opts)
+        request = _dry_request(repo, plan, t, prompt, opts, worktree_of[t.id])
         rows.append(
             {
                 "task": t.id,
@@ -55,7 +62,7 @@ def dry_run(out: Out, repo: Path, plan: model.Plan, opts: RunOptions) -> int:
             rows[-1]["remote_branches"] = {"base": names.base, "task": names.task}
     widest = max((len(level) for level in graph.levels(g)), default=0)
     no_commands = runcheck.without_commands(repo, plan, opts)
-    updates = runcheck.in_place_files(repo, plan, opts)
+    updates = runcheck.in_place_files(repo, loaded, opts)
     unseen = runcheck.unseen_changes(repo, plan)
     cap = None
     if opts.task_budget_usd:
@@ -138,14 +145,14 @@ def _where(t: model.Task, opts: RunOptions) -> str:
 
 
 def _dry_request(
-    repo: Path, plan: model.Plan, t: model.Task, prompt: str, opts: RunOptions
+    repo: Path, plan: model.Plan, t: model.Task, prompt: str, opts: RunOptions, worktree: Path
 ) -> AgentRequest:
     """Return the request the first attempt of ``t`` would get (for --dry-run's commands)."""
     return AgentRequest(
         repo=repo,
         plan=plan,
         task=t,
-        worktree=worktrees.task_worktree(repo, plan.name, t.id),
+        worktree=worktree,
         branch=worktrees.task_branch(plan.name, t.id),
         base_commit="<integration>",
         attempt=1,

@@ -58,7 +58,10 @@ def refuse_without_commands(repo: Path, plan: model.Plan, opts: RunOptions) -> N
 
 
 def in_place_files(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str]:
-    """Return the files in the checkout a run updates (the plan's progress files), sorted."""
+    """Return the files in the checkout a run updates (the plan's progress files), sorted.
+
+    ``plan`` is taken as just read from disk (the dry run's): it is not read again.
+    """
     if not opts.projections:
         return []
     # only the dry run lists them: a run does not pay for importing every reader up front
@@ -68,7 +71,7 @@ def in_place_files(repo: Path, plan: model.Plan, opts: RunOptions) -> list[str]:
     store = StateStore.for_plan(repo, plan.name)
     state = store.load() if store.exists() else create.init_from_plan(plan)
     shown = []
-    for path in render.files(repo, plan, state):
+    for path in render.files(repo, plan, state, reread=False):
         with contextlib.suppress(ValueError):
             shown.append(path.resolve().relative_to(repo.resolve()).as_posix())
     return sorted(shown)

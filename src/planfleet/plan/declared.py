@@ -10,23 +10,26 @@ task's diff, never part of a write-set.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
-from pathlib import PurePosixPath
 
 _GLOB = re.compile(r"[*?\[]")
 _LINE_RANGE = re.compile(r":\d+(?:-\d+)?$")  # `src/a.py:12-40` names the file
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(entry: str) -> str | None:
     """Return a declared entry as a repo-relative POSIX path (a folder keeps its ``/``).
 
     None for an entry that names nothing inside the repository (absolute, ``..``, empty).
+    Empty and ``.`` parts go, as PurePosixPath drops them (cached: the gates and the
+    scheduler ask for the same entries again and again).
     """
     text = _LINE_RANGE.sub("", entry.strip().replace("\\", "/"))
     folder = text.endswith("/")
-    parts = [p for p in PurePosixPath(text).parts if p != "."]
+    parts = [p for p in text.split("/") if p and p != "."]
     if not parts or text.startswith("/") or ".." in parts:
         return None
     return "/".join(parts) + ("/" if folder else "")

@@ -262,14 +262,17 @@ def ancestors(g: Graph) -> dict[str, int]:
 
 def write_conflicts(plan: Plan, g: Graph) -> list[tuple[str, str, frozenset[str]]]:
     """Return pairs of tasks that could run at once yet declare overlapping write-sets."""
-    anc = ancestors(g)
-    bit = {n: 1 << i for i, n in enumerate(g.nodes)}
     by_file: dict[str, list[str]] = {}
     for t in plan.tasks:
         for f in t.writes:
             by_file.setdefault(f, []).append(t.id)
+    shared = {f: owners for f, owners in by_file.items() if len(owners) > 1}
+    if not shared:  # the common case: no file has two writers, no ancestry to work out
+        return []
+    anc = ancestors(g)
+    bit = {n: 1 << i for i, n in enumerate(g.nodes)}
     pairs: dict[tuple[str, str], set[str]] = {}
-    for f, owners in by_file.items():
+    for f, owners in shared.items():
         for i, a in enumerate(owners):
             for b in owners[i + 1 :]:
                 ordered = anc[a] & bit[b] or anc[b] & bit[a]

@@ -11,7 +11,7 @@ import contextlib
 import datetime as _dt
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import filelock
@@ -61,6 +61,20 @@ def _inside_root(repo: Path, path: Path) -> Path:
 def task_worktree(repo: Path, plan: str, task: str) -> Path:
     """Return ``.planfleet/worktrees/<plan>/<task>``, checked to stay inside the root."""
     return _inside_root(repo, paths.worktree_path(repo, plan, task))
+
+
+def task_worktrees(repo: Path, plan: str, tasks: Iterable[str]) -> dict[str, Path]:
+    """Return :func:`task_worktree` of every task in ``tasks``, the plan's folder resolved once.
+
+    A task's folder, once :func:`paths.writable` finds it no link, resolves to the resolved
+    plan folder plus its name: inside the root exactly when the plan folder is.
+    """
+    folder = _inside_root(repo, paths.worktrees_root(repo) / check_id(plan, what="plan name"))
+    out = {}
+    for task in tasks:
+        path = folder / check_id(task, what="task id")
+        out[task] = paths.writable(repo, path, create=False)
+    return out
 
 
 def plan_slot(repo: Path, plan: str, name: str) -> Path:

@@ -79,12 +79,16 @@ def render_all(
     return [_apply(edit, dry_run=dry_run) for edit in _edits(repo, plan, state) if _acts(edit)]
 
 
-def files(repo: Path, plan: model.Plan, state: State) -> list[Path]:
-    """Return the files a run of ``plan`` updates in place (the projections' targets)."""
-    return list(dict.fromkeys(e.path for e in _edits(repo, plan, state) if e.error is None))
+def files(repo: Path, plan: model.Plan, state: State, *, reread: bool = True) -> list[Path]:
+    """Return the files a run of ``plan`` updates in place (the projections' targets).
+
+    ``reread=False`` is for a ``plan`` just read from disk: it is not read a second time.
+    """
+    edits = _edits(repo, plan, state, reread=reread)
+    return list(dict.fromkeys(e.path for e in edits if e.error is None))
 
 
-def _edits(repo: Path, plan: model.Plan, state: State) -> Iterator[Edit]:
+def _edits(repo: Path, plan: model.Plan, state: State, *, reread: bool = True) -> Iterator[Edit]:
     """Yield what every projection of ``plan``'s format wants its files to be.
 
     A projection runs only when the next Edit is asked for, so one that edits a file an
@@ -92,7 +96,8 @@ def _edits(repo: Path, plan: model.Plan, state: State) -> Iterator[Edit]:
     """
     ctx = Context(repo=repo, plan=plan, state=state)
     try:
-        ctx.plan = formats.load_plan(_abs(repo, plan.path), repo=repo, format=plan.format)
+        if reread:
+            ctx.plan = formats.load_plan(_abs(repo, plan.path), repo=repo, format=plan.format)
     except PlanfleetError as exc:
         ctx.plan_error = f"the plan cannot be read now, so it was left alone: {exc.render()}"
     for projection in (*PROJECTIONS.get(plan.format, ()), log.execution_log):

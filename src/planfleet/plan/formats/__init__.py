@@ -13,7 +13,7 @@ from typing import Protocol
 
 from planfleet.errors import InputError
 from planfleet.fsutil import exists
-from planfleet.plan import links
+from planfleet.plan import gcpause, links
 from planfleet.plan.model import Plan
 
 # Detection order: the most specific shapes first, the loosest (Superpowers) last.
@@ -125,7 +125,8 @@ def load_plan(path: Path, *, repo: Path, format: str | None = None) -> Plan:
         raise InputError("no such file or folder", file=str(path))
     links.check(path, repo, what="plan")
     reader = get_reader(format) if format else detect(path)
-    return reader.read(path, repo=repo)
+    with gcpause.paused():
+        return reader.read(path, repo=repo)
 
 
 @dataclass(frozen=True)
