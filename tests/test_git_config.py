@@ -121,3 +121,15 @@ def test_landing_sees_a_dirty_file_that_is_renamed_away(tmp_path: Path, user_con
         landing.land(repo, "p")
     assert exc.value.reason == "dirty_checkout"
     assert (repo / "old.py").read_text() == "my uncommitted edit\n"
+
+
+def test_resolve_many_reads_several_names_in_one_process(tmp_path: Path, user_config: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
+    head = git(repo, "rev-parse", "HEAD", "HEAD^{tree}").split()
+    names = ["HEAD^{commit}", "refs/heads/main^{commit}", "HEAD^{tree}", "refs/heads/nope^{commit}"]
+    found = pgit.resolve_many(names, cwd=repo)
+    assert found == {names[0]: head[0], names[1]: head[0], names[2]: head[1], names[3]: None}
+    assert pgit.resolve_many([], cwd=repo) == {}
+    for bad in ("", "-p", "a\nb"):
+        with pytest.raises(ValueError, match="bad revision"):
+            pgit.resolve_many([bad], cwd=repo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -33,6 +34,17 @@ def _registered(repo: Path) -> list[Path]:
     return [Path(line[len("worktree ") :]) for line in listing if line.startswith("worktree ")]
 
 
+def _park(repo: Path, task: str, merged: bool, **kw: int) -> Path | None:
+    """Park ``task``; with ``merged``, as the engine does right after merging its branch."""
+    head = None
+    if merged:
+        head = git(repo, "rev-parse", f"refs/heads/planfleet/p/tasks/{task}").strip()
+    return worktree_pool.park(repo, "p", task, merged=head, **kw)
+
+
+MERGED = pytest.mark.parametrize("merged", [False, True], ids=["asked", "just-merged"])
+
+
 def _spare(repo: Path, plan: str, n: int) -> Path:
     return repo / ".planfleet" / "worktrees" / plan / f"_spare-{n}"
 
@@ -59,7 +71,8 @@ def repo(tmp_path: Path) -> Path:
     return made
 
 
-def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
+@MERGED
+def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path, merged: bool) -> None:
     first = git(repo, "rev-parse", "HEAD").strip()
     a = provision.create_worktree(repo, "p", "a")
     assert a.action == "created"
@@ -69,7 +82,7 @@ def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
     (a.path / "build" / "cache.bin").write_text("cache\n")  # ignored: a build cache
     head_a = _merge(repo, "p", a.path)
 
-    spare = worktree_pool.park(repo, "p", "a")
+    spare = _park(repo, "a", merged)
     assert spare == _spare(repo, "p", 0)
     assert not a.path.exists()
     assert "planfleet/p/tasks/a" not in _branches(repo)
@@ -89,7 +102,7 @@ def test_a_parked_worktree_is_recycled_for_the_next_task(repo: Path) -> None:
     assert b.copied == [".env"]
     assert (b.path / ".env").read_text() == "TOKEN=2\n"
 
-    assert worktree_pool.park(repo, "p", "b") == spare  # b's start is in the integration
+    assert _park(repo, "b", merged) == spare  # b's start is in the integration
     c = provision.create_worktree(repo, "p", "c")  # default base: the integration branch
     assert c.action == "recycled"
     _assert_fresh(c, head_a)
@@ -123,16 +136,17 @@ def _locked(path: Path) -> None:
     git(path, "worktree", "lock", "--reason", "claude session", str(path))
 
 
+@MERGED
 @pytest.mark.parametrize("spoil", [_modified, _untracked, _staged, _detached, _locked])
 def test_a_worktree_that_is_not_clean_is_never_parked(
-    repo: Path, spoil: Callable[[Path], None]
+    repo: Path, spoil: Callable[[Path], None], merged: bool
 ) -> None:
     a = provision.create_worktree(repo, "p", "a")
     commit_file(a.path, "done.txt", "done\n")
     _merge(repo, "p", a.path)
     spoil(a.path)
     before = git(a.path, "status", "--porcelain")
-    assert worktree_pool.park(repo, "p", "a") is None
+    assert _park(repo, "a", merged) is None
     assert a.path.is_dir()
     assert not _spare(repo, "p", 0).exists()
     assert git(a.path, "status", "--porcelain") == before
@@ -154,9 +168,30 @@ def test_unmerged_work_is_never_parked(repo: Path) -> None:
     assert _registered(repo) == [repo, a.path]
 
 
-def test_at_most_keep_spares_the_rest_are_removed(repo: Path) -> None:
+def test_a_branch_that_moved_after_its_merge_is_not_parked(repo: Path) -> None:
+    a = provision.create_worktree(repo, "p", "a")
+    merged = _merge(repo, "p", a.path)
+    work = commit_file(a.path, "late.txt", "not merged\n")
+    assert worktree_pool.park(repo, "p", "a", merged=merged) is None
+    assert git(a.path, "symbolic-ref", "HEAD").strip() == "refs/heads/planfleet/p/tasks/a"
+    assert git(repo, "rev-parse", "refs/heads/planfleet/p/tasks/a").strip() == work
+
+
+def test_a_spare_folder_deleted_by_hand_does_not_stop_parking(repo: Path) -> None:
+    a = provision.create_worktree(repo, "p", "a")
+    _merge(repo, "p", a.path)
+    assert _park(repo, "a", True) == _spare(repo, "p", 0)
+    shutil.rmtree(_spare(repo, "p", 0))  # still registered with git, gone from disk
+    b = provision.create_worktree(repo, "p", "b")
+    assert b.action == "created"
+    assert _park(repo, "b", True) == _spare(repo, "p", 0)
+    assert _registered(repo) == [repo, _spare(repo, "p", 0)]
+
+
+@MERGED
+def test_at_most_keep_spares_the_rest_are_removed(repo: Path, merged: bool) -> None:
     wts = provision.create_worktrees(repo, "p", ["a", "b", "c"])
-    parked = [worktree_pool.park(repo, "p", w.task, keep=2) for w in wts]
+    parked = [_park(repo, w.task, merged, keep=2) for w in wts]
     assert parked == [_spare(repo, "p", 0), _spare(repo, "p", 1), None]
     assert not wts[2].path.exists()
     assert _branches(repo) == {"main", "planfleet/p/integration"}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from planfleet import git, paths
 from planfleet.engine import attemptsave, conflicts, modelcheck, prompts
-from planfleet.errors import PlanfleetError, RefusedError
+from planfleet.errors import CommandError, PlanfleetError, RefusedError
 from planfleet.plan import model
 from planfleet.repo import guards, pool, provision, worktrees
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
@@ -238,6 +238,23 @@ def _session_spend(spec: AttemptSpec) -> float:
         return 0.0
 
 
+def _heads(spec: AttemptSpec, worktree: Path, branch: str) -> tuple[str | None, ...]:
+    """Return the commits of the task branch, the integration branch and the worktree's HEAD.
+
+    One git process (run in the worktree, so that HEAD is its own); a worktree git no
+    longer knows gives no HEAD, and the branches are read from the repository.
+    """
+    refs = [
+        f"{git.branch_ref(b)}^{{commit}}"
+        for b in (branch, worktrees.integration_branch(spec.plan.name))
+    ]
+    try:
+        found = git.resolve_many([*refs, "HEAD^{commit}"], cwd=worktree)
+    except (CommandError, OSError):
+        found = git.resolve_many(refs, cwd=spec.repo)
+    return found[refs[0]], found[refs[1]], found.get("HEAD^{commit}")
+
+
 def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: str) -> None:
     agent = out.agent
     if agent is None:
@@ -269,8 +286,10 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         out.error = {"type": "crash", "step": "agent", "message": agent.message or "not started"}
         out.feedback = _feedback(spec.attempt, out.error, agent.output_tail, "")
         return
-    head = git.rev_parse(git.branch_ref(branch), cwd=spec.repo)
-    clash = conflicts.with_integration(spec.repo, spec.plan.name, head, base) if head else None
+    head, tip, here = _heads(spec, worktree, branch)
+    clash = (
+        conflicts.with_integration(spec.repo, spec.plan.name, head, base, tip=tip) if head else None
+    )
     if clash is not None:  # it could not be merged: no need to run the gates first
         out.error = {"type": "merge_conflict", "step": "conflict", "message": clash[0]}
         out.feedback = clash[1]
@@ -289,6 +308,7 @@ def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: s
         strict_files=spec.strict_files,
         strict_tests=spec.strict_tests,
         head=head,
+        worktree_head=here,
     )
     v.timings = {
         "agent_s": round(agent.duration_s, 3),

@@ -46,13 +46,16 @@ def clash(repo: Path, ours: str, theirs: str) -> Clash:
     return Clash(tuple(res.conflicts))
 
 
-def with_integration(repo: Path, plan: str, head: str, base: str) -> tuple[str, str] | None:
+def with_integration(
+    repo: Path, plan: str, head: str, base: str, *, tip: str | None = None
+) -> tuple[str, str] | None:
     """Return ``(message, feedback)`` when ``head`` no longer merges into the integration tip.
 
     Nothing when the tip is still the attempt's base: only another task's merge can conflict.
+    ``tip``: the integration branch's commit when the caller has just read it.
     """
-    ref = git.branch_ref(worktrees.integration_branch(plan))
-    tip = git.rev_parse(ref, cwd=repo)
+    if tip is None:
+        tip = git.rev_parse(git.branch_ref(worktrees.integration_branch(plan)), cwd=repo)
     if tip is None or tip == base or git.is_ancestor(tip, head, cwd=repo):
         return None
     found = clash(repo, head, tip)

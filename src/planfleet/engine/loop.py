@@ -84,6 +84,7 @@ class Engine:
         self.gates: dict[str, Future[GateOutcome]] = {}
         self.caps: dict[str, float] = {}  # budget reserved by each running attempt
         self.baseline: gates.Baseline | None = None
+        self.start_tip: str | None = None  # the integration tip this engine started from
         self.no_more = False  # fail-fast or budget: dispatch nothing new
         self.no_more_reason = ""
         self.scope = self._scope()
@@ -114,6 +115,7 @@ class Engine:
             refuse_foreign_commands(self.plan, self.repo)  # before any branch is made
             testcmd.require(self.plan, self.tests)
             integ = worktrees.ensure_integration(self.repo, self.plan.name, self.opts.base)
+            self.start_tip = integ
             # Before the state: a baseline that cannot be taken refuses the run unrecorded.
             self.baseline = load_or_take_baseline(
                 self.repo, self.plan, integ, timeout_s=self.opts.timeout_s
@@ -202,7 +204,9 @@ class Engine:
         ref = git.branch_ref(worktrees.integration_branch(self.plan.name))
         with self.store.transaction() as state:
             tip = worktrees.resolve_commit(self.repo, ref)
-            since = self.baseline.commit if self.baseline else None
+            # What the integration branch gained since a known commit is listed once: the
+            # tasks merged meanwhile need no check each.
+            since = self.baseline.commit if self.baseline else self.start_tip
             return recheck_verified(state, self.repo, self.plan.name, tip, since)
 
     def _drain(self) -> None:

@@ -170,7 +170,7 @@ class Recorder:
             # Merged work is on the integration branch: the worktree is parked for the next
             # task (a recycled checkout rewrites only what differs), or removed.
             # (Done here, not in the background: the next task should find the spare.)
-            self._park(tid)
+            self._park(tid, res.head if res.status in ("merged", "already_merged") else None)
         else:
             self._fresh_start(tid)
 
@@ -187,9 +187,9 @@ class Recorder:
                         f"\nYour earlier work is saved on branch {removal.rescue.branch}."
                     )
 
-    def _park(self, tid: str) -> None:
+    def _park(self, tid: str, merged: str | None) -> None:
         with contextlib.suppress(PlanfleetError):
-            if pool.park(self.repo, self.plan.name, tid) is None:
+            if pool.park(self.repo, self.plan.name, tid, merged=merged) is None:
                 guards.remove(self.repo, self.plan.name, tid)
 
 

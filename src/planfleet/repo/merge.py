@@ -188,13 +188,17 @@ def _merge_one(
     """Merge one item onto ``old`` (the integration commit); move the branch only on success."""
     branch = _branch(plan, item)
     res = MergeResult(item.task, branch, "planned", before=old, after=old)
-    head = git.rev_parse(git.branch_ref(branch), cwd=repo)
+    # One git process for both: the branch's commit, and the tree a merge that brings
+    # nothing in leaves (a branch already merged, or squashed before).
+    names = (f"{git.branch_ref(branch)}^{{commit}}", f"{old}^{{tree}}")
+    found = git.resolve_many(names, cwd=repo)
+    head, old_tree = found[names[0]], found[names[1]]
     if head is None:
         res.status = "missing_branch"
         return res
     res.head = head
-    if git.is_ancestor(head, old, cwd=repo):
-        res.status = "already_merged"
+    if head == old or (dry_run and git.is_ancestor(head, old, cwd=repo)):
+        res.status = "already_merged"  # (a real merge finds it out from the tree below)
         return res
     integ_ref = git.branch_ref(worktrees.integration_branch(plan))
     verb = "squash" if strategy == "squash" else "merge"
@@ -222,8 +226,8 @@ def _merge_one(
     tree = write_tree(repo, steps[0], res)
     if tree is None:
         return res
-    if tree == git.out("rev-parse", f"{old}^{{tree}}", cwd=repo):
-        res.status = "already_merged"  # e.g. squashed before: nothing left to bring in
+    if tree == old_tree:
+        res.status = "already_merged"  # its commits are on it, or squashed before
         return res
     res.deleted = _undeclared_deletions(repo, old, tree, item.declared)
     if res.deleted:

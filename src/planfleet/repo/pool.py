@@ -136,20 +136,28 @@ def _free_slot(repo: Path, plan: str, entries: list[git.WorktreeEntry], keep: in
     return None
 
 
-def park(repo: Path, plan: str, task: str, *, keep: int = MAX_SPARES) -> Path | None:
+def park(
+    repo: Path, plan: str, task: str, *, keep: int = MAX_SPARES, merged: str | None = None
+) -> Path | None:
     """Park a merged task's clean worktree as a spare; return its new path.
 
     The task branch is deleted. None when it could not be parked (missing, locked, not on
     its branch, uncommitted changes, commits the integration branch lacks, a git failure):
     the caller then falls back to ``guards.remove``. With ``keep`` spares already, the
     worktree and branch are removed instead (None too).
+
+    ``merged``: the task branch's commit, which the caller has just merged. Then git's list
+    of worktrees and the ancestry are not asked for again: one ``git status`` says that the
+    worktree is clean and on its branch at that commit.
     """
     repo = repo.resolve()
     path = worktrees.task_worktree(repo, plan, task)
     branch = worktrees.task_branch(plan, task)
-    integ = git.branch_ref(worktrees.integration_branch(plan))
     if not path.is_dir():
         return None
+    if merged is not None:
+        return _park_merged(repo, plan, path, branch, merged, keep)
+    integ = git.branch_ref(worktrees.integration_branch(plan))
     try:
         with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
             entries = git.worktree_list(repo)
@@ -180,6 +188,39 @@ def park(repo: Path, plan: str, task: str, *, keep: int = MAX_SPARES) -> Path | 
     except CommandError:
         return None
     return slot
+
+
+def _park_merged(
+    repo: Path, plan: str, path: Path, branch: str, head: str, keep: int
+) -> Path | None:
+    """:func:`park` for a worktree whose branch tip ``head`` was just merged (4 git calls)."""
+    try:
+        with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
+            if _locked(path) or git.branch_status(path) != (branch, head, True):
+                return None  # locked, not on its branch at what was merged, or not clean
+            slot = next((s for n in range(keep) if not (s := _slot(repo, plan, n)).exists()), None)
+            if slot is None:
+                git.git("worktree", "remove", str(path), cwd=repo)
+                git.git("update-ref", "-d", git.branch_ref(branch), head, cwd=repo)
+                return None
+            # Detach first (git refuses HEAD and the branch it names in one transaction),
+            # then drop the branch if it still points at what was merged.
+            git.git("update-ref", "--no-deref", "-m", "planfleet: park", "HEAD", head, cwd=path)
+            git.git("update-ref", "-d", git.branch_ref(branch), head, cwd=repo)
+            move = ("worktree", "move", str(path), str(slot))
+            if not git.git(*move, cwd=repo, check=False).ok:
+                # e.g. a spare folder deleted by hand is still registered: forget it, retry
+                git.git("worktree", "prune", cwd=repo)
+                git.git(*move, cwd=repo)
+    except CommandError:
+        return None
+    return slot
+
+
+def _locked(path: Path) -> bool:
+    """Return True if the worktree at ``path`` is locked (its admin folder's ``locked``)."""
+    adm = worktrees.admin_dir(path)
+    return adm is None or (adm / "locked").exists()
 
 
 def drain(repo: Path, plan: str) -> list[Path]:

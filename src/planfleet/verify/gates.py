@@ -49,6 +49,7 @@ def verify_attempt(
     strict_files: bool = False,
     strict_tests: bool = False,
     head: str | None = None,
+    worktree_head: str | None = None,
 ) -> Verification:
     """Run every gate on the task branch and worktree; return the verdict and its evidence.
 
@@ -56,7 +57,7 @@ def verify_attempt(
     does not declare fails the attempt; otherwise it is reported. ``strict_tests`` (or
     ``defaults.strict_tests``): a new or changed test that passes without the task's code
     fails the attempt (``vacuous_test``); otherwise it is reported. ``head``: the branch's
-    commit when the caller has just read it.
+    commit when the caller has just read it (and ``worktree_head`` the worktree's HEAD).
     """
     dirty = uncommitted_files(worktree)  # before any command of ours can add files
     head = head or git.rev_parse(git.branch_ref(branch), cwd=repo)
@@ -69,7 +70,7 @@ def verify_attempt(
     v.files_deleted = sorted(
         c.old_path or c.path for c in changes if c.status == "D" or c.status == "R"
     )
-    if head and git.rev_parse("HEAD", cwd=worktree) != head:
+    if head and (worktree_head or git.rev_parse("HEAD", cwd=worktree)) != head:
         v.warnings.append(f"the worktree is not at the head of {branch}: it was tested as it is")
     v.gates += [_uncommitted_gate(a), _commit_gate(a)]
     if commits:
