@@ -83,6 +83,9 @@ def main() -> int:
         status = _planfleet(repo, env, "status", "demo")
         print("$ planfleet status demo")
         print(status.stdout + status.stderr)
+        report = _planfleet(repo, env, "report", "demo")
+        print("$ planfleet report demo")
+        print(report.stdout + report.stderr)
         state = json.loads((repo / ".planfleet" / "state" / "demo.json").read_text())
         where = {
             e["task"]: "cloud" if "cloud" in (e["detail"] or "") else "local"
