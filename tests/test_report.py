@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine_support import cli, plan_repo, state_of
+from planfleet.cli import savedflags
 from planfleet.state.store import StateStore
 
 
@@ -115,6 +116,14 @@ def test_the_numbers_match_a_run_whose_times_are_known(ran: Path) -> None:
     text = cli(ran, "report", "p").stdout
     assert "ratio 1.15x" in text
     assert "a attempt 1: missing_artifact" in text
+    # cloud slots (--cloud-parallel) worked beside the local ones: the bound counts them
+    saved = savedflags.path(ran, "p")
+    options = json.loads(saved.read_text())
+    options["cloud_parallel"] = 2
+    saved.write_text(json.dumps(options))
+    data = json.loads(cli(ran, "report", "p", "--json").stdout)["data"]
+    assert data["parallelism"] == 4
+    assert data["lower_bound_s"] == 52  # max(52, 92 / 4)
 
 
 def test_the_svg_has_one_row_per_task_and_a_bar_per_attempt(ran: Path, tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def _handler(ns: argparse.Namespace, out: Out) -> int:
         raise no_run(plan)
     saved = savedflags.load(repo, plan)
     parallel = saved.flags.max_parallel if saved and saved.flags.max_parallel else DEFAULT_PARALLEL
+    if saved:  # the run's cloud slots worked beside the local ones
+        parallel += saved.flags.cloud_parallel
     data = report.build(store.load(), repo, plan, int(parallel))
     if ns.svg is not None:
         target = ns.svg if ns.svg.is_absolute() else Path.cwd() / ns.svg
