@@ -9,7 +9,7 @@ import pytest
 from conftest import git, make_repo
 from planfleet import git as pgit
 from planfleet.errors import RefusedError
-from planfleet.repo import landing, merge, provision
+from planfleet.repo import landing, merge, provision, refs
 from planfleet.repo.merge import MergeItem
 from planfleet.verify import diff, gates
 from test_verify import check, start, task_of
@@ -127,9 +127,9 @@ def test_resolve_many_reads_several_names_in_one_process(tmp_path: Path, user_co
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
     head = git(repo, "rev-parse", "HEAD", "HEAD^{tree}").split()
     names = ["HEAD^{commit}", "refs/heads/main^{commit}", "HEAD^{tree}", "refs/heads/nope^{commit}"]
-    found = pgit.resolve_many(names, cwd=repo)
+    found = refs.resolve_many(names, cwd=repo)
     assert found == {names[0]: head[0], names[1]: head[0], names[2]: head[1], names[3]: None}
-    assert pgit.resolve_many([], cwd=repo) == {}
+    assert refs.resolve_many([], cwd=repo) == {}
     for bad in ("", "-p", "a\nb"):
         with pytest.raises(ValueError, match="bad revision"):
-            pgit.resolve_many([bad], cwd=repo)
+            refs.resolve_many([bad], cwd=repo)

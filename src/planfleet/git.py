@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,26 +139,6 @@ def status_porcelain(cwd: Path, *, untracked: bool = True, each_file: bool = Fal
     return paths
 
 
-def branch_status(cwd: Path) -> tuple[str | None, str | None, bool]:
-    """Return the worktree's branch (None: detached), HEAD's commit and whether it is clean.
-
-    One ``git status --porcelain=v2 --branch`` (untracked files count, ignored ones not).
-    """
-    raw = git("status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal", cwd=cwd)
-    items = [i for i in raw.stdout.split("\0") if i]
-    headers = dict(i[2:].partition(" ")[::2] for i in items if i.startswith("# "))
-    # v2 entries start with 1, 2, u, ? (a rename's old path follows as its own item; either
-    # way there is a change)
-    clean = all(i.startswith("# ") for i in items)
-    branch = headers.get("branch.head")
-    oid = headers.get("branch.oid")
-    return (
-        None if branch in (None, "(detached)") else branch,
-        None if oid in (None, "(initial)") else oid,
-        clean,
-    )
-
-
 def current_branch(cwd: Path) -> str | None:
     """Return the checked-out branch name, or None when HEAD is detached or unborn."""
     result = git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd, check=False)
@@ -169,29 +149,6 @@ def rev_parse(rev: str, *, cwd: Path) -> str | None:
     """Return the commit id ``rev`` names, or None if it names nothing."""
     result = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=cwd, check=False)
     return result.stdout.strip() or None if result.ok else None
-
-
-def resolve_many(revs: Sequence[str], *, cwd: Path) -> dict[str, str | None]:
-    """Return the object id each of ``revs`` names (None: nothing), in one git process.
-
-    Each rev is a name as rev-parse takes it, peeled when asked (``ref^{commit}``,
-    ``commit^{tree}``); ``HEAD`` is the one of the worktree at ``cwd``.
-    """
-    if not revs:
-        return {}
-    for rev in revs:
-        if not rev or "\n" in rev or rev.startswith("-"):
-            raise ValueError(f"bad revision {rev!r}")
-    lines = git(
-        "cat-file",
-        "--batch-check=%(objectname)",
-        cwd=cwd,
-        input_text="".join(f"{r}\n" for r in revs),
-    ).stdout.splitlines()
-    if len(lines) != len(revs):
-        raise CommandError(["git", "cat-file", "--batch-check"], 0, "\n".join(lines), "", str(cwd))
-    # a name that resolves to nothing prints "<name> missing" (or "ambiguous")
-    return {r: (None if " " in line else line) for r, line in zip(revs, lines, strict=True)}
 
 
 def has_commits(cwd: Path) -> bool:

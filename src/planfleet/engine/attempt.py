@@ -18,7 +18,7 @@ from planfleet import git, paths
 from planfleet.engine import attemptsave, conflicts, modelcheck, prompts
 from planfleet.errors import CommandError, PlanfleetError, RefusedError
 from planfleet.plan import model
-from planfleet.repo import guards, pool, provision, worktrees
+from planfleet.repo import guards, pool, provision, refs, worktrees
 from planfleet.runners import AgentRequest, AgentResult, Runner, claude_stream
 from planfleet.verify import gates
 from planfleet.verify.verdict import Gate, Verification
@@ -244,15 +244,15 @@ def _heads(spec: AttemptSpec, worktree: Path, branch: str) -> tuple[str | None, 
     One git process (run in the worktree, so that HEAD is its own); a worktree git no
     longer knows gives no HEAD, and the branches are read from the repository.
     """
-    refs = [
+    names = [
         f"{git.branch_ref(b)}^{{commit}}"
         for b in (branch, worktrees.integration_branch(spec.plan.name))
     ]
     try:
-        found = git.resolve_many([*refs, "HEAD^{commit}"], cwd=worktree)
+        found = refs.resolve_many([*names, "HEAD^{commit}"], cwd=worktree)
     except (CommandError, OSError):
-        found = git.resolve_many(refs, cwd=spec.repo)
-    return found[refs[0]], found[refs[1]], found.get("HEAD^{commit}")
+        found = refs.resolve_many(names, cwd=spec.repo)
+    return found[names[0]], found[names[1]], found.get("HEAD^{commit}")
 
 
 def _judge(spec: AttemptSpec, out: Outcome, worktree: Path, branch: str, base: str) -> None:

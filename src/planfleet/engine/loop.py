@@ -204,8 +204,7 @@ class Engine:
         ref = git.branch_ref(worktrees.integration_branch(self.plan.name))
         with self.store.transaction() as state:
             tip = worktrees.resolve_commit(self.repo, ref)
-            # What the integration branch gained since a known commit is listed once: the
-            # tasks merged meanwhile need no check each.
+            # (the commits gained since a known one are listed once, not checked per task)
             since = self.baseline.commit if self.baseline else self.start_tip
             return recheck_verified(state, self.repo, self.plan.name, tip, since)
 

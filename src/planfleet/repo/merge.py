@@ -18,7 +18,7 @@ from typing import Any
 from planfleet import git, paths, proc
 from planfleet.errors import CommandError, RefusedError, UsageError
 from planfleet.plan.declared import matches
-from planfleet.repo import worktrees
+from planfleet.repo import refs, worktrees
 
 STRATEGIES = ("merge", "squash")
 MAX_HUNKS = 10
@@ -191,7 +191,7 @@ def _merge_one(
     # One git process for both: the branch's commit, and the tree a merge that brings
     # nothing in leaves (a branch already merged, or squashed before).
     names = (f"{git.branch_ref(branch)}^{{commit}}", f"{old}^{{tree}}")
-    found = git.resolve_many(names, cwd=repo)
+    found = refs.resolve_many(names, cwd=repo)
     head, old_tree = found[names[0]], found[names[1]]
     if head is None:
         res.status = "missing_branch"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from planfleet import fsutil, git
 from planfleet.errors import CommandError, RefusedError
-from planfleet.repo import worktrees
+from planfleet.repo import refs, worktrees
 
 SPARE_PREFIX = "_spare-"
 MAX_SPARES = 4
@@ -196,7 +196,7 @@ def _park_merged(
     """:func:`park` for a worktree whose branch tip ``head`` was just merged (4 git calls)."""
     try:
         with worktrees.repo_lock(repo, worktrees.METADATA_LOCK):
-            if _locked(path) or git.branch_status(path) != (branch, head, True):
+            if _locked(path) or refs.branch_status(path) != (branch, head, True):
                 return None  # locked, not on its branch at what was merged, or not clean
             slot = next((s for n in range(keep) if not (s := _slot(repo, plan, n)).exists()), None)
             if slot is None:
