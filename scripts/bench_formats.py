@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,6 +244,18 @@ def timed(repo: Path, argv: list[str], *, wall: bool = False) -> tuple[float, in
     return seconds, code
 
 
+def selection(
+    ap: argparse.ArgumentParser, ns: argparse.Namespace, formats: Iterable[str], ops: Iterable[str]
+) -> tuple[list[int], list[str], list[str]]:
+    """Return the sorted --sizes, the --formats and the --ops asked for (unknown ones: exit 2)."""
+    sizes = sorted(int(s) for s in ns.sizes.split(","))
+    names, chosen = ns.formats.split(","), ns.ops.split(",")
+    unknown = [n for n in names if n not in formats] + [o for o in chosen if o not in ops]
+    if unknown:
+        ap.error(f"unknown format or op: {', '.join(unknown)}")
+    return sizes, names, chosen
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000", help="task counts (default 1000,10000)")
@@ -253,11 +265,7 @@ def main() -> int:
     ap.add_argument("--wall", action="store_true", help="wall-clock seconds, not CPU seconds")
     ap.add_argument("--json", action="store_true", help="also print one JSON line")
     ns = ap.parse_args()
-    sizes = sorted(int(s) for s in ns.sizes.split(","))
-    names, ops = ns.formats.split(","), ns.ops.split(",")
-    unknown = [n for n in names if n not in GENERATORS] + [o for o in ops if o not in OPS]
-    if unknown:
-        ap.error(f"unknown format or op: {', '.join(unknown)}")
+    sizes, names, ops = selection(ap, ns, GENERATORS, OPS)
     rows: list[dict[str, object]] = []
     header = f"{'format':<12} {'op':<9}" + "".join(f"{f'{n} tasks':>14}" for n in sizes)
     clock = "wall-clock" if ns.wall else "CPU"

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_formats import PER_PHASE, Files, make_repo, plan_dir  # noqa: E402
+from bench_formats import PER_PHASE, Files, make_repo, plan_dir, selection  # noqa: E402
 
 LAUNCHER = ROOT / "bin" / "planfleet"
 
@@ -90,11 +90,7 @@ def main() -> int:
     ap.add_argument("--max-ratio", type=float, default=1.2, help="exit 1 above this growth")
     ap.add_argument("--json", action="store_true", help="also print one JSON line")
     ns = ap.parse_args()
-    sizes = sorted(int(s) for s in ns.sizes.split(","))
-    names, ops = ns.formats.split(","), ns.ops.split(",")
-    unknown = [n for n in names if n not in GENERATORS] + [o for o in ops if o not in OPS]
-    if unknown:
-        ap.error(f"unknown format or op: {', '.join(unknown)}")
+    sizes, names, ops = selection(ap, ns, GENERATORS, OPS)
     rows: list[dict[str, object]] = []
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="planfleet-scale-") as tmp:
